@@ -1,0 +1,313 @@
+//! What authentication needs from the database: actors, sessions and API
+//! keys. Secrets are never stored: sessions and keys are kept as SHA-256
+//! hashes of high-entropy random tokens (argon2 is for low-entropy
+//! passwords; for 256-bit tokens a fast hash is as safe and keeps every API
+//! request cheap).
+
+use chrono::{DateTime, Utc};
+use docket_domain::Actor;
+use docket_domain::access::Permissions;
+use docket_domain::ids::new_id;
+use docket_domain::user::UserType;
+use serde::Serialize;
+use tracing::instrument;
+
+use crate::db::Tx;
+use crate::rows::parse_stored;
+use crate::users::require_admin;
+use crate::{Result, Store, StoreError, now};
+
+/// What a password login needs to know about a user.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    pub id: String,
+    pub user_type: UserType,
+    pub is_active: bool,
+    pub password_hash: Option<String>,
+}
+
+/// A live browser session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub actor: Actor,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it by.
+    pub key_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The user behind a login name, active or not.
+    #[instrument(skip_all)]
+    pub async fn login_user(&self, username: &str) -> Result<Option<LoginUser>> {
+        let mut tx = self.pools.read().await?;
+        let row = tx
+            .query("SELECT id, user_type, is_active, password_hash FROM users WHERE username = $1")
+            .bind(username.trim().to_lowercase())
+            .fetch_optional()
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let user_type: String = row.get("user_type")?;
+        Ok(Some(LoginUser {
+            id: row.get("id")?,
+            user_type: parse_stored(&user_type, UserType::parse)?,
+            is_active: row.get("is_active")?,
+            password_hash: row.get("password_hash")?,
+        }))
+    }
+
+    /// The actor for an active user.
+    #[instrument(skip_all)]
+    pub async fn actor(&self, user_id: &str) -> Result<Option<Actor>> {
+        let mut tx = self.pools.read().await?;
+        let actor = load_actor(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(actor)
+    }
+
+    /// The actor an API key acts for, when the key is valid and its user
+    /// active.
+    #[instrument(skip_all)]
+    pub async fn actor_by_api_key(&self, key_hash: &str) -> Result<Option<Actor>> {
+        let mut tx = self.pools.read().await?;
+        let row = tx
+            .query("SELECT user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(key_hash)
+            .fetch_optional()
+            .await?;
+        let actor = match row {
+            Some(row) => load_actor(&mut tx, &row.get::<String>("user_id")?).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(actor)
+    }
+
+    /// The session for a cookie token hash, unless expired or its user
+    /// deactivated.
+    #[instrument(skip_all)]
+    pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
+        let mut tx = self.pools.read().await?;
+        let row = tx
+            .query("SELECT user_id, csrf_token, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(now())
+            .fetch_optional()
+            .await?;
+        let session = match row {
+            Some(row) => load_actor(&mut tx, &row.get::<String>("user_id")?).await?.map(|actor| {
+                Ok::<_, StoreError>(SessionRecord {
+                    actor,
+                    csrf_token: row.get("csrf_token")?,
+                    expires_at: row.get("expires_at")?,
+                })
+            }),
+            None => None,
+        }
+        .transpose()?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    #[instrument(skip_all)]
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        token_hash: &str,
+        csrf_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        // Expired sessions are swept whenever someone logs in.
+        tx.query("DELETE FROM sessions WHERE expires_at <= $1").bind(now()).execute().await?;
+        tx.query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(csrf_token)
+            .bind(now())
+            .bind(expires_at)
+            .execute()
+            .await?;
+        tx.commit().await
+    }
+
+    #[instrument(skip_all)]
+    pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        tx.query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute().await?;
+        tx.commit().await
+    }
+
+    /// Sets a user's own password hash and ends their other sessions.
+    #[instrument(skip_all)]
+    pub async fn change_password(&self, user_id: &str, password_hash: &str, keep_session: Option<&str>) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        tx.query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(password_hash).bind(user_id).execute().await?;
+        tx.query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id)
+            .bind(keep_session.unwrap_or(""))
+            .execute()
+            .await?;
+        tx.commit().await
+    }
+
+    /// Stores a new API key for a user (admins for anyone; others for
+    /// themselves).
+    #[instrument(skip_all)]
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        name: &str,
+        key_prefix: &str,
+        key_hash: &str,
+    ) -> Result<ApiKeyRecord> {
+        if actor.user_id != user_id {
+            require_admin(actor, "create API keys for others")?;
+        }
+        let mut tx = self.pools.write().await?;
+        let record = insert_api_key(&mut tx, user_id, name, key_prefix, key_hash).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Creates an API key for a user found by name (the CLI; no actor).
+    #[instrument(skip_all)]
+    pub async fn create_api_key_for_username(
+        &self,
+        username: &str,
+        name: &str,
+        key_prefix: &str,
+        key_hash: &str,
+    ) -> Result<ApiKeyRecord> {
+        let mut tx = self.pools.write().await?;
+        let row = tx
+            .query("SELECT id FROM users WHERE username = $1")
+            .bind(username.trim().to_lowercase())
+            .fetch_optional()
+            .await?
+            .ok_or_else(|| StoreError::invalid("user", format!("no user named `{username}`")))?;
+        let user_id: String = row.get("id")?;
+        let record = insert_api_key(&mut tx, &user_id, name, key_prefix, key_hash).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// API keys: admins see all, others their own.
+    #[instrument(skip_all)]
+    pub async fn list_api_keys(&self, actor: &Actor) -> Result<Vec<ApiKeyRecord>> {
+        let mut tx = self.pools.read().await?;
+        let sql = "SELECT id, user_id, name, key_prefix, created_at, revoked_at FROM api_keys \
+                   WHERE ($1 OR user_id = $2) ORDER BY created_at DESC";
+        let rows = tx.query(sql).bind(actor.is_admin()).bind(actor.user_id.as_str()).fetch_all().await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyRecord {
+                    id: row.get("id")?,
+                    user_id: row.get("user_id")?,
+                    name: row.get("name")?,
+                    key_prefix: row.get("key_prefix")?,
+                    created_at: row.get("created_at")?,
+                    revoked_at: row.get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes a key: it stops working at once on every node.
+    #[instrument(skip_all)]
+    pub async fn revoke_api_key(&self, actor: &Actor, id: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        let changed = tx
+            .query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND ($3 OR user_id = $4)")
+            .bind(now())
+            .bind(id)
+            .bind(actor.is_admin())
+            .bind(actor.user_id.as_str())
+            .execute()
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await
+    }
+}
+
+async fn insert_api_key(
+    tx: &mut Tx,
+    user_id: &str,
+    name: &str,
+    key_prefix: &str,
+    key_hash: &str,
+) -> Result<ApiKeyRecord> {
+    let record = ApiKeyRecord {
+        id: new_id(),
+        user_id: user_id.to_string(),
+        name: name.to_string(),
+        key_prefix: key_prefix.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    tx.query("INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(record.id.as_str())
+        .bind(user_id)
+        .bind(name)
+        .bind(key_prefix)
+        .bind(key_hash)
+        .bind(record.created_at)
+        .execute()
+        .await?;
+    Ok(record)
+}
+
+/// Loads an active user with their teams and merged role permissions.
+async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
+    let row = tx
+        .query("SELECT id, username, user_type, contact_id FROM users WHERE id = $1 AND is_active = $2")
+        .bind(user_id)
+        .bind(true)
+        .fetch_optional()
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let user_type: String = row.get("user_type")?;
+    let team_ids: Vec<String> = tx
+        .query("SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id")
+        .bind(user_id)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|r| r.get("team_id"))
+        .collect::<Result<_>>()?;
+    let mut permissions = Permissions::default();
+    let roles = tx
+        .query("SELECT r.permissions FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1")
+        .bind(user_id)
+        .fetch_all()
+        .await?;
+    for role in roles {
+        let json: String = role.get("permissions")?;
+        let role: Permissions =
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("role permissions: {e}")))?;
+        permissions = permissions.merge(&role);
+    }
+    Ok(Some(Actor {
+        user_id: row.get("id")?,
+        username: row.get("username")?,
+        user_type: parse_stored(&user_type, UserType::parse)?,
+        team_ids,
+        contact_id: row.get("contact_id")?,
+        permissions,
+    }))
+}

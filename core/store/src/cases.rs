@@ -1,0 +1,568 @@
+//! Cases: create, read, update, delete and list, each with its stream
+//! notes, in one transaction.
+
+use docket_domain::access::{Decision, ListScope};
+use docket_domain::case::{
+    Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, update_note_data,
+};
+use docket_domain::ids::new_id;
+use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
+use docket_domain::note::{Note, NoteType};
+use docket_domain::{Action, Actor, Scope};
+use serde_json::{Value as Json, json};
+use tracing::instrument;
+
+use crate::db::{Row, Sql, Tx};
+use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
+use crate::{Result, Store, StoreError, now};
+
+const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case_type, c.description, \
+     c.account_id, c.contact_id, c.inbound_mailbox_id, c.is_internal, c.assigned_user_id, c.created_at, \
+     c.created_by_id, c.modified_at, c.modified_by_id, c.stream_updated_at, c.version";
+
+impl Store {
+    /// Creates a case: takes the next number, links contacts, teams and
+    /// attachments, and writes the `Create` note.
+    #[instrument(skip_all, fields(actor = %actor.username))]
+    pub async fn create_case(&self, actor: &Actor, draft: CaseDraft) -> Result<Case> {
+        if !actor.may_create(Scope::Case) {
+            return Err(StoreError::Forbidden("you may not create cases".into()));
+        }
+        if actor.is_portal() && draft.is_internal {
+            return Err(StoreError::invalid("is_internal", "portal users cannot create internal cases"));
+        }
+        let mut tx = self.pools.write().await?;
+        check_references(&mut tx, &draft.account_id, &draft.contact_ids, &draft.assigned_user_id, &draft.team_ids)
+            .await?;
+        check_attachments(&mut tx, actor, &draft.attachment_ids, None).await?;
+
+        // The counter row is the lock: concurrent creators queue on it, so
+        // numbers are unique and increase in commit order on both backends.
+        let number: i64 = tx
+            .query("UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value")
+            .fetch_one()
+            .await?
+            .get("value")?;
+        let at = now();
+        let case = Case {
+            id: new_id(),
+            number,
+            name: draft.name,
+            status: draft.status,
+            priority: draft.priority,
+            case_type: draft.case_type,
+            description: draft.description,
+            account_id: draft.account_id,
+            contact_id: draft.contact_id,
+            contact_ids: draft.contact_ids,
+            inbound_mailbox_id: None,
+            is_internal: draft.is_internal,
+            assigned_user_id: draft.assigned_user_id,
+            team_ids: draft.team_ids,
+            attachment_ids: draft.attachment_ids,
+            created_at: at,
+            created_by_id: Some(actor.user_id.clone()),
+            modified_at: at,
+            modified_by_id: Some(actor.user_id.clone()),
+            stream_updated_at: at,
+            version: 1,
+        };
+        tx.query(
+            "INSERT INTO cases (id, number, name, status, priority, case_type, description, account_id, \
+             contact_id, inbound_mailbox_id, is_internal, assigned_user_id, created_at, created_by_id, \
+             modified_at, modified_by_id, stream_updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $13, $14, $13, 1)",
+        )
+        .bind(case.id.as_str())
+        .bind(case.number)
+        .bind(case.name.as_str())
+        .bind(case.status.as_str())
+        .bind(case.priority.as_str())
+        .bind(case.case_type.map(CaseType::as_str))
+        .bind(case.description.as_deref())
+        .bind(case.account_id.as_deref())
+        .bind(case.contact_id.as_deref())
+        .bind(case.inbound_mailbox_id.as_deref())
+        .bind(case.is_internal)
+        .bind(case.assigned_user_id.as_deref())
+        .bind(at)
+        .bind(actor.user_id.as_str())
+        .execute()
+        .await?;
+        write_links(&mut tx, &case).await?;
+        link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
+        let data = json!({
+            "status": case.status,
+            "assigned_user_id": case.assigned_user_id,
+        });
+        insert_note(&mut tx, &case.id, NoteType::Create, data, Some(&actor.user_id)).await?;
+        tx.commit().await?;
+        Ok(case)
+    }
+
+    /// One case, if the actor may read it.
+    #[instrument(skip_all)]
+    pub async fn get_case(&self, actor: &Actor, id: &str) -> Result<Case> {
+        let mut tx = self.pools.read().await?;
+        let case = load_case(&mut tx, "c.id = $1", id, false).await?;
+        tx.commit().await?;
+        readable(actor, case)
+    }
+
+    /// One case by its number, if the actor may read it.
+    #[instrument(skip_all)]
+    pub async fn get_case_by_number(&self, actor: &Actor, number: i64) -> Result<Case> {
+        let mut tx = self.pools.read().await?;
+        let sql = format!("SELECT {CASE_COLUMNS} FROM cases c WHERE c.number = $1");
+        let row = tx.query(&sql).bind(number).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+        let mut cases = vec![case_from_row(&row)?];
+        load_children(&mut tx, &mut cases).await?;
+        tx.commit().await?;
+        readable(actor, cases.remove(0))
+    }
+
+    /// Applies a patch: checks access and version, writes the new values,
+    /// an `Update` note for audited fields and an `Assign` note for a new
+    /// assignee. A patch that changes nothing writes nothing.
+    #[instrument(skip_all, fields(actor = %actor.username))]
+    pub async fn update_case(&self, actor: &Actor, id: &str, patch: &CasePatch) -> Result<Case> {
+        let mut tx = self.pools.write().await?;
+        let current = load_case(&mut tx, "c.id = $1", id, true).await?;
+        match actor.decide(Scope::Case, Action::Edit, &current.ownership()) {
+            Decision::Allow => {}
+            Decision::Forbidden => return Err(StoreError::Forbidden("you may not edit this case".into())),
+            Decision::Hidden => return Err(StoreError::NotFound),
+        }
+        if let Some(expected) = patch.version
+            && expected != current.version
+        {
+            return Err(StoreError::VersionConflict { current: current.version });
+        }
+        if patch.is_internal.is_some() && !actor.is_staff() {
+            return Err(StoreError::Forbidden("portal users cannot change the internal flag".into()));
+        }
+        let applied = patch.apply(&current)?;
+        if !applied.changed {
+            tx.commit().await?;
+            return Ok(current);
+        }
+        let next = applied.case;
+        check_references(&mut tx, &next.account_id, &next.contact_ids, &None, &next.team_ids).await?;
+        if applied.assignee_changed {
+            check_assignee(&mut tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;
+        }
+        check_attachments(&mut tx, actor, &applied.added_attachment_ids, Some(&current.id)).await?;
+
+        let at = now();
+        let stream_bumped = applied.assignee_changed || applied.audited.iter().any(|c| c.field == "status");
+        let stream_updated_at = if stream_bumped { at } else { current.stream_updated_at };
+        let updated = tx
+            .query(
+                "UPDATE cases SET name = $1, status = $2, priority = $3, case_type = $4, description = $5, \
+                 account_id = $6, contact_id = $7, is_internal = $8, assigned_user_id = $9, modified_at = $10, \
+                 modified_by_id = $11, stream_updated_at = $12, version = version + 1 \
+                 WHERE id = $13 AND version = $14",
+            )
+            .bind(next.name.as_str())
+            .bind(next.status.as_str())
+            .bind(next.priority.as_str())
+            .bind(next.case_type.map(CaseType::as_str))
+            .bind(next.description.as_deref())
+            .bind(next.account_id.as_deref())
+            .bind(next.contact_id.as_deref())
+            .bind(next.is_internal)
+            .bind(next.assigned_user_id.as_deref())
+            .bind(at)
+            .bind(actor.user_id.as_str())
+            .bind(stream_updated_at)
+            .bind(current.id.as_str())
+            .bind(current.version)
+            .execute()
+            .await?;
+        if updated != 1 {
+            // Unreachable while the row is locked (PostgreSQL) or the writer
+            // is single (SQLite); kept so a future change cannot lose an update.
+            return Err(StoreError::VersionConflict { current: current.version + 1 });
+        }
+        if next.contact_ids != current.contact_ids {
+            replace_links(&mut tx, "case_contacts", "case_id", "contact_id", &next.id, &next.contact_ids, true)
+                .await?;
+        }
+        if next.team_ids != current.team_ids {
+            replace_links(&mut tx, "case_teams", "case_id", "team_id", &next.id, &next.team_ids, false).await?;
+        }
+        link_attachments(&mut tx, &next.id, &applied.added_attachment_ids).await?;
+        if !applied.audited.is_empty() {
+            insert_note(&mut tx, &next.id, NoteType::Update, update_note_data(&applied.audited), Some(&actor.user_id))
+                .await?;
+        }
+        if applied.assignee_changed {
+            let data = json!({ "assigned_user_id": next.assigned_user_id });
+            insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
+        }
+        tx.commit().await?;
+        Ok(Case {
+            modified_at: at,
+            modified_by_id: Some(actor.user_id.clone()),
+            stream_updated_at,
+            version: current.version + 1,
+            ..next
+        })
+    }
+
+    /// Deletes a case with its notes, links and attachment rows. Returns the
+    /// storage keys of its attachments so the caller can remove the files.
+    #[instrument(skip_all, fields(actor = %actor.username))]
+    pub async fn delete_case(&self, actor: &Actor, id: &str) -> Result<Vec<String>> {
+        let mut tx = self.pools.write().await?;
+        let current = load_case(&mut tx, "c.id = $1", id, true).await?;
+        match actor.decide(Scope::Case, Action::Delete, &current.ownership()) {
+            Decision::Allow => {}
+            Decision::Forbidden => return Err(StoreError::Forbidden("you may not delete this case".into())),
+            Decision::Hidden => return Err(StoreError::NotFound),
+        }
+        let keys: Vec<String> = tx
+            .query("SELECT storage_key FROM attachments WHERE case_id = $1 OR note_id IN (SELECT id FROM notes WHERE case_id = $1)")
+            .bind(id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("storage_key"))
+            .collect::<Result<_>>()?;
+        tx.query("DELETE FROM cases WHERE id = $1").bind(id).execute().await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    /// A page of the cases the actor may read, filtered and sorted.
+    #[instrument(skip_all)]
+    pub async fn list_cases(&self, actor: &Actor, filter: &CaseFilter) -> Result<Page<Case>> {
+        let mut tx = self.pools.read().await?;
+        let mut condition = Sql::new(" WHERE 1 = 1");
+        if !case_scope_condition(&mut condition, &actor.list_scope(Scope::Case)) {
+            tx.commit().await?;
+            return Ok(Page { items: Vec::new(), total: 0 });
+        }
+        case_filter_condition(&mut condition, filter, tx.ilike());
+
+        let count = prefixed("SELECT COUNT(*) AS total FROM cases c", &condition);
+        let total: i64 = tx.built(&count).fetch_one().await?.get("total")?;
+
+        let mut select = prefixed(&format!("SELECT {CASE_COLUMNS} FROM cases c"), &condition);
+        let (column, nulls_last) = sort_column(filter.sort.field);
+        let direction = if filter.sort.descending { "DESC" } else { "ASC" };
+        select.push(&format!(" ORDER BY {column} {direction}"));
+        if !nulls_last {
+            // The number breaks ties so that pages never overlap.
+            select.push(&format!(", c.number {direction}"));
+        }
+        page_window(&mut select, filter.window);
+        let mut cases: Vec<Case> =
+            tx.built(&select).fetch_all().await?.iter().map(case_from_row).collect::<Result<_>>()?;
+        load_children(&mut tx, &mut cases).await?;
+        tx.commit().await?;
+        Ok(Page { items: cases, total })
+    }
+
+    /// The stream of a case, newest first; internal notes only for staff.
+    #[instrument(skip_all)]
+    pub async fn case_stream(&self, actor: &Actor, case_id: &str, window: Window) -> Result<Page<Note>> {
+        let mut tx = self.pools.read().await?;
+        let case = readable(actor, load_case(&mut tx, "c.id = $1", case_id, false).await?)?;
+        let visibility = if actor.is_staff() { "" } else { " AND is_internal = $2" };
+        let count_sql = format!("SELECT COUNT(*) AS total FROM notes WHERE case_id = $1{visibility}");
+        let mut count = tx.query(&count_sql).bind(case.id.as_str());
+        if !actor.is_staff() {
+            count = count.bind(false);
+        }
+        let total: i64 = count.fetch_one().await?.get("total")?;
+        let mut select = Sql::new(
+            "SELECT id, case_id, note_type, post, data, is_internal, author_id, created_at FROM notes WHERE case_id = ",
+        );
+        select.value(case.id.as_str());
+        if !actor.is_staff() {
+            select.push(" AND is_internal = ").value(false);
+        }
+        select.push(" ORDER BY created_at DESC, id DESC");
+        page_window(&mut select, window);
+        let rows = tx.built(&select).fetch_all().await?;
+        let mut notes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            notes.push(note_from_row(row)?);
+        }
+        let ids: Vec<String> = notes.iter().map(|n| n.id.clone()).collect();
+        let mut attachments = load_links(&mut tx, "attachments", "note_id", "id", "created_at", &ids).await?;
+        for note in &mut notes {
+            note.attachment_ids = attachments.remove(&note.id).unwrap_or_default();
+        }
+        tx.commit().await?;
+        Ok(Page { items: notes, total })
+    }
+}
+
+fn readable(actor: &Actor, case: Case) -> Result<Case> {
+    if actor.allows(Scope::Case, Action::Read, &case.ownership()) { Ok(case) } else { Err(StoreError::NotFound) }
+}
+
+/// `prefix` (which has no placeholders) followed by a condition; the
+/// condition's placeholders keep their numbers.
+pub(crate) fn prefixed(prefix: &str, condition: &Sql) -> Sql {
+    Sql { text: format!("{prefix}{}", condition.text), values: condition.values.clone() }
+}
+
+pub(crate) fn page_window(sql: &mut Sql, window: Window) {
+    sql.push(" LIMIT ").value(window.limit).push(" OFFSET ").value(window.offset);
+}
+
+/// Adds the actor's reach; `false` means the actor sees no cases at all.
+fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
+    match scope {
+        ListScope::All => true,
+        ListScope::Nothing => false,
+        ListScope::Own { user_id } => {
+            sql.push(" AND (c.assigned_user_id = ").value(user_id.as_str());
+            sql.push(" OR c.created_by_id = ").value(user_id.as_str()).push(")");
+            true
+        }
+        ListScope::OwnOrTeams { user_id, team_ids } => {
+            sql.push(" AND (c.assigned_user_id = ").value(user_id.as_str());
+            sql.push(" OR c.created_by_id = ").value(user_id.as_str());
+            if !team_ids.is_empty() {
+                sql.push(" OR EXISTS (SELECT 1 FROM case_teams ct WHERE ct.case_id = c.id AND ct.team_id IN ");
+                sql.list(team_ids).push(")");
+            }
+            sql.push(")");
+            true
+        }
+        ListScope::Portal { user_id, contact_id } => {
+            sql.push(" AND c.is_internal = ").value(false);
+            sql.push(" AND (c.created_by_id = ").value(user_id.as_str());
+            if let Some(contact_id) = contact_id {
+                sql.push(" OR EXISTS (SELECT 1 FROM case_contacts cc WHERE cc.case_id = c.id AND cc.contact_id = ");
+                sql.value(contact_id.as_str()).push(")");
+            }
+            sql.push(")");
+            true
+        }
+    }
+}
+
+fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, ilike: &str) {
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        sql.push(" AND c.status IN ").list(&statuses);
+    }
+    match filter.open {
+        Some(true) => {
+            sql.push(" AND c.status NOT IN ").list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
+        }
+        Some(false) => {
+            sql.push(" AND c.status IN ").list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
+        }
+        None => {}
+    }
+    if !filter.priorities.is_empty() {
+        let priorities: Vec<&str> = filter.priorities.iter().map(|p| p.as_str()).collect();
+        sql.push(" AND c.priority IN ").list(&priorities);
+    }
+    if let Some(case_type) = filter.case_type {
+        sql.push(" AND c.case_type = ").value(case_type.as_str());
+    }
+    if let Some(user_id) = &filter.assigned_user_id {
+        sql.push(" AND c.assigned_user_id = ").value(user_id.as_str());
+    }
+    if let Some(account_id) = &filter.account_id {
+        sql.push(" AND c.account_id = ").value(account_id.as_str());
+    }
+    if let Some(team_id) = &filter.team_id {
+        sql.push(" AND EXISTS (SELECT 1 FROM case_teams ft WHERE ft.case_id = c.id AND ft.team_id = ");
+        sql.value(team_id.as_str()).push(")");
+    }
+    if let Some(contact_id) = &filter.contact_id {
+        sql.push(" AND EXISTS (SELECT 1 FROM case_contacts fc WHERE fc.case_id = c.id AND fc.contact_id = ");
+        sql.value(contact_id.as_str()).push(")");
+    }
+    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let number = q.trim_start_matches('#').trim_start_matches("[#").trim_end_matches(']').parse::<i64>().ok();
+        let pattern = like_pattern(q);
+        sql.push(&format!(" AND (c.name {ilike} ")).value(pattern.as_str()).push(" ESCAPE '\\'");
+        sql.push(&format!(" OR c.description {ilike} ")).value(pattern).push(" ESCAPE '\\'");
+        if let Some(number) = number {
+            sql.push(" OR c.number = ").value(number);
+        }
+        sql.push(")");
+    }
+}
+
+/// The column to order by, and whether it can hold ties.
+fn sort_column(field: CaseSortField) -> (&'static str, bool) {
+    match field {
+        CaseSortField::Number => ("c.number", true),
+        CaseSortField::Name => ("c.name", false),
+        CaseSortField::Status => ("c.status", false),
+        CaseSortField::Priority => (
+            "CASE c.priority WHEN 'Low' THEN 0 WHEN 'Normal' THEN 1 WHEN 'High' THEN 2 ELSE 3 END",
+            false,
+        ),
+        CaseSortField::CreatedAt => ("c.created_at", false),
+        CaseSortField::ModifiedAt => ("c.modified_at", false),
+        CaseSortField::StreamUpdatedAt => ("c.stream_updated_at", false),
+    }
+}
+
+async fn check_references(
+    tx: &mut Tx,
+    account_id: &Option<String>,
+    contact_ids: &[String],
+    assigned_user_id: &Option<String>,
+    team_ids: &[String],
+) -> Result<()> {
+    check_exists(tx, "accounts", "account_id", account_id.as_deref()).await?;
+    check_exist(tx, "contacts", "contact_ids", contact_ids).await?;
+    check_assignee(tx, "assigned_user_id", assigned_user_id.as_deref()).await?;
+    check_exist(tx, "teams", "team_ids", team_ids).await
+}
+
+/// Attachments a case takes must exist, be unlinked (or already this
+/// case's) and have been uploaded by the actor, so nobody can steal a file
+/// by guessing its id.
+async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
+    for id in ids {
+        let row = tx.query("SELECT case_id, note_id, created_by_id FROM attachments WHERE id = $1").bind(id.as_str()).fetch_optional().await?;
+        let Some(row) = row else {
+            return Err(StoreError::invalid("attachment_ids", format!("no such attachment: {id}")));
+        };
+        let linked_case: Option<String> = row.get("case_id")?;
+        let linked_note: Option<String> = row.get("note_id")?;
+        let uploader: Option<String> = row.get("created_by_id")?;
+        let free = linked_case.is_none() && linked_note.is_none();
+        let ours = linked_case.is_some() && linked_case.as_deref() == case_id;
+        let may_take = actor.is_admin() || uploader.as_deref() == Some(actor.user_id.as_str());
+        if !(ours || (free && may_take)) {
+            return Err(StoreError::invalid("attachment_ids", format!("attachment {id} cannot be linked here")));
+        }
+    }
+    Ok(())
+}
+
+async fn link_attachments(tx: &mut Tx, case_id: &str, ids: &[String]) -> Result<()> {
+    for id in ids {
+        tx.query("UPDATE attachments SET case_id = $1 WHERE id = $2").bind(case_id).bind(id.as_str()).execute().await?;
+    }
+    Ok(())
+}
+
+async fn write_links(tx: &mut Tx, case: &Case) -> Result<()> {
+    for (position, contact_id) in case.contact_ids.iter().enumerate() {
+        tx.query("INSERT INTO case_contacts (case_id, contact_id, position) VALUES ($1, $2, $3)")
+            .bind(case.id.as_str())
+            .bind(contact_id.as_str())
+            .bind(position as i64)
+            .execute()
+            .await?;
+    }
+    for team_id in &case.team_ids {
+        tx.query("INSERT INTO case_teams (case_id, team_id) VALUES ($1, $2)")
+            .bind(case.id.as_str())
+            .bind(team_id.as_str())
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_note(
+    tx: &mut Tx,
+    case_id: &str,
+    note_type: NoteType,
+    data: Json,
+    author_id: Option<&str>,
+) -> Result<String> {
+    let id = new_id();
+    let at = now();
+    tx.query(
+        "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $7)",
+    )
+    .bind(id.as_str())
+    .bind(case_id)
+    .bind(note_type.as_str())
+    .bind(data.to_string())
+    .bind(false)
+    .bind(author_id)
+    .bind(at)
+    .execute()
+    .await?;
+    Ok(id)
+}
+
+/// Loads one case with its links; `lock` takes a row lock for an update.
+async fn load_case(tx: &mut Tx, condition: &str, value: &str, lock: bool) -> Result<Case> {
+    if !docket_domain::ids::looks_like_id(value) {
+        return Err(StoreError::NotFound);
+    }
+    let lock = if lock { tx.for_update() } else { "" };
+    let sql = format!("SELECT {CASE_COLUMNS} FROM cases c WHERE {condition}{lock}");
+    let row = tx.query(&sql).bind(value).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+    let mut cases = vec![case_from_row(&row)?];
+    load_children(tx, &mut cases).await?;
+    Ok(cases.remove(0))
+}
+
+async fn load_children(tx: &mut Tx, cases: &mut [Case]) -> Result<()> {
+    let ids: Vec<String> = cases.iter().map(|c| c.id.clone()).collect();
+    let mut contacts = load_links(tx, "case_contacts", "case_id", "contact_id", "position", &ids).await?;
+    let mut teams = load_links(tx, "case_teams", "case_id", "team_id", "team_id", &ids).await?;
+    let mut attachments = load_links(tx, "attachments", "case_id", "id", "created_at", &ids).await?;
+    for case in cases {
+        case.contact_ids = contacts.remove(&case.id).unwrap_or_default();
+        case.team_ids = teams.remove(&case.id).unwrap_or_default();
+        case.attachment_ids = attachments.remove(&case.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+fn case_from_row(row: &Row) -> Result<Case> {
+    let status: String = row.get("status")?;
+    let priority: String = row.get("priority")?;
+    let case_type: Option<String> = row.get("case_type")?;
+    Ok(Case {
+        id: row.get("id")?,
+        number: row.get("number")?,
+        name: row.get("name")?,
+        status: parse_stored(&status, CaseStatus::parse)?,
+        priority: parse_stored(&priority, CasePriority::parse)?,
+        case_type: case_type.map(|t| parse_stored(&t, CaseType::parse)).transpose()?,
+        description: row.get("description")?,
+        account_id: row.get("account_id")?,
+        contact_id: row.get("contact_id")?,
+        contact_ids: Vec::new(),
+        inbound_mailbox_id: row.get("inbound_mailbox_id")?,
+        is_internal: row.get("is_internal")?,
+        assigned_user_id: row.get("assigned_user_id")?,
+        team_ids: Vec::new(),
+        attachment_ids: Vec::new(),
+        created_at: row.get("created_at")?,
+        created_by_id: row.get("created_by_id")?,
+        modified_at: row.get("modified_at")?,
+        modified_by_id: row.get("modified_by_id")?,
+        stream_updated_at: row.get("stream_updated_at")?,
+        version: row.get("version")?,
+    })
+}
+
+fn note_from_row(row: &Row) -> Result<Note> {
+    let note_type: String = row.get("note_type")?;
+    let data: String = row.get("data")?;
+    Ok(Note {
+        id: row.get("id")?,
+        case_id: row.get("case_id")?,
+        note_type: parse_stored(&note_type, NoteType::parse)?,
+        post: row.get("post")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("note data: {e}")))?,
+        is_internal: row.get("is_internal")?,
+        author_id: row.get("author_id")?,
+        attachment_ids: Vec::new(),
+        created_at: row.get("created_at")?,
+    })
+}

@@ -1,0 +1,50 @@
+//! The store's errors: what went wrong, in terms callers can act on.
+
+use docket_domain::ValidationErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such record, or one the actor may not read.
+    #[error("not found")]
+    NotFound,
+    /// The actor may read the record but not do this to it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The record changed since the version the client saw.
+    #[error("the record was changed by someone else; current version is {current}")]
+    VersionConflict { current: i64 },
+    /// A unique value is already taken.
+    #[error("{0}")]
+    Duplicate(String),
+    /// Input that only the database can check (references to records that
+    /// do not exist, for instance).
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value this version cannot read (a bug or a manual edit).
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A single-field validation error.
+    pub fn invalid(field: &str, message: impl Into<String>) -> StoreError {
+        StoreError::Invalid(ValidationErrors::single(field, message))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                StoreError::Duplicate("a record with this value already exists".to_string())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(error.to_string()),
+            _ => StoreError::Database(error),
+        }
+    }
+}

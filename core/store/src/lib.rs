@@ -1,0 +1,70 @@
+//! Docket's storage.
+//!
+//! One implementation of every store method, written once over a small
+//! dialect layer ([`db`]) that speaks to SQLite or PostgreSQL. Each public
+//! method is one transaction, and the methods that change records are the
+//! commands of Docket: they check access with the domain's decisions, write
+//! the rows, the stream notes and everything else the change implies, then
+//! commit. Handlers never see SQL.
+
+mod accounts;
+mod attachments;
+mod auth;
+mod cases;
+mod contacts;
+mod db;
+mod error;
+mod rows;
+mod settings;
+mod teams;
+mod users;
+
+pub use attachments::{AttachmentRecord, NewAttachment};
+pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
+pub use db::{Backend, StoreOptions};
+pub use error::StoreError;
+
+use db::Pools;
+
+/// Result of store methods.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database, shared by every request and worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path` or `postgres://...`),
+    /// creating a SQLite file and its folder when missing, and runs the
+    /// migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
+        let pools = Pools::open(url, options).await?;
+        Ok(Store { pools })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.pools.backend()
+    }
+
+    /// Answers once the database does; for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        let mut tx = self.pools.read().await?;
+        tx.query("SELECT 1").execute().await?;
+        tx.commit().await
+    }
+
+    /// Waits for open connections to finish and closes them; SQLite
+    /// checkpoints its write-ahead log on the last close.
+    pub async fn close(&self) {
+        self.pools.close().await;
+    }
+}
+
+/// The current time, cut to microseconds: PostgreSQL keeps no more, and
+/// both backends must give back exactly what was stored.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
