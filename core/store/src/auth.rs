@@ -311,3 +311,23 @@ async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
         permissions,
     }))
 }
+
+impl Store {
+    /// The oldest active admin, acting for the CLI and demo loader (which
+    /// run without a logged-in user).
+    #[instrument(skip_all)]
+    pub async fn first_admin(&self) -> Result<Option<Actor>> {
+        let mut tx = self.pools.read().await?;
+        let row = tx
+            .query("SELECT id FROM users WHERE user_type = 'admin' AND is_active = $1 ORDER BY created_at, id LIMIT 1")
+            .bind(true)
+            .fetch_optional()
+            .await?;
+        let actor = match row {
+            Some(row) => load_actor(&mut tx, &row.get::<String>("id")?).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(actor)
+    }
+}
