@@ -1,1 +1,12 @@
+//! End-to-end API tests: each starts the real `docket` binary on SQLite
+//! and on PostgreSQL and talks HTTP to it.
 
+mod support;
+
+mod access;
+mod attachments;
+mod auth;
+mod bad_input;
+mod cases;
+mod operations;
+mod records;

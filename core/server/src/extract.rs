@@ -1,7 +1,6 @@
 //! Request extractors: the authenticated actor, JSON bodies with precise
 //! errors, and query strings.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
@@ -91,23 +90,47 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// naming the field (unknown fields included); too large is a 413.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !content_type.starts_with("application/json") {
             return Err(ApiError::UnsupportedMediaType("expected a JSON body (Content-Type: application/json)".into()));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge("the request body is too large".into())
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {rejection}"))
-            }
-        })?;
+        let bytes = read_limited(request, state.config.max_json_bytes).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Reads a body of at most `limit` bytes. A larger one is read on (and
+/// dropped) up to a bound before answering 413, so that clients still
+/// sending get the answer instead of a reset connection.
+async fn read_limited(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let too_large = || ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"));
+    let drain_bound = limit.saturating_mul(8).max(8 * 1024 * 1024);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > drain_bound) {
+        return Err(too_large());
+    }
+    let mut stream = request.into_body().into_data_stream();
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            body.extend_from_slice(&chunk);
+        } else if seen > drain_bound {
+            break;
+        }
+    }
+    if seen > limit { Err(too_large()) } else { Ok(body) }
 }
 
 /// Parses JSON into `T`, turning serde's errors into the contract's.
@@ -133,13 +156,11 @@ fn field_error(path: &str, message: &str) -> ApiError {
     // serde's messages end in " at line L column C"; the field says where.
     let message = message.split(" at line ").next().unwrap_or(message).to_string();
     let quoted = message.split('`').nth(1).map(str::to_string);
-    let (field, text) = if message.starts_with("unknown field") {
-        let name = quoted.unwrap_or_default();
-        let field = if path == "." { name } else { format!("{path}.{name}") };
-        (field, message)
-    } else if message.starts_with("missing field") {
-        let name = quoted.unwrap_or_default();
-        let field = if path == "." { name } else { format!("{path}.{name}") };
+    // For unknown fields the path already ends in the field's name; for
+    // missing ones it names the enclosing object.
+    let (field, text) = if message.starts_with("missing field") {
+        let name = message.split('`').nth(1).unwrap_or_default();
+        let field = if path == "." { name.to_string() } else { format!("{path}.{name}") };
         (field, "required".to_string())
     } else if path == "." {
         ("body".to_string(), message)
@@ -150,9 +171,15 @@ fn field_error(path: &str, message: &str) -> ApiError {
 }
 
 /// The pairs of a query string, in order (keys may repeat).
+/// NUL characters are refused: no filter means anything by them, and
+/// PostgreSQL rejects them in text.
 pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
+    if let Some((key, _)) = pairs.iter().find(|(key, value)| key.contains('\0') || value.contains('\0')) {
+        return Err(ApiError::field(key, "must not contain NUL characters"));
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]

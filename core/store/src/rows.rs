@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use docket_domain::ids::looks_like_id;
+
 use crate::db::{Sql, Tx};
 use crate::{Result, StoreError};
 
@@ -70,8 +72,15 @@ pub(crate) async fn check_exist(tx: &mut Tx, table: &str, field: &str, ids: &[St
     if ids.is_empty() {
         return Ok(());
     }
+    // Strings that cannot be ids are missing without asking the database
+    // (PostgreSQL refuses some, such as text with NUL characters).
+    let candidates: Vec<String> = ids.iter().filter(|id| looks_like_id(id)).cloned().collect();
     let mut sql = Sql::new(&format!("SELECT id FROM {table} WHERE id IN "));
-    sql.list(ids);
+    if candidates.is_empty() {
+        sql.push("(NULL)");
+    } else {
+        sql.list(&candidates);
+    }
     let found: Vec<String> =
         tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
     let missing: Vec<&str> = ids.iter().filter(|id| !found.contains(id)).map(String::as_str).collect();
@@ -95,6 +104,9 @@ pub(crate) async fn check_assignee(tx: &mut Tx, field: &str, user_id: Option<&st
     let Some(user_id) = user_id else {
         return Ok(());
     };
+    if !looks_like_id(user_id) {
+        return Err(StoreError::invalid(field, format!("no such user: {user_id}")));
+    }
     let row = tx
         .query("SELECT user_type, is_active FROM users WHERE id = $1")
         .bind(user_id)

@@ -47,7 +47,7 @@ async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<KeyLi
 
 async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewKey>) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || name.chars().count() > 100 || name.contains('\0') {
         return Err(ApiError::field("name", "required, at most 100 characters"));
     }
     let user_id = new.user_id.unwrap_or_else(|| auth.actor.user_id.clone());

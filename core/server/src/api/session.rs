@@ -48,6 +48,9 @@ async fn login(
     ApiJson(login): ApiJson<Login>,
 ) -> ApiResult<Response> {
     let address = peer.ip().to_string();
+    if login.username.contains('\0') || login.username.len() > 256 {
+        return Err(ApiError::Unauthorized("invalid username or password".into()));
+    }
     if let Err(wait) = state.login_limiter.check(&address, &login.username) {
         return Err(ApiError::RateLimited {
             message: format!("too many failed logins; try again in {} minutes", wait.div_ceil(60)),
