@@ -13,10 +13,22 @@ async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     let (_, team_a) = server.post("/api/v1/teams", &admin, json!({"name": "A"})).await;
     let (_, team_b) = server.post("/api/v1/teams", &admin, json!({"name": "B"})).await;
     let (own_user, own) = server
-        .agent(&site, &admin, "owen", json!({"create": "all", "read": "own", "edit": "own", "delete": "no"}), json!([team_a["id"]]))
+        .agent(
+            &site,
+            &admin,
+            "owen",
+            json!({"create": "all", "read": "own", "edit": "own", "delete": "no"}),
+            json!([team_a["id"]]),
+        )
         .await;
     let (_, team) = server
-        .agent(&site, &admin, "tess", json!({"create": "all", "read": "team", "edit": "own", "delete": "no"}), json!([team_a["id"]]))
+        .agent(
+            &site,
+            &admin,
+            "tess",
+            json!({"create": "all", "read": "team", "edit": "own", "delete": "no"}),
+            json!([team_a["id"]]),
+        )
         .await;
 
     let in_a = server.case(&admin, json!({"name": "team A case", "team_ids": [team_a["id"]]})).await;
@@ -25,8 +37,12 @@ async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     let assigned = server.case(&admin, json!({"name": "assigned to Owen", "assigned_user_id": own_user["id"]})).await;
 
     let names = |body: &serde_json::Value| -> Vec<String> {
-        let mut names: Vec<String> =
-            body["items"].as_array().expect("items").iter().map(|c| c["name"].as_str().expect("name").to_string()).collect();
+        let mut names: Vec<String> = body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name").to_string())
+            .collect();
         names.sort();
         names
     };
@@ -64,9 +80,12 @@ async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     assert_eq!(still["name"], "team A case");
 
     // Users, teams and roles: agents read, only admins write.
-    let (status, _) = server.post("/api/v1/users", &own, json!({"username": "x", "type": "agent", "password": "long-enough"})).await;
+    let (status, _) =
+        server.post("/api/v1/users", &own, json!({"username": "x", "type": "agent", "password": "long-enough"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = server.patch(&format!("/api/v1/users/{}", own_user["id"].as_str().expect("id")), &own, json!({"type": "admin"})).await;
+    let (status, _) = server
+        .patch(&format!("/api/v1/users/{}", own_user["id"].as_str().expect("id")), &own, json!({"type": "admin"}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = server.post("/api/v1/teams", &own, json!({"name": "mine"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -74,20 +93,32 @@ async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, users) = server.get("/api/v1/users", &own).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(users["items"].as_array().expect("items").iter().all(|u| u.get("password_hash").is_none() && u.get("password").is_none()));
+    assert!(
+        users["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|u| u.get("password_hash").is_none() && u.get("password").is_none())
+    );
 }
 
 async fn portal_users_only_reach_their_own_cases(site: Site) {
     let server = site.start(&[]);
     let admin = site.admin_key();
-    let (_, contact) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Customer", "emails": ["c@example.test"]})).await;
+    let (_, contact) =
+        server.post("/api/v1/contacts", &admin, json!({"last_name": "Customer", "emails": ["c@example.test"]})).await;
     let (status, portal_user) = server
-        .post("/api/v1/users", &admin, json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}))
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{portal_user}");
     let portal = site.api_key_for("cust");
     let theirs = server.case(&admin, json!({"name": "their case", "contact_id": contact["id"]})).await;
-    let internal = server.case(&admin, json!({"name": "internal", "contact_id": contact["id"], "is_internal": true})).await;
+    let internal =
+        server.case(&admin, json!({"name": "internal", "contact_id": contact["id"], "is_internal": true})).await;
     server.case(&admin, json!({"name": "someone else's"})).await;
 
     let (_, list) = server.get("/api/v1/cases", &portal).await;
@@ -95,7 +126,9 @@ async fn portal_users_only_reach_their_own_cases(site: Site) {
     assert_eq!(list["items"][0]["id"], theirs["id"]);
     let (status, _) = server.get(&format!("/api/v1/cases/{}", internal["id"].as_str().expect("id")), &portal).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = server.patch(&format!("/api/v1/cases/{}", theirs["id"].as_str().expect("id")), &portal, json!({"name": "x"})).await;
+    let (status, _) = server
+        .patch(&format!("/api/v1/cases/{}", theirs["id"].as_str().expect("id")), &portal, json!({"name": "x"}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, accounts) = server.get("/api/v1/accounts", &portal).await;
     assert_eq!(accounts["total"], 0);

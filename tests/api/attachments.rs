@@ -8,7 +8,13 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::{Site, error_of, files_under, read};
 
-async fn upload(server: &crate::support::Server, key: &str, name: &str, bytes: Vec<u8>, content_type: &str) -> (StatusCode, serde_json::Value) {
+async fn upload(
+    server: &crate::support::Server,
+    key: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+) -> (StatusCode, serde_json::Value) {
     let part = Part::bytes(bytes).file_name(name.to_string()).mime_str(content_type).expect("mime");
     let response = server
         .request(Method::POST, "/api/v1/attachments", key)
@@ -42,7 +48,8 @@ async fn attachments_round_trip_with_access_checks(site: Site) {
     let case = server.case(&admin, json!({"name": "with a file", "attachment_ids": [id]})).await;
     assert_eq!(case["attachment_ids"], json!([id]));
 
-    let response = server.request(Method::GET, &format!("/api/v1/attachments/{id}"), &admin).send().await.expect("send");
+    let response =
+        server.request(Method::GET, &format!("/api/v1/attachments/{id}"), &admin).send().await.expect("send");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/pdf");
     assert!(response.headers()["content-disposition"].to_str().expect("ascii").starts_with("attachment;"));
@@ -72,7 +79,8 @@ async fn attachments_round_trip_with_access_checks(site: Site) {
     assert!(error_of(status, &body, "validation")["fields"]["file"].is_string());
 
     // Deleting the case removes its files.
-    let (status, _) = server.call(Method::DELETE, &format!("/api/v1/cases/{}", case["id"].as_str().expect("id")), &admin, None).await;
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/api/v1/cases/{}", case["id"].as_str().expect("id")), &admin, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(files_under(&site.data_dir.join("attachments")).len(), before - 1);
     let (status, _) = server.get(&format!("/api/v1/attachments/{id}"), &admin).await;

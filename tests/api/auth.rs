@@ -36,7 +36,8 @@ async fn api_keys_sessions_and_csrf(site: Site) {
     let key = site.admin_key();
 
     // No credentials, a bad key: 401 in the contract's shape.
-    let (status, body) = crate::support::read(server.http.get(server.url("/api/v1/cases")).send().await.expect("send")).await;
+    let (status, body) =
+        crate::support::read(server.http.get(server.url("/api/v1/cases")).send().await.expect("send")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     error_of(status, &body, "unauthorized");
     let (status, _) = server.get("/api/v1/cases", "dk_not-a-key").await;
@@ -106,8 +107,12 @@ async fn api_keys_sessions_and_csrf(site: Site) {
     let temporary = created["key"].as_str().expect("key").to_string();
     assert_eq!(server.get("/api/v1/me", &temporary).await.0, StatusCode::OK);
     let (_, keys) = server.get("/api/v1/api-keys", &key).await;
-    assert!(keys["items"].as_array().expect("items").iter().all(|k| k.get("key").is_none() && k.get("key_hash").is_none()));
-    let (status, _) = server.call(Method::DELETE, &format!("/api/v1/api-keys/{}", created["id"].as_str().expect("id")), &key, None).await;
+    assert!(
+        keys["items"].as_array().expect("items").iter().all(|k| k.get("key").is_none() && k.get("key_hash").is_none())
+    );
+    let (status, _) = server
+        .call(Method::DELETE, &format!("/api/v1/api-keys/{}", created["id"].as_str().expect("id")), &key, None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(server.get("/api/v1/me", &temporary).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -115,7 +120,8 @@ async fn api_keys_sessions_and_csrf(site: Site) {
 async fn deactivation_passwords_and_rate_limits(site: Site) {
     let server = site.start(&[]);
     let admin = site.admin_key();
-    let (user, agent_key) = server.agent(&site, &admin, "ann", json!({"create": "all", "read": "all"}), json!([])).await;
+    let (user, agent_key) =
+        server.agent(&site, &admin, "ann", json!({"create": "all", "read": "all"}), json!([])).await;
     let user_path = format!("/api/v1/users/{}", user["id"].as_str().expect("id"));
 
     let (status, cookie, csrf) = login(&server, "ann", "agent-password").await;
@@ -149,7 +155,9 @@ async fn deactivation_passwords_and_rate_limits(site: Site) {
 
     // Admins cannot lock themselves out.
     let (_, me) = server.get("/api/v1/me", &admin).await;
-    let (status, _) = server.patch(&format!("/api/v1/users/{}", me["id"].as_str().expect("id")), &admin, json!({"is_active": false})).await;
+    let (status, _) = server
+        .patch(&format!("/api/v1/users/{}", me["id"].as_str().expect("id")), &admin, json!({"is_active": false}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Repeated failures lock the username for this address with a clear 429.
@@ -182,7 +190,12 @@ async fn preferences_round_trip(site: Site) {
     let (status, body) = server
         .call(Method::PUT, "/api/v1/me/preferences", &key, Some(json!({"auto_follow_entity_types": ["Cases"]})))
         .await;
-    assert!(error_of(status, &body, "validation")["fields"]["auto_follow_entity_types"].as_str().expect("m").contains("Case"));
+    assert!(
+        error_of(status, &body, "validation")["fields"]["auto_follow_entity_types"]
+            .as_str()
+            .expect("m")
+            .contains("Case")
+    );
     assert_eq!(server.get("/api/v1/me/preferences", &key).await.1, wanted, "a refused update changes nothing");
 }
 

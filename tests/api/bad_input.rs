@@ -10,11 +10,7 @@ async fn bad_input_gets_documented_errors(site: Site) {
     let server = site.start(&[]);
     let key = site.admin_key();
     let raw = |body: &'static str| {
-        server
-            .request(Method::POST, "/api/v1/cases", &key)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        server.request(Method::POST, "/api/v1/cases", &key).header("content-type", "application/json").body(body).send()
     };
 
     let (status, body) = crate::support::read(raw("{\"name\": ").await.expect("send")).await;

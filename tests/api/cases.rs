@@ -28,12 +28,14 @@ async fn crud_follows_the_contract(site: Site) {
     assert_eq!(by_number["id"], created["id"]);
 
     // Update with the right version, then a stale one.
-    let (status, updated) =
-        server.patch(&format!("/api/v1/cases/{id}"), &key, json!({"status": "Pending", "type": "Problem", "version": 1})).await;
+    let (status, updated) = server
+        .patch(&format!("/api/v1/cases/{id}"), &key, json!({"status": "Pending", "type": "Problem", "version": 1}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["type"], "Problem");
-    let (status, body) = server.patch(&format!("/api/v1/cases/{id}"), &key, json!({"priority": "Low", "version": 1})).await;
+    let (status, body) =
+        server.patch(&format!("/api/v1/cases/{id}"), &key, json!({"priority": "Low", "version": 1})).await;
     let error = error_of(status, &body, "conflict");
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error["current_version"], 2);
@@ -58,7 +60,8 @@ async fn crud_follows_the_contract(site: Site) {
     // not audited, the type is.
     let (status, stream) = server.get(&format!("/api/v1/cases/{id}/stream"), &key).await;
     assert_eq!(status, StatusCode::OK);
-    let types: Vec<&str> = stream["items"].as_array().expect("items").iter().map(|n| n["type"].as_str().expect("type")).collect();
+    let types: Vec<&str> =
+        stream["items"].as_array().expect("items").iter().map(|n| n["type"].as_str().expect("type")).collect();
     assert_eq!(types, vec!["Update", "Update", "Create"], "{stream}");
     assert_eq!(stream["total"], 3);
     assert_eq!(stream["items"][1]["data"]["attributes"]["became"]["status"], "Pending");
@@ -89,7 +92,8 @@ async fn lists_filter_sort_and_page(site: Site) {
         .agent(&site, &admin, "ann", json!({"create": "all", "read": "all", "edit": "all"}), json!([team["id"]]))
         .await;
     let (_, account) = server.post("/api/v1/accounts", &admin, json!({"name": "Acme"})).await;
-    let (_, contact) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Coyote", "emails": ["wile@acme.test"]})).await;
+    let (_, contact) =
+        server.post("/api/v1/contacts", &admin, json!({"last_name": "Coyote", "emails": ["wile@acme.test"]})).await;
     for i in 1..=12 {
         let mut body = json!({"name": format!("Case {i}"), "priority": if i % 4 == 0 { "Urgent" } else { "Normal" }});
         if i % 2 == 0 {
@@ -131,7 +135,8 @@ async fn lists_filter_sort_and_page(site: Site) {
 
     let (_, page) = server.get("/api/v1/cases?limit=5&offset=5", &key).await;
     assert_eq!(page["total"], 12);
-    let numbers: Vec<i64> = page["items"].as_array().expect("items").iter().map(|c| c["number"].as_i64().expect("n")).collect();
+    let numbers: Vec<i64> =
+        page["items"].as_array().expect("items").iter().map(|c| c["number"].as_i64().expect("n")).collect();
     assert_eq!(numbers, vec![7, 6, 5, 4, 3], "default order is number descending");
     let (_, ascending) = server.get("/api/v1/cases?sort=number&limit=2", &key).await;
     assert_eq!(ascending["items"][0]["number"], 1);

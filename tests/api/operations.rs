@@ -24,7 +24,10 @@ async fn health_metrics_and_headers(site: Site) {
     let text = server.http.get(server.url("/metrics")).send().await.expect("send").text().await.expect("text");
     assert!(text.contains("docket_up{backend="), "{text}");
     assert!(text.contains("docket_cases_created_total 1"), "{text}");
-    assert!(text.contains("docket_http_requests_total{method=\"POST\",route=\"/api/v1/cases\",status=\"201\"} 1"), "{text}");
+    assert!(
+        text.contains("docket_http_requests_total{method=\"POST\",route=\"/api/v1/cases\",status=\"201\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("docket_http_request_duration_seconds_bucket{route=\"/api/v1/cases\""), "{text}");
 }
 
@@ -49,9 +52,21 @@ async fn cli_bootstrap_and_demo(site: Site) {
         .unwrap_or_else(|| panic!("no admin password printed: {printed}"))
         .to_string();
     assert!(printed.contains("alice"), "{printed}");
-    let login = server.http.post(server.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": password})).send().await.expect("send");
+    let login = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(login.status(), StatusCode::OK);
-    let demo_login = server.http.post(server.url("/api/v1/auth/login")).json(&json!({"username": "alice", "password": "docket-demo"})).send().await.expect("send");
+    let demo_login = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "alice", "password": "docket-demo"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(demo_login.status(), StatusCode::OK);
     let key = site.admin_key();
     let (_, cases) = server.get("/api/v1/cases", &key).await;
@@ -66,10 +81,17 @@ async fn cli_bootstrap_and_demo(site: Site) {
     assert_eq!(cases["total"], demo_cases);
 
     // `docket user create` makes a user who can log in.
-    let (ok, stdout, stderr) = site.run(&["user", "create", "--username", "dave", "--password", "dave-password", "--name", "Dave"]);
+    let (ok, stdout, stderr) =
+        site.run(&["user", "create", "--username", "dave", "--password", "dave-password", "--name", "Dave"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("dave"), "{stdout}");
-    let login = server.http.post(server.url("/api/v1/auth/login")).json(&json!({"username": "dave", "password": "dave-password"})).send().await.expect("send");
+    let login = server
+        .http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "dave", "password": "dave-password"}))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(login.status(), StatusCode::OK);
     let (ok, _, stderr) = site.run(&["user", "create", "--username", "dave", "--password", "dave-password"]);
     assert!(!ok);
@@ -90,7 +112,12 @@ async fn graceful_shutdown_finishes_requests(site: Site) {
             let key = key.clone();
             let url = format!("{base}/api/v1/cases");
             tokio::spawn(async move {
-                http.post(url).bearer_auth(key).json(&json!({"name": format!("in flight {i}")})).send().await.map(|r| r.status())
+                http.post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"name": format!("in flight {i}")}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
             })
         })
         .collect();
@@ -128,7 +155,8 @@ async fn kill_nine_during_a_burst_leaves_a_consistent_database(site: Site) {
             tokio::spawn(async move {
                 for i in 0..10_000 {
                     attempts.fetch_add(1, Ordering::Relaxed);
-                    let response = http.post(&url).bearer_auth(&key).json(&json!({"name": format!("burst {i}")})).send().await;
+                    let response =
+                        http.post(&url).bearer_auth(&key).json(&json!({"name": format!("burst {i}")})).send().await;
                     match response {
                         Ok(response) if response.status() == StatusCode::CREATED => {
                             let case: serde_json::Value = match response.json().await {
@@ -165,7 +193,8 @@ async fn kill_nine_during_a_burst_leaves_a_consistent_database(site: Site) {
         }
         for case in items {
             numbers.push(case["number"].as_i64().expect("number"));
-            let (_, stream) = server.get(&format!("/api/v1/cases/{}/stream", case["id"].as_str().expect("id")), &key).await;
+            let (_, stream) =
+                server.get(&format!("/api/v1/cases/{}/stream", case["id"].as_str().expect("id")), &key).await;
             assert_eq!(stream["items"][0]["type"], "Create", "every stored case has its Create note");
         }
         offset += 200;
@@ -182,7 +211,8 @@ async fn kill_nine_during_a_burst_leaves_a_consistent_database(site: Site) {
         let mut conn = sqlx::SqliteConnection::connect(&site.database_url).await.expect("open");
         let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut conn).await.expect("check");
         assert_eq!(check, "ok");
-        let (violations,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pragma_foreign_key_check").fetch_one(&mut conn).await.expect("fk");
+        let (violations,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM pragma_foreign_key_check").fetch_one(&mut conn).await.expect("fk");
         assert_eq!(violations, 0);
     }
 }

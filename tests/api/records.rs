@@ -13,7 +13,11 @@ async fn accounts_contacts_users_and_teams(site: Site) {
 
     // Accounts.
     let (status, account) = server
-        .post("/api/v1/accounts", &key, json!({"name": "Acme", "email": "it@acme.test", "phone": "+1 555", "website": "https://acme.test"}))
+        .post(
+            "/api/v1/accounts",
+            &key,
+            json!({"name": "Acme", "email": "it@acme.test", "phone": "+1 555", "website": "https://acme.test"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{account}");
     let account_path = format!("/api/v1/accounts/{}", account["id"].as_str().expect("id"));
@@ -38,15 +42,19 @@ async fn accounts_contacts_users_and_teams(site: Site) {
     assert_eq!(status, StatusCode::CREATED, "{contact}");
     assert_eq!(contact["name"], "Wile Coyote");
     assert_eq!(contact["emails"], json!(["wile@acme.test", "wile@home.test"]));
-    let (status, body) = server.post("/api/v1/contacts", &key, json!({"last_name": "X", "emails": ["a@b.test", "A@B.test"]})).await;
+    let (status, body) =
+        server.post("/api/v1/contacts", &key, json!({"last_name": "X", "emails": ["a@b.test", "A@B.test"]})).await;
     assert!(error_of(status, &body, "validation")["fields"]["emails"].as_str().expect("m").contains("twice"));
     let (_, by_email) = server.get("/api/v1/contacts?q=home.test", &key).await;
     assert_eq!(by_email["total"], 1);
-    let (_, by_account) = server.get(&format!("/api/v1/contacts?account_id={}", account["id"].as_str().expect("id")), &key).await;
+    let (_, by_account) =
+        server.get(&format!("/api/v1/contacts?account_id={}", account["id"].as_str().expect("id")), &key).await;
     assert_eq!(by_account["total"], 1);
 
     // A case links both; deleting the account unlinks, never deletes, cases.
-    let case = server.case(&key, json!({"name": "Anvil fell", "account_id": account["id"], "contact_ids": [contact["id"]]})).await;
+    let case = server
+        .case(&key, json!({"name": "Anvil fell", "account_id": account["id"], "contact_ids": [contact["id"]]}))
+        .await;
     assert_eq!(case["contact_id"], contact["id"]);
     let (status, _) = server.call(Method::DELETE, &account_path, &key, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -61,12 +69,20 @@ async fn accounts_contacts_users_and_teams(site: Site) {
     assert_eq!(status, StatusCode::CREATED, "{user}");
     assert_eq!(user["username"], "bob");
     assert!(user.get("password").is_none());
-    let (status, body) = server.post("/api/v1/users", &key, json!({"username": "bob", "type": "agent", "password": "bob-password"})).await;
+    let (status, body) = server
+        .post("/api/v1/users", &key, json!({"username": "bob", "type": "agent", "password": "bob-password"}))
+        .await;
     assert!(error_of(status, &body, "validation")["fields"]["username"].is_string());
-    let (status, body) = server.post("/api/v1/users", &key, json!({"username": "eve", "type": "superuser", "password": "eve-password"})).await;
+    let (status, body) = server
+        .post("/api/v1/users", &key, json!({"username": "eve", "type": "superuser", "password": "eve-password"}))
+        .await;
     assert!(error_of(status, &body, "validation")["fields"]["type"].as_str().expect("m").contains("portal"));
     let (status, team) = server
-        .post("/api/v1/teams", &key, json!({"name": "Support", "members": [{"user_id": user["id"], "position": "Lead"}]}))
+        .post(
+            "/api/v1/teams",
+            &key,
+            json!({"name": "Support", "members": [{"user_id": user["id"], "position": "Lead"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{team}");
     assert_eq!(team["members"], json!([{"user_id": user["id"], "position": "Lead"}]));

@@ -165,7 +165,14 @@ impl Server {
 
     /// Creates an agent with a role of the given case levels and returns
     /// (user, api key).
-    pub async fn agent(&self, site: &Site, admin: &str, username: &str, case_levels: Value, team_ids: Value) -> (Value, String) {
+    pub async fn agent(
+        &self,
+        site: &Site,
+        admin: &str,
+        username: &str,
+        case_levels: Value,
+        team_ids: Value,
+    ) -> (Value, String) {
         let permissions = json!({
             "case": case_levels,
             "account": {"create": "all", "read": "all", "edit": "all", "delete": "no"},
@@ -173,7 +180,9 @@ impl Server {
             "user": {"read": "all"},
             "team": {"read": "all"},
         });
-        let (status, role) = self.post("/api/v1/roles", admin, json!({"name": format!("role {username}"), "permissions": permissions})).await;
+        let (status, role) = self
+            .post("/api/v1/roles", admin, json!({"name": format!("role {username}"), "permissions": permissions}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{role}");
         let (status, user) = self
             .post(

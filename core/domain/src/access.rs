@@ -213,12 +213,20 @@ pub enum ListScope {
     All,
     /// Records assigned to or created by the user, or linked to one of the
     /// teams.
-    OwnOrTeams { user_id: String, team_ids: Vec<String> },
+    OwnOrTeams {
+        user_id: String,
+        team_ids: Vec<String>,
+    },
     /// Records assigned to or created by the user.
-    Own { user_id: String },
+    Own {
+        user_id: String,
+    },
     /// Portal users: non-internal records created by them or linked to
     /// their contact.
-    Portal { user_id: String, contact_id: Option<String> },
+    Portal {
+        user_id: String,
+        contact_id: Option<String>,
+    },
     Nothing,
 }
 

@@ -69,7 +69,8 @@ pub enum CasePriority {
 }
 
 impl CasePriority {
-    pub const ALL: [CasePriority; 4] = [CasePriority::Low, CasePriority::Normal, CasePriority::High, CasePriority::Urgent];
+    pub const ALL: [CasePriority; 4] =
+        [CasePriority::Low, CasePriority::Normal, CasePriority::High, CasePriority::Urgent];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -307,11 +308,9 @@ impl CasePatch {
         if let Some(Some(description)) = &self.description {
             optional_text(&mut errors, "description", description, DESCRIPTION_MAX);
         }
-        for (field, ids) in [
-            ("contact_ids", &self.contact_ids),
-            ("team_ids", &self.team_ids),
-            ("attachment_ids", &self.attachment_ids),
-        ] {
+        for (field, ids) in
+            [("contact_ids", &self.contact_ids), ("team_ids", &self.team_ids), ("attachment_ids", &self.attachment_ids)]
+        {
             if let Some(ids) = ids {
                 id_list(&mut errors, field, ids);
             }
@@ -415,8 +414,7 @@ pub fn audited_changes(old: &Case, new: &Case) -> Vec<FieldChange> {
 pub fn update_note_data(changes: &[FieldChange]) -> Value {
     let fields: Vec<&str> = changes.iter().map(|c| c.field).collect();
     let was: serde_json::Map<String, Value> = changes.iter().map(|c| (c.field.to_string(), c.old.clone())).collect();
-    let became: serde_json::Map<String, Value> =
-        changes.iter().map(|c| (c.field.to_string(), c.new.clone())).collect();
+    let became: serde_json::Map<String, Value> = changes.iter().map(|c| (c.field.to_string(), c.new.clone())).collect();
     json!({ "fields": fields, "attributes": { "was": was, "became": became } })
 }
 
@@ -461,9 +459,10 @@ mod tests {
         assert_eq!(draft.priority, CasePriority::Normal);
         assert_eq!(draft.contact_ids, vec!["k9".to_string()]);
 
-        let first_is_primary = NewCase { name: "x".into(), contact_ids: vec!["a".into(), "b".into()], ..Default::default() }
-            .validate()
-            .expect("valid");
+        let first_is_primary =
+            NewCase { name: "x".into(), contact_ids: vec!["a".into(), "b".into()], ..Default::default() }
+                .validate()
+                .expect("valid");
         assert_eq!(first_is_primary.contact_id.as_deref(), Some("a"));
     }
 

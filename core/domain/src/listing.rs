@@ -26,10 +26,7 @@ pub struct Window {
 impl Window {
     /// Caps the limit to [`MAX_LIMIT`] and clamps negatives.
     pub fn new(limit: Option<i64>, offset: Option<i64>) -> Window {
-        Window {
-            limit: limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
-            offset: offset.unwrap_or(0).max(0),
-        }
+        Window { limit: limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT), offset: offset.unwrap_or(0).max(0) }
     }
 }
 
@@ -77,14 +74,10 @@ pub fn parse_sort<F: Copy>(value: &str, allowed: &[(&'static str, F)]) -> Result
         Some(rest) => (true, rest),
         None => (false, value.strip_prefix('+').unwrap_or(value)),
     };
-    allowed
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, field)| Sort { field: *field, descending })
-        .ok_or_else(|| {
-            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            format!("cannot sort by `{name}`, expected one of: {} (prefix - for descending)", names.join(", "))
-        })
+    allowed.iter().find(|(n, _)| *n == name).map(|(_, field)| Sort { field: *field, descending }).ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+        format!("cannot sort by `{name}`, expected one of: {} (prefix - for descending)", names.join(", "))
+    })
 }
 
 /// The filters of a case list. Empty means no filtering.

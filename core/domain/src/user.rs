@@ -12,12 +12,13 @@ pub const PASSWORD_MIN: usize = 8;
 /// Longest password (argon2 input is bounded to keep hashing cheap to refuse).
 pub const PASSWORD_MAX: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UserType {
     /// Everything, including the admin area; roles do not apply.
     Admin,
     /// Support staff, limited by roles.
+    #[default]
     Agent,
     /// Customers using a portal.
     Portal,
@@ -89,12 +90,6 @@ pub struct NewUser {
     pub contact_id: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
-}
-
-impl Default for UserType {
-    fn default() -> Self {
-        UserType::Agent
-    }
 }
 
 fn yes() -> bool {
@@ -263,7 +258,12 @@ mod tests {
 
     #[test]
     fn portal_users_need_a_contact_and_agents_a_password() {
-        let mut portal = NewUser { username: "c".into(), user_type: UserType::Portal, password: Some("long enough".into()), ..Default::default() };
+        let mut portal = NewUser {
+            username: "c".into(),
+            user_type: UserType::Portal,
+            password: Some("long enough".into()),
+            ..Default::default()
+        };
         assert!(portal.validate().expect_err("no contact").fields.contains_key("contact_id"));
         let mut agent = NewUser { username: "a".into(), user_type: UserType::Agent, ..Default::default() };
         assert_eq!(agent.validate().expect_err("no password").fields["password"], "required");

@@ -23,9 +23,7 @@ impl ValidationErrors {
 
     /// Records a failure; the first message for a field wins.
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.fields
-            .entry(field.to_string())
-            .or_insert_with(|| message.into());
+        self.fields.entry(field.to_string()).or_insert_with(|| message.into());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -38,11 +36,7 @@ impl ValidationErrors {
     }
 
     pub fn summary(&self) -> String {
-        self.fields
-            .iter()
-            .map(|(field, message)| format!("{field}: {message}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.fields.iter().map(|(field, message)| format!("{field}: {message}")).collect::<Vec<_>>().join("; ")
     }
 }
 

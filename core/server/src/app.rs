@@ -67,20 +67,14 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
         Ok(()) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({ "status": "unavailable" })),
-            )
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "unavailable" })))
                 .into_response()
         }
     }
 }
 
 async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.store.backend().name()),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.store.backend().name()))
 }
 
 async fn not_found() -> ApiError {

@@ -68,7 +68,8 @@ impl Config {
     }
 
     fn resolve(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let data_dir = env("DOCKET_DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let data_dir =
+            env("DOCKET_DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         let database_url = env("DOCKET_DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("docket.db").display()));
@@ -76,8 +77,12 @@ impl Config {
             listen: env("DOCKET_LISTEN").or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
             database_url,
             data_dir,
-            max_upload_bytes: parse_env(&env, "DOCKET_MAX_UPLOAD_BYTES")?.or(file.max_upload_bytes).unwrap_or(DEFAULT_MAX_UPLOAD),
-            max_json_bytes: parse_env(&env, "DOCKET_MAX_JSON_BYTES")?.or(file.max_json_bytes).unwrap_or(DEFAULT_MAX_JSON),
+            max_upload_bytes: parse_env(&env, "DOCKET_MAX_UPLOAD_BYTES")?
+                .or(file.max_upload_bytes)
+                .unwrap_or(DEFAULT_MAX_UPLOAD),
+            max_json_bytes: parse_env(&env, "DOCKET_MAX_JSON_BYTES")?
+                .or(file.max_json_bytes)
+                .unwrap_or(DEFAULT_MAX_JSON),
             secure_cookies: parse_env(&env, "DOCKET_SECURE_COOKIES")?.or(file.secure_cookies).unwrap_or(false),
             session_hours: parse_env(&env, "DOCKET_SESSION_HOURS")?.or(file.session_hours).unwrap_or(12),
             admin_password: env("DOCKET_ADMIN_PASSWORD").or(file.admin_password).filter(|p| !p.is_empty()),
@@ -114,8 +119,8 @@ mod tests {
     #[test]
     fn environment_wins_over_file_and_defaults_fill_the_rest() {
         let file = FileConfig { listen: Some("0.0.0.0:1".into()), max_upload_bytes: Some(10), ..Default::default() };
-        let config = Config::resolve(file, |key| (key == "DOCKET_LISTEN").then(|| "127.0.0.1:2".to_string()))
-            .expect("valid");
+        let config =
+            Config::resolve(file, |key| (key == "DOCKET_LISTEN").then(|| "127.0.0.1:2".to_string())).expect("valid");
         assert_eq!(config.listen, "127.0.0.1:2");
         assert_eq!(config.max_upload_bytes, 10);
         assert_eq!(config.database_url, "sqlite://docket-data/docket.db");

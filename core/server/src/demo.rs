@@ -120,8 +120,10 @@ pub async fn load(store: &Store) -> anyhow::Result<()> {
         ("Attachments over 10 MB fail to upload", CaseType::Problem),
         ("SSO login loops back to the start page", CaseType::Incident),
     ];
-    let statuses = [CaseStatus::New, CaseStatus::Assigned, CaseStatus::Pending, CaseStatus::Closed, CaseStatus::Assigned];
-    let priorities = [CasePriority::Normal, CasePriority::High, CasePriority::Low, CasePriority::Urgent, CasePriority::Normal];
+    let statuses =
+        [CaseStatus::New, CaseStatus::Assigned, CaseStatus::Pending, CaseStatus::Closed, CaseStatus::Assigned];
+    let priorities =
+        [CasePriority::Normal, CasePriority::High, CasePriority::Low, CasePriority::Urgent, CasePriority::Normal];
     for i in 0..48 {
         let (subject, case_type) = subjects[i % subjects.len()];
         let (contact, account_id) = &contacts[i % contacts.len()];

@@ -140,9 +140,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-                ApiError::BadRequest(format!("malformed JSON: {inner}"))
-            }
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::BadRequest(format!("malformed JSON: {inner}")),
             serde_json::error::Category::Data => field_error(&path, &inner.to_string()),
         }
     })?;
@@ -155,7 +155,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn field_error(path: &str, message: &str) -> ApiError {
     // serde's messages end in " at line L column C"; the field says where.
     let message = message.split(" at line ").next().unwrap_or(message).to_string();
-    let quoted = message.split('`').nth(1).map(str::to_string);
     // For unknown fields the path already ends in the field's name; for
     // missing ones it names the enclosing object.
     let (field, text) = if message.starts_with("missing field") {
@@ -196,13 +195,13 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let unknown = parse_json::<NewCase>(br#"{"name":"x","nmae":"y"}"#).err().expect("unknown field");
+        let unknown = parse_json::<NewCase>(br#"{"name":"x","nmae":"y"}"#).expect_err("unknown field");
         assert!(fields(unknown)["nmae"].starts_with("unknown field"));
-        let missing = parse_json::<NewCase>(br#"{}"#).err().expect("missing");
+        let missing = parse_json::<NewCase>(br#"{}"#).expect_err("missing");
         assert_eq!(fields(missing)["name"], "required");
-        let bad_enum = parse_json::<NewCase>(br#"{"name":"x","status":"Open"}"#).err().expect("enum");
+        let bad_enum = parse_json::<NewCase>(br#"{"name":"x","status":"Open"}"#).expect_err("enum");
         assert!(fields(bad_enum)["status"].contains("Closed"));
-        let wrong_type = parse_json::<NewCase>(br#"{"name":42}"#).err().expect("type");
+        let wrong_type = parse_json::<NewCase>(br#"{"name":42}"#).expect_err("type");
         assert!(fields(wrong_type).contains_key("name"));
         assert!(matches!(parse_json::<NewCase>(b"{\"name\":"), Err(ApiError::BadRequest(_))));
         assert!(matches!(parse_json::<NewCase>(br#"{"name":"x"} trailing"#), Err(ApiError::BadRequest(_))));

@@ -67,23 +67,40 @@ impl Metrics {
         let _ = writeln!(out, "docket_up{{backend=\"{backend}\"}} 1");
         let _ = writeln!(out, "# HELP docket_uptime_seconds Seconds since start.\n# TYPE docket_uptime_seconds gauge");
         let _ = writeln!(out, "docket_uptime_seconds {}", self.started.elapsed().as_secs_f64());
-        let _ = writeln!(out, "# HELP docket_cases_created_total Cases created by this node.\n# TYPE docket_cases_created_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP docket_cases_created_total Cases created by this node.\n# TYPE docket_cases_created_total counter"
+        );
         let _ = writeln!(out, "docket_cases_created_total {}", self.cases_created.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP docket_http_requests_total HTTP requests by route and status.\n# TYPE docket_http_requests_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP docket_http_requests_total HTTP requests by route and status.\n# TYPE docket_http_requests_total counter"
+        );
         for ((method, route, status), count) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(
                 out,
                 "docket_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
-        let _ = writeln!(out, "# HELP docket_http_request_duration_seconds HTTP latency by route.\n# TYPE docket_http_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP docket_http_request_duration_seconds HTTP latency by route.\n# TYPE docket_http_request_duration_seconds histogram"
+        );
         for (route, histogram) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             for (bound, count) in BUCKETS.iter().zip(histogram.counts) {
-                let _ = writeln!(out, "docket_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "docket_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "docket_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", histogram.total);
+            let _ = writeln!(
+                out,
+                "docket_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                histogram.total
+            );
             let _ = writeln!(out, "docket_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", histogram.sum);
-            let _ = writeln!(out, "docket_http_request_duration_seconds_count{{route=\"{route}\"}} {}", histogram.total);
+            let _ =
+                writeln!(out, "docket_http_request_duration_seconds_count{{route=\"{route}\"}} {}", histogram.total);
         }
         out
     }

@@ -4,8 +4,8 @@
 //! and API keys are 256-bit random values shown once and stored as SHA-256
 //! hashes: unguessable inputs need no slow hash.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};

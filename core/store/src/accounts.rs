@@ -15,7 +15,7 @@ const ACCOUNT_COLUMNS: &str = "a.id, a.name, a.email, a.phone, a.website, a.assi
      a.created_by_id, a.modified_at, a.modified_by_id, a.version";
 
 impl Store {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_account(&self, actor: &Actor, new: &NewAccount) -> Result<Account> {
         if !actor.may_create(Scope::Account) {
             return Err(StoreError::Forbidden("you may not create accounts".into()));
@@ -58,7 +58,7 @@ impl Store {
         Ok(account)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_account(&self, actor: &Actor, id: &str) -> Result<Account> {
         let mut tx = self.pools.read().await?;
         let account = load_account(&mut tx, id, false).await?;
@@ -67,11 +67,12 @@ impl Store {
         Ok(account)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_accounts(&self, actor: &Actor, filter: &SimpleFilter) -> Result<Page<Account>> {
         let mut tx = self.pools.read().await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
-        if !owned_scope_condition(&mut condition, &actor.list_scope(Scope::Account), "a", "account_teams", "account_id") {
+        if !owned_scope_condition(&mut condition, &actor.list_scope(Scope::Account), "a", "account_teams", "account_id")
+        {
             tx.commit().await?;
             return Ok(Page { items: Vec::new(), total: 0 });
         }
@@ -81,8 +82,11 @@ impl Store {
             condition.push(&format!(" AND (a.name {ilike} ")).value(pattern.as_str()).push(" ESCAPE '\\'");
             condition.push(&format!(" OR a.email {ilike} ")).value(pattern).push(" ESCAPE '\\')");
         }
-        let total: i64 =
-            tx.built(&prefixed("SELECT COUNT(*) AS total FROM accounts a", &condition)).fetch_one().await?.get("total")?;
+        let total: i64 = tx
+            .built(&prefixed("SELECT COUNT(*) AS total FROM accounts a", &condition))
+            .fetch_one()
+            .await?
+            .get("total")?;
         let mut select = prefixed(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a"), &condition);
         select.push(" ORDER BY a.name, a.id");
         page_window(&mut select, filter.window);
@@ -97,7 +101,7 @@ impl Store {
         Ok(Page { items: accounts, total })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn update_account(&self, actor: &Actor, id: &str, patch: &AccountPatch) -> Result<Account> {
         let mut tx = self.pools.write().await?;
         let current = load_account(&mut tx, id, true).await?;
@@ -140,7 +144,7 @@ impl Store {
     }
 
     /// Deletes an account; its cases and contacts stay, unlinked.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_account(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.pools.write().await?;
         let current = load_account(&mut tx, id, true).await?;

@@ -3,8 +3,8 @@
 //! its file (a crash between the two leaves only an orphan file).
 
 use chrono::{DateTime, Utc};
-use docket_domain::ids::{looks_like_id, new_id};
 use docket_domain::Actor;
+use docket_domain::ids::{looks_like_id, new_id};
 use serde::Serialize;
 use tracing::instrument;
 
@@ -37,7 +37,7 @@ pub struct AttachmentRecord {
 
 impl Store {
     /// Records an uploaded file, not yet linked to anything.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_attachment(&self, actor: &Actor, new: &NewAttachment) -> Result<AttachmentRecord> {
         let record = AttachmentRecord {
             id: new_id(),
@@ -72,7 +72,7 @@ impl Store {
     /// An attachment the actor may read: one linked to a case they may
     /// read (for portal users, never one on an internal note), or an
     /// unlinked one they uploaded.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_attachment(&self, actor: &Actor, id: &str) -> Result<AttachmentRecord> {
         if !looks_like_id(id) {
             return Err(StoreError::NotFound);
@@ -107,7 +107,7 @@ impl Store {
 
     /// Removes an unlinked attachment (its uploader or an admin); returns
     /// its storage key so the caller can delete the file.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_unlinked_attachment(&self, actor: &Actor, id: &str) -> Result<String> {
         let record = self.get_attachment(actor, id).await?;
         if !actor.is_admin() && record.created_by_id.as_deref() != Some(actor.user_id.as_str()) {

@@ -12,7 +12,7 @@ use docket_domain::user::UserType;
 use serde::Serialize;
 use tracing::instrument;
 
-use crate::db::Tx;
+use crate::db::{Row, Tx};
 use crate::rows::parse_stored;
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
@@ -48,7 +48,7 @@ pub struct ApiKeyRecord {
 
 impl Store {
     /// The user behind a login name, active or not.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn login_user(&self, username: &str) -> Result<Option<LoginUser>> {
         let mut tx = self.pools.read().await?;
         let row = tx
@@ -68,7 +68,7 @@ impl Store {
     }
 
     /// The actor for an active user.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn actor(&self, user_id: &str) -> Result<Option<Actor>> {
         let mut tx = self.pools.read().await?;
         let actor = load_actor(&mut tx, user_id).await?;
@@ -78,27 +78,30 @@ impl Store {
 
     /// The actor an API key acts for, when the key is valid and its user
     /// active.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn actor_by_api_key(&self, key_hash: &str) -> Result<Option<Actor>> {
-        let mut tx = self.pools.read().await?;
-        let row = tx
-            .query("SELECT user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        // Every API request comes through here: no transaction, two reads.
+        let mut conn = self.pools.read_autocommit().await?;
+        let row = conn
+            .query(
+                "SELECT u.id, u.username, u.user_type, u.contact_id FROM api_keys k JOIN users u ON u.id = k.user_id \
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.is_active = $2",
+            )
             .bind(key_hash)
+            .bind(true)
             .fetch_optional()
             .await?;
-        let actor = match row {
-            Some(row) => load_actor(&mut tx, &row.get::<String>("user_id")?).await?,
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(actor)
+        match row {
+            Some(row) => Ok(Some(actor_from_row(&mut conn, &row).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The session for a cookie token hash, unless expired or its user
     /// deactivated.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
-        let mut tx = self.pools.read().await?;
+        let mut tx = self.pools.read_autocommit().await?;
         let row = tx
             .query("SELECT user_id, csrf_token, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(token_hash)
@@ -120,7 +123,7 @@ impl Store {
         Ok(session)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_session(
         &self,
         user_id: &str,
@@ -142,7 +145,7 @@ impl Store {
         tx.commit().await
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let mut tx = self.pools.write().await?;
         tx.query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute().await?;
@@ -150,10 +153,14 @@ impl Store {
     }
 
     /// Sets a user's own password hash and ends their other sessions.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn change_password(&self, user_id: &str, password_hash: &str, keep_session: Option<&str>) -> Result<()> {
         let mut tx = self.pools.write().await?;
-        tx.query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(password_hash).bind(user_id).execute().await?;
+        tx.query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute()
+            .await?;
         tx.query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
             .bind(user_id)
             .bind(keep_session.unwrap_or(""))
@@ -164,7 +171,7 @@ impl Store {
 
     /// Stores a new API key for a user (admins for anyone; others for
     /// themselves).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_api_key(
         &self,
         actor: &Actor,
@@ -183,7 +190,7 @@ impl Store {
     }
 
     /// Creates an API key for a user found by name (the CLI; no actor).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_api_key_for_username(
         &self,
         username: &str,
@@ -205,7 +212,7 @@ impl Store {
     }
 
     /// API keys: admins see all, others their own.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_api_keys(&self, actor: &Actor) -> Result<Vec<ApiKeyRecord>> {
         let mut tx = self.pools.read().await?;
         let sql = "SELECT id, user_id, name, key_prefix, created_at, revoked_at FROM api_keys \
@@ -227,7 +234,7 @@ impl Store {
     }
 
     /// Revokes a key: it stops working at once on every node.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn revoke_api_key(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.pools.write().await?;
         let changed = tx
@@ -260,15 +267,17 @@ async fn insert_api_key(
         created_at: now(),
         revoked_at: None,
     };
-    tx.query("INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(record.id.as_str())
-        .bind(user_id)
-        .bind(name)
-        .bind(key_prefix)
-        .bind(key_hash)
-        .bind(record.created_at)
-        .execute()
-        .await?;
+    tx.query(
+        "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(record.id.as_str())
+    .bind(user_id)
+    .bind(name)
+    .bind(key_prefix)
+    .bind(key_hash)
+    .bind(record.created_at)
+    .execute()
+    .await?;
     Ok(record)
 }
 
@@ -280,42 +289,54 @@ async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
         .bind(true)
         .fetch_optional()
         .await?;
-    let Some(row) = row else { return Ok(None) };
+    match row {
+        Some(row) => Ok(Some(actor_from_row(tx, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Completes an actor from its user row: teams and role permissions in one
+/// query.
+async fn actor_from_row(tx: &mut Tx, row: &Row) -> Result<Actor> {
+    let user_id: String = row.get("id")?;
     let user_type: String = row.get("user_type")?;
-    let team_ids: Vec<String> = tx
-        .query("SELECT team_id FROM team_members WHERE user_id = $1 ORDER BY team_id")
-        .bind(user_id)
-        .fetch_all()
-        .await?
-        .iter()
-        .map(|r| r.get("team_id"))
-        .collect::<Result<_>>()?;
-    let mut permissions = Permissions::default();
-    let roles = tx
-        .query("SELECT r.permissions FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1")
-        .bind(user_id)
+    let links = tx
+        .query(
+            "SELECT 'team' AS kind, team_id AS value FROM team_members WHERE user_id = $1 \
+             UNION ALL SELECT 'role' AS kind, r.permissions AS value FROM roles r \
+             JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1",
+        )
+        .bind(user_id.as_str())
         .fetch_all()
         .await?;
-    for role in roles {
-        let json: String = role.get("permissions")?;
-        let role: Permissions =
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("role permissions: {e}")))?;
-        permissions = permissions.merge(&role);
+    let mut team_ids = Vec::new();
+    let mut permissions = Permissions::default();
+    for link in links {
+        let kind: String = link.get("kind")?;
+        let value: String = link.get("value")?;
+        if kind == "team" {
+            team_ids.push(value);
+        } else {
+            let role: Permissions =
+                serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(format!("role permissions: {e}")))?;
+            permissions = permissions.merge(&role);
+        }
     }
-    Ok(Some(Actor {
-        user_id: row.get("id")?,
+    team_ids.sort();
+    Ok(Actor {
         username: row.get("username")?,
         user_type: parse_stored(&user_type, UserType::parse)?,
         team_ids,
         contact_id: row.get("contact_id")?,
         permissions,
-    }))
+        user_id,
+    })
 }
 
 impl Store {
     /// The oldest active admin, acting for the CLI and demo loader (which
     /// run without a logged-in user).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn first_admin(&self) -> Result<Option<Actor>> {
         let mut tx = self.pools.read().await?;
         let row = tx

@@ -2,9 +2,7 @@
 //! notes, in one transaction.
 
 use docket_domain::access::{Decision, ListScope};
-use docket_domain::case::{
-    Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, update_note_data,
-};
+use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, update_note_data};
 use docket_domain::ids::new_id;
 use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
 use docket_domain::note::{Note, NoteType};
@@ -12,7 +10,7 @@ use docket_domain::{Action, Actor, Scope};
 use serde_json::{Value as Json, json};
 use tracing::instrument;
 
-use crate::db::{Row, Sql, Tx};
+use crate::db::{Backend, Row, Sql, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
 use crate::{Result, Store, StoreError, now};
 
@@ -23,7 +21,7 @@ const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case
 impl Store {
     /// Creates a case: takes the next number, links contacts, teams and
     /// attachments, and writes the `Create` note.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_case(&self, actor: &Actor, draft: CaseDraft) -> Result<Case> {
         if !actor.may_create(Scope::Case) {
             return Err(StoreError::Forbidden("you may not create cases".into()));
@@ -36,17 +34,10 @@ impl Store {
             .await?;
         check_attachments(&mut tx, actor, &draft.attachment_ids, None).await?;
 
-        // The counter row is the lock: concurrent creators queue on it, so
-        // numbers are unique and increase in commit order on both backends.
-        let number: i64 = tx
-            .query("UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value")
-            .fetch_one()
-            .await?
-            .get("value")?;
         let at = now();
-        let case = Case {
+        let mut case = Case {
             id: new_id(),
-            number,
+            number: 0,
             name: draft.name,
             status: draft.status,
             priority: draft.priority,
@@ -67,41 +58,38 @@ impl Store {
             stream_updated_at: at,
             version: 1,
         };
-        tx.query(
-            "INSERT INTO cases (id, number, name, status, priority, case_type, description, account_id, \
-             contact_id, inbound_mailbox_id, is_internal, assigned_user_id, created_at, created_by_id, \
-             modified_at, modified_by_id, stream_updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $13, $14, $13, 1)",
-        )
-        .bind(case.id.as_str())
-        .bind(case.number)
-        .bind(case.name.as_str())
-        .bind(case.status.as_str())
-        .bind(case.priority.as_str())
-        .bind(case.case_type.map(CaseType::as_str))
-        .bind(case.description.as_deref())
-        .bind(case.account_id.as_deref())
-        .bind(case.contact_id.as_deref())
-        .bind(case.inbound_mailbox_id.as_deref())
-        .bind(case.is_internal)
-        .bind(case.assigned_user_id.as_deref())
-        .bind(at)
-        .bind(actor.user_id.as_str())
-        .execute()
-        .await?;
+        let note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id }).to_string();
+        let sql = insert_case_sql(tx.backend());
+        let row = tx
+            .query(&sql)
+            .bind(case.id.as_str())
+            .bind(case.name.as_str())
+            .bind(case.status.as_str())
+            .bind(case.priority.as_str())
+            .bind(case.case_type.map(CaseType::as_str))
+            .bind(case.description.as_deref())
+            .bind(case.account_id.as_deref())
+            .bind(case.contact_id.as_deref())
+            .bind(case.inbound_mailbox_id.as_deref())
+            .bind(case.is_internal)
+            .bind(case.assigned_user_id.as_deref())
+            .bind(at)
+            .bind(actor.user_id.as_str())
+            .bind(new_id())
+            .bind(note_data)
+            .fetch_one()
+            .await?;
+        case.number = row.get("number")?;
+        case.created_at = row.get("created_at")?;
+        (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
         write_links(&mut tx, &case).await?;
         link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
-        let data = json!({
-            "status": case.status,
-            "assigned_user_id": case.assigned_user_id,
-        });
-        insert_note(&mut tx, &case.id, NoteType::Create, data, Some(&actor.user_id)).await?;
         tx.commit().await?;
         Ok(case)
     }
 
     /// One case, if the actor may read it.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_case(&self, actor: &Actor, id: &str) -> Result<Case> {
         let mut tx = self.pools.read().await?;
         let case = load_case(&mut tx, "c.id = $1", id, false).await?;
@@ -110,7 +98,7 @@ impl Store {
     }
 
     /// One case by its number, if the actor may read it.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_case_by_number(&self, actor: &Actor, number: i64) -> Result<Case> {
         let mut tx = self.pools.read().await?;
         let sql = format!("SELECT {CASE_COLUMNS} FROM cases c WHERE c.number = $1");
@@ -124,13 +112,15 @@ impl Store {
     /// Applies a patch: checks access and version, writes the new values,
     /// an `Update` note for audited fields and an `Assign` note for a new
     /// assignee. A patch that changes nothing writes nothing.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn update_case(&self, actor: &Actor, id: &str, patch: &CasePatch) -> Result<Case> {
         let mut tx = self.pools.write().await?;
         let current = load_case(&mut tx, "c.id = $1", id, true).await?;
         match actor.decide(Scope::Case, Action::Edit, &current.ownership()) {
             Decision::Allow => {}
-            Decision::Forbidden => return Err(StoreError::Forbidden("you may not edit this case".into())),
+            Decision::Forbidden => {
+                return Err(StoreError::Forbidden("you may not edit this case".into()));
+            }
             Decision::Hidden => return Err(StoreError::NotFound),
         }
         if let Some(expected) = patch.version
@@ -185,8 +175,7 @@ impl Store {
             return Err(StoreError::VersionConflict { current: current.version + 1 });
         }
         if next.contact_ids != current.contact_ids {
-            replace_links(&mut tx, "case_contacts", "case_id", "contact_id", &next.id, &next.contact_ids, true)
-                .await?;
+            replace_links(&mut tx, "case_contacts", "case_id", "contact_id", &next.id, &next.contact_ids, true).await?;
         }
         if next.team_ids != current.team_ids {
             replace_links(&mut tx, "case_teams", "case_id", "team_id", &next.id, &next.team_ids, false).await?;
@@ -212,13 +201,15 @@ impl Store {
 
     /// Deletes a case with its notes, links and attachment rows. Returns the
     /// storage keys of its attachments so the caller can remove the files.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn delete_case(&self, actor: &Actor, id: &str) -> Result<Vec<String>> {
         let mut tx = self.pools.write().await?;
         let current = load_case(&mut tx, "c.id = $1", id, true).await?;
         match actor.decide(Scope::Case, Action::Delete, &current.ownership()) {
             Decision::Allow => {}
-            Decision::Forbidden => return Err(StoreError::Forbidden("you may not delete this case".into())),
+            Decision::Forbidden => {
+                return Err(StoreError::Forbidden("you may not delete this case".into()));
+            }
             Decision::Hidden => return Err(StoreError::NotFound),
         }
         let keys: Vec<String> = tx
@@ -235,7 +226,7 @@ impl Store {
     }
 
     /// A page of the cases the actor may read, filtered and sorted.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_cases(&self, actor: &Actor, filter: &CaseFilter) -> Result<Page<Case>> {
         let mut tx = self.pools.read().await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
@@ -265,7 +256,7 @@ impl Store {
     }
 
     /// The stream of a case, newest first; internal notes only for staff.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn case_stream(&self, actor: &Actor, case_id: &str, window: Window) -> Result<Page<Note>> {
         let mut tx = self.pools.read().await?;
         let case = readable(actor, load_case(&mut tx, "c.id = $1", case_id, false).await?)?;
@@ -297,6 +288,43 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Page { items: notes, total })
+    }
+}
+
+/// The statement that takes the next case number, inserts the case and its
+/// `Create` note: the hot path of case creation, in one round trip.
+///
+/// The counter row is the lock: concurrent creators queue on it, so numbers
+/// are unique and increase in commit order on both backends. SQLite runs
+/// the three statements as one batch (its single writer makes reading the
+/// counter back race-free); PostgreSQL chains them as data-modifying CTEs
+/// and stamps the time after the counter lock is held, so that on both
+/// backends a later number never has an earlier creation time.
+/// Parameters: $1 id, $2 name, $3 status, $4 priority, $5 type, $6
+/// description, $7 account, $8 contact, $9 mailbox, $10 internal, $11
+/// assignee, $12 time (SQLite), $13 actor, $14 note id, $15 note data.
+fn insert_case_sql(backend: Backend) -> String {
+    const COLUMNS: &str = "id, number, name, status, priority, case_type, description, account_id, contact_id, \
+        inbound_mailbox_id, is_internal, assigned_user_id, created_at, created_by_id, modified_at, modified_by_id, \
+        stream_updated_at, version";
+    const NOTE_COLUMNS: &str = "id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at";
+    match backend {
+        Backend::Sqlite => format!(
+            "UPDATE counters SET value = value + 1 WHERE name = 'case_number'; \
+             INSERT INTO cases ({COLUMNS}) VALUES ($1, (SELECT value FROM counters WHERE name = 'case_number'), \
+             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, $13, $12, 1); \
+             INSERT INTO notes ({NOTE_COLUMNS}) VALUES ($14, $1, 'Create', NULL, $15, FALSE, $13, $12, $12); \
+             SELECT number, created_at FROM cases WHERE id = $1"
+        ),
+        Backend::Postgres => format!(
+            "WITH counter AS (UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value), \
+             stamp AS (SELECT counter.value, clock_timestamp() AS at FROM counter), \
+             created AS (INSERT INTO cases ({COLUMNS}) SELECT $1, stamp.value, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, stamp.at, $13, stamp.at, $13, stamp.at, 1 FROM stamp RETURNING id, number, created_at), \
+             note AS (INSERT INTO notes ({NOTE_COLUMNS}) SELECT $14, created.id, 'Create', NULL, $15, FALSE, $13, \
+             created.created_at, created.created_at FROM created) \
+             SELECT number, created_at FROM created"
+        ),
     }
 }
 
@@ -400,10 +428,9 @@ fn sort_column(field: CaseSortField) -> (&'static str, bool) {
         CaseSortField::Number => ("c.number", true),
         CaseSortField::Name => ("c.name", false),
         CaseSortField::Status => ("c.status", false),
-        CaseSortField::Priority => (
-            "CASE c.priority WHEN 'Low' THEN 0 WHEN 'Normal' THEN 1 WHEN 'High' THEN 2 ELSE 3 END",
-            false,
-        ),
+        CaseSortField::Priority => {
+            ("CASE c.priority WHEN 'Low' THEN 0 WHEN 'Normal' THEN 1 WHEN 'High' THEN 2 ELSE 3 END", false)
+        }
         CaseSortField::CreatedAt => ("c.created_at", false),
         CaseSortField::ModifiedAt => ("c.modified_at", false),
         CaseSortField::StreamUpdatedAt => ("c.stream_updated_at", false),
@@ -428,7 +455,11 @@ async fn check_references(
 /// by guessing its id.
 async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
     for id in ids {
-        let row = tx.query("SELECT case_id, note_id, created_by_id FROM attachments WHERE id = $1").bind(id.as_str()).fetch_optional().await?;
+        let row = tx
+            .query("SELECT case_id, note_id, created_by_id FROM attachments WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional()
+            .await?;
         let Some(row) = row else {
             return Err(StoreError::invalid("attachment_ids", format!("no such attachment: {id}")));
         };

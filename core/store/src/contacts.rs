@@ -15,7 +15,7 @@ const CONTACT_COLUMNS: &str = "k.id, k.first_name, k.last_name, k.phone, k.assig
      k.created_by_id, k.modified_at, k.modified_by_id, k.version";
 
 impl Store {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_contact(&self, actor: &Actor, new: &NewContact) -> Result<Contact> {
         if !actor.may_create(Scope::Contact) {
             return Err(StoreError::Forbidden("you may not create contacts".into()));
@@ -63,7 +63,7 @@ impl Store {
         Ok(contact)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_contact(&self, actor: &Actor, id: &str) -> Result<Contact> {
         let mut tx = self.pools.read().await?;
         let contact = load_contact(&mut tx, id, false).await?;
@@ -73,16 +73,18 @@ impl Store {
     }
 
     /// Contacts the actor may read, by text (name, email) or account.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_contacts(&self, actor: &Actor, filter: &SimpleFilter) -> Result<Page<Contact>> {
         let mut tx = self.pools.read().await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
-        if !owned_scope_condition(&mut condition, &actor.list_scope(Scope::Contact), "k", "contact_teams", "contact_id") {
+        if !owned_scope_condition(&mut condition, &actor.list_scope(Scope::Contact), "k", "contact_teams", "contact_id")
+        {
             tx.commit().await?;
             return Ok(Page { items: Vec::new(), total: 0 });
         }
         if let Some(account_id) = &filter.account_id {
-            condition.push(" AND EXISTS (SELECT 1 FROM contact_accounts ca WHERE ca.contact_id = k.id AND ca.account_id = ");
+            condition
+                .push(" AND EXISTS (SELECT 1 FROM contact_accounts ca WHERE ca.contact_id = k.id AND ca.account_id = ");
             condition.value(account_id.as_str()).push(")");
         }
         if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
@@ -93,8 +95,11 @@ impl Store {
             condition.push(" OR EXISTS (SELECT 1 FROM contact_emails ce WHERE ce.contact_id = k.id AND ce.email ");
             condition.push(&format!("{ilike} ")).value(pattern).push(" ESCAPE '\\'))");
         }
-        let total: i64 =
-            tx.built(&prefixed("SELECT COUNT(*) AS total FROM contacts k", &condition)).fetch_one().await?.get("total")?;
+        let total: i64 = tx
+            .built(&prefixed("SELECT COUNT(*) AS total FROM contacts k", &condition))
+            .fetch_one()
+            .await?
+            .get("total")?;
         let mut select = prefixed(&format!("SELECT {CONTACT_COLUMNS} FROM contacts k"), &condition);
         select.push(" ORDER BY k.last_name, k.first_name, k.id");
         page_window(&mut select, filter.window);
@@ -105,7 +110,7 @@ impl Store {
         Ok(Page { items: contacts, total })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn update_contact(&self, actor: &Actor, id: &str, patch: &ContactPatch) -> Result<Contact> {
         let mut tx = self.pools.write().await?;
         let current = load_contact(&mut tx, id, true).await?;
@@ -145,7 +150,7 @@ impl Store {
         })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_contact(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.pools.write().await?;
         let current = load_contact(&mut tx, id, true).await?;

@@ -15,10 +15,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Decode, Encode, Postgres, Row as _, Sqlite, Type};
 
@@ -102,14 +103,18 @@ impl Pools {
                 StoreError::invalid("database_url", format!("cannot create folder {}: {e}", parent.display()))
             })?;
         }
+        // A SQLite connection cannot drop like a network one, so the pool's
+        // ping before every use would only add a round trip to the worker.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
         SQLITE_MIGRATIONS.run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.clamp(1, 8))
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
@@ -152,6 +157,16 @@ impl Pools {
         })
     }
 
+    /// A reading connection without a transaction, for the hot paths whose
+    /// statements need no common snapshot (authenticating a request): it
+    /// saves the BEGIN and COMMIT round trips.
+    pub(crate) async fn read_autocommit(&self) -> Result<Tx> {
+        Ok(match self {
+            Pools::Sqlite { reader, .. } => Tx::SqliteAutocommit(reader.acquire().await?),
+            Pools::Postgres { pool } => Tx::PostgresAutocommit(pool.acquire().await?),
+        })
+    }
+
     pub(crate) async fn close(&self) {
         match self {
             Pools::Sqlite { writer, reader } => {
@@ -163,18 +178,22 @@ impl Pools {
     }
 }
 
-/// An open transaction on either database. Dropped without `commit`, it
-/// rolls back.
+/// An open transaction on either database (or, for a few reads, a plain
+/// connection). Dropped without `commit`, a transaction rolls back.
 pub(crate) enum Tx {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     Postgres(sqlx::Transaction<'static, Postgres>),
+    SqliteAutocommit(PoolConnection<Sqlite>),
+    PostgresAutocommit(PoolConnection<Postgres>),
 }
 
 impl Tx {
     pub(crate) fn query<'q>(&'q mut self, sql: &'q str) -> Query<'q> {
         match self {
-            Tx::Sqlite(tx) => Query::Sqlite(tx, sqlx::query(sql)),
-            Tx::Postgres(tx) => Query::Postgres(tx, sqlx::query(sql)),
+            Tx::Sqlite(tx) => Query::Sqlite(&mut **tx, sqlx::query(sql)),
+            Tx::Postgres(tx) => Query::Postgres(&mut **tx, sqlx::query(sql)),
+            Tx::SqliteAutocommit(conn) => Query::Sqlite(&mut **conn, sqlx::query(sql)),
+            Tx::PostgresAutocommit(conn) => Query::Postgres(&mut **conn, sqlx::query(sql)),
         }
     }
 
@@ -191,15 +210,23 @@ impl Tx {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
+            Tx::SqliteAutocommit(_) | Tx::PostgresAutocommit(_) => {}
         }
         Ok(())
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) | Tx::SqliteAutocommit(_) => Backend::Sqlite,
+            Tx::Postgres(_) | Tx::PostgresAutocommit(_) => Backend::Postgres,
+        }
     }
 
     /// Case-insensitive `LIKE`: SQLite's `LIKE` already ignores ASCII case.
     pub(crate) fn ilike(&self) -> &'static str {
         match self {
-            Tx::Sqlite(_) => "LIKE",
-            Tx::Postgres(_) => "ILIKE",
+            Tx::Sqlite(_) | Tx::SqliteAutocommit(_) => "LIKE",
+            Tx::Postgres(_) | Tx::PostgresAutocommit(_) => "ILIKE",
         }
     }
 
@@ -208,8 +235,8 @@ impl Tx {
     /// both passing the version check; SQLite has a single writer already.
     pub(crate) fn for_update(&self) -> &'static str {
         match self {
-            Tx::Sqlite(_) => "",
-            Tx::Postgres(_) => " FOR UPDATE",
+            Tx::Sqlite(_) | Tx::SqliteAutocommit(_) => "",
+            Tx::Postgres(_) | Tx::PostgresAutocommit(_) => " FOR UPDATE",
         }
     }
 }
@@ -296,8 +323,8 @@ impl Sql {
 
 /// A statement with its bound values, ready to run in its transaction.
 pub(crate) enum Query<'q> {
-    Sqlite(&'q mut sqlx::Transaction<'static, Sqlite>, sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>),
-    Postgres(&'q mut sqlx::Transaction<'static, Postgres>, sqlx::query::Query<'q, Postgres, PgArguments>),
+    Sqlite(&'q mut SqliteConnection, sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>),
+    Postgres(&'q mut PgConnection, sqlx::query::Query<'q, Postgres, PgArguments>),
 }
 
 impl<'q> Query<'q> {
@@ -324,31 +351,29 @@ impl<'q> Query<'q> {
     /// Runs the statement; returns the number of rows it changed.
     pub(crate) async fn execute(self) -> Result<u64> {
         Ok(match self {
-            Query::Sqlite(tx, query) => query.execute(&mut **tx).await?.rows_affected(),
-            Query::Postgres(tx, query) => query.execute(&mut **tx).await?.rows_affected(),
+            Query::Sqlite(tx, query) => query.execute(&mut *tx).await?.rows_affected(),
+            Query::Postgres(tx, query) => query.execute(&mut *tx).await?.rows_affected(),
         })
     }
 
     pub(crate) async fn fetch_one(self) -> Result<Row> {
         Ok(match self {
-            Query::Sqlite(tx, query) => Row::Sqlite(query.fetch_one(&mut **tx).await?),
-            Query::Postgres(tx, query) => Row::Postgres(query.fetch_one(&mut **tx).await?),
+            Query::Sqlite(tx, query) => Row::Sqlite(query.fetch_one(&mut *tx).await?),
+            Query::Postgres(tx, query) => Row::Postgres(query.fetch_one(&mut *tx).await?),
         })
     }
 
     pub(crate) async fn fetch_optional(self) -> Result<Option<Row>> {
         Ok(match self {
-            Query::Sqlite(tx, query) => query.fetch_optional(&mut **tx).await?.map(Row::Sqlite),
-            Query::Postgres(tx, query) => query.fetch_optional(&mut **tx).await?.map(Row::Postgres),
+            Query::Sqlite(tx, query) => query.fetch_optional(&mut *tx).await?.map(Row::Sqlite),
+            Query::Postgres(tx, query) => query.fetch_optional(&mut *tx).await?.map(Row::Postgres),
         })
     }
 
     pub(crate) async fn fetch_all(self) -> Result<Vec<Row>> {
         Ok(match self {
-            Query::Sqlite(tx, query) => query.fetch_all(&mut **tx).await?.into_iter().map(Row::Sqlite).collect(),
-            Query::Postgres(tx, query) => {
-                query.fetch_all(&mut **tx).await?.into_iter().map(Row::Postgres).collect()
-            }
+            Query::Sqlite(tx, query) => query.fetch_all(&mut *tx).await?.into_iter().map(Row::Sqlite).collect(),
+            Query::Postgres(tx, query) => query.fetch_all(&mut *tx).await?.into_iter().map(Row::Postgres).collect(),
         })
     }
 }

@@ -107,11 +107,7 @@ pub(crate) async fn check_assignee(tx: &mut Tx, field: &str, user_id: Option<&st
     if !looks_like_id(user_id) {
         return Err(StoreError::invalid(field, format!("no such user: {user_id}")));
     }
-    let row = tx
-        .query("SELECT user_type, is_active FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional()
-        .await?;
+    let row = tx.query("SELECT user_type, is_active FROM users WHERE id = $1").bind(user_id).fetch_optional().await?;
     match row {
         None => Err(StoreError::invalid(field, format!("no such user: {user_id}"))),
         Some(row) => {

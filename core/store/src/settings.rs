@@ -5,7 +5,7 @@ use tracing::instrument;
 use crate::{Result, Store};
 
 impl Store {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>> {
         let mut tx = self.pools.read().await?;
         let row = tx.query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional().await?;
@@ -21,7 +21,7 @@ impl Store {
 
     /// Sets a value only if the key is new; returns whether it was set.
     /// Used as a once-only marker (several nodes may try at once).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn set_setting_once(&self, key: &str, value: &serde_json::Value) -> Result<bool> {
         let mut tx = self.pools.write().await?;
         let inserted = tx

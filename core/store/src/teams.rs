@@ -14,7 +14,7 @@ use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
 impl Store {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_team(&self, actor: &Actor, new: &NewTeam) -> Result<Team> {
         require_admin(actor, "manage teams")?;
         validate_team(Some(&new.name), Some(&new.members))?;
@@ -41,7 +41,7 @@ impl Store {
         Ok(team)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_team(&self, actor: &Actor, id: &str) -> Result<Team> {
         let mut tx = self.pools.read().await?;
         let team = load_team(&mut tx, id, false).await?;
@@ -49,7 +49,7 @@ impl Store {
         if visible(actor, &team) { Ok(team) } else { Err(StoreError::NotFound) }
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_teams(&self, actor: &Actor, filter: &SimpleFilter) -> Result<Page<Team>> {
         let mut tx = self.pools.read().await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
@@ -70,10 +70,12 @@ impl Store {
         }
         let total: i64 =
             tx.built(&prefixed("SELECT COUNT(*) AS total FROM teams t", &condition)).fetch_one().await?.get("total")?;
-        let mut select = prefixed("SELECT t.id, t.name, t.created_at, t.modified_at, t.version FROM teams t", &condition);
+        let mut select =
+            prefixed("SELECT t.id, t.name, t.created_at, t.modified_at, t.version FROM teams t", &condition);
         select.push(" ORDER BY t.name");
         page_window(&mut select, filter.window);
-        let mut teams: Vec<Team> = tx.built(&select).fetch_all().await?.iter().map(team_from_row).collect::<Result<_>>()?;
+        let mut teams: Vec<Team> =
+            tx.built(&select).fetch_all().await?.iter().map(team_from_row).collect::<Result<_>>()?;
         for team in &mut teams {
             team.members = load_members(&mut tx, &team.id).await?;
         }
@@ -81,7 +83,7 @@ impl Store {
         Ok(Page { items: teams, total })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn update_team(&self, actor: &Actor, id: &str, patch: &TeamPatch) -> Result<Team> {
         require_admin(actor, "manage teams")?;
         validate_team(patch.name.as_deref(), patch.members.as_deref())?;
@@ -115,7 +117,7 @@ impl Store {
         Ok(Team { name, members, modified_at: at, version: current.version + 1, ..current })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_team(&self, actor: &Actor, id: &str) -> Result<()> {
         require_admin(actor, "manage teams")?;
         let mut tx = self.pools.write().await?;

@@ -23,7 +23,7 @@ pub(crate) fn require_admin(actor: &Actor, what: &str) -> Result<()> {
 
 impl Store {
     /// Creates a user. `password_hash` is already an argon2 hash.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_user(&self, actor: &Actor, new: &NewUser, password_hash: Option<String>) -> Result<User> {
         require_admin(actor, "create users")?;
         let mut tx = self.pools.write().await?;
@@ -32,7 +32,7 @@ impl Store {
         Ok(user)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_user(&self, actor: &Actor, id: &str) -> Result<User> {
         let mut tx = self.pools.read().await?;
         let user = load_user(&mut tx, id, false).await?;
@@ -44,7 +44,7 @@ impl Store {
         }
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_users(&self, actor: &Actor, filter: &SimpleFilter) -> Result<Page<User>> {
         let mut tx = self.pools.read().await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
@@ -53,7 +53,8 @@ impl Store {
             ListScope::OwnOrTeams { user_id, team_ids } => {
                 condition.push(" AND (u.id = ").value(user_id);
                 if !team_ids.is_empty() {
-                    condition.push(" OR EXISTS (SELECT 1 FROM team_members tm WHERE tm.user_id = u.id AND tm.team_id IN ");
+                    condition
+                        .push(" OR EXISTS (SELECT 1 FROM team_members tm WHERE tm.user_id = u.id AND tm.team_id IN ");
                     condition.list(&team_ids).push(")");
                 }
                 condition.push(")");
@@ -76,14 +77,15 @@ impl Store {
         let mut select = prefixed(&format!("SELECT {USER_COLUMNS} FROM users u"), &condition);
         select.push(" ORDER BY u.username");
         page_window(&mut select, filter.window);
-        let mut users: Vec<User> = tx.built(&select).fetch_all().await?.iter().map(user_from_row).collect::<Result<_>>()?;
+        let mut users: Vec<User> =
+            tx.built(&select).fetch_all().await?.iter().map(user_from_row).collect::<Result<_>>()?;
         load_user_links(&mut tx, &mut users).await?;
         tx.commit().await?;
         Ok(Page { items: users, total })
     }
 
     /// Updates a user. Deactivating one ends their sessions.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn update_user(
         &self,
         actor: &Actor,
@@ -171,7 +173,7 @@ impl Store {
     }
 
     /// Deletes a user; their cases stay, unassigned.
-    #[instrument(skip_all, fields(actor = %actor.username))]
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn delete_user(&self, actor: &Actor, id: &str) -> Result<()> {
         require_admin(actor, "delete users")?;
         if id == actor.user_id {
@@ -186,16 +188,17 @@ impl Store {
     }
 
     /// The user's preferences, with defaults for what they never set.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn preferences(&self, actor: &Actor) -> Result<Preferences> {
         let mut tx = self.pools.read().await?;
-        let row = tx.query("SELECT preferences FROM users WHERE id = $1").bind(actor.user_id.as_str()).fetch_one().await?;
+        let row =
+            tx.query("SELECT preferences FROM users WHERE id = $1").bind(actor.user_id.as_str()).fetch_one().await?;
         tx.commit().await?;
         let stored: String = row.get("preferences")?;
         parse_preferences(&stored, actor.user_type)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn set_preferences(&self, actor: &Actor, preferences: &Preferences) -> Result<Preferences> {
         let json = serde_json::to_string(preferences).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pools.write().await?;
@@ -209,7 +212,7 @@ impl Store {
     }
 
     /// Creates a role (admins only).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn create_role(&self, actor: &Actor, new: &NewRole) -> Result<Role> {
         require_admin(actor, "manage roles")?;
         check_role_name(&new.name)?;
@@ -219,7 +222,7 @@ impl Store {
         Ok(role)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn list_roles(&self, actor: &Actor) -> Result<Page<Role>> {
         require_admin(actor, "see roles")?;
         let mut tx = self.pools.read().await?;
@@ -229,7 +232,7 @@ impl Store {
         Ok(Page { total: items.len() as i64, items })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn get_role(&self, actor: &Actor, id: &str) -> Result<Role> {
         require_admin(actor, "see roles")?;
         let mut tx = self.pools.read().await?;
@@ -238,7 +241,7 @@ impl Store {
         role_from_row(&row.ok_or(StoreError::NotFound)?)
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn update_role(&self, actor: &Actor, id: &str, patch: &RolePatch) -> Result<Role> {
         require_admin(actor, "manage roles")?;
         if let Some(name) = &patch.name {
@@ -266,7 +269,7 @@ impl Store {
         Ok(Role { name, permissions, modified_at: at, version: current.version + 1, ..current })
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn delete_role(&self, actor: &Actor, id: &str) -> Result<()> {
         require_admin(actor, "manage roles")?;
         let mut tx = self.pools.write().await?;
@@ -278,7 +281,7 @@ impl Store {
 
     /// On an empty database: creates the `admin` user and the default
     /// "Agent" role, in one transaction. Returns false when users exist.
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     pub async fn bootstrap(&self, admin_password_hash: String) -> Result<bool> {
         let mut tx = self.pools.write().await?;
         let users: i64 = tx.query("SELECT COUNT(*) AS n FROM users").fetch_one().await?.get("n")?;
@@ -308,8 +311,8 @@ impl Store {
 }
 
 pub(crate) fn parse_preferences(stored: &str, user_type: UserType) -> Result<Preferences> {
-    let mut defaults = serde_json::to_value(Preferences::defaults_for(user_type))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut defaults =
+        serde_json::to_value(Preferences::defaults_for(user_type)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let stored: serde_json::Value =
         serde_json::from_str(stored).map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))?;
     if let (Some(defaults), Some(stored)) = (defaults.as_object_mut(), stored.as_object()) {
@@ -337,13 +340,15 @@ async fn insert_role(tx: &mut Tx, name: &str, permissions: &Permissions) -> Resu
         modified_at: at,
         version: 1,
     };
-    tx.query("INSERT INTO roles (id, name, permissions, created_at, modified_at, version) VALUES ($1, $2, $3, $4, $4, 1)")
-        .bind(role.id.as_str())
-        .bind(name)
-        .bind(permissions_json(permissions)?)
-        .bind(at)
-        .execute()
-        .await?;
+    tx.query(
+        "INSERT INTO roles (id, name, permissions, created_at, modified_at, version) VALUES ($1, $2, $3, $4, $4, 1)",
+    )
+    .bind(role.id.as_str())
+    .bind(name)
+    .bind(permissions_json(permissions)?)
+    .bind(at)
+    .execute()
+    .await?;
     Ok(role)
 }
 

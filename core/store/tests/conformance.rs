@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use docket_domain::Actor;
 use docket_domain::access::{ActionLevels, Level, Permissions};
 use docket_domain::account::NewAccount;
 use docket_domain::case::{CasePatch, CasePriority, CaseStatus, NewCase};
@@ -14,7 +15,6 @@ use docket_domain::listing::{CaseFilter, CaseSortField, Sort, Window};
 use docket_domain::note::NoteType;
 use docket_domain::team::{NewTeam, TeamMember};
 use docket_domain::user::{NewRole, NewUser, UserPatch, UserType};
-use docket_domain::Actor;
 use docket_store::{Store, StoreError, StoreOptions};
 
 struct TestDb {
@@ -102,13 +102,13 @@ fn case_levels(read: Level, edit: Level) -> Permissions {
 
 async fn records_round_trip(db: TestDb) {
     let store = &db.store;
-    let team = store
-        .create_team(&db.admin, &NewTeam { name: "Support".into(), members: vec![] })
-        .await
-        .expect("team");
+    let team = store.create_team(&db.admin, &NewTeam { name: "Support".into(), members: vec![] }).await.expect("team");
     let agent = db.agent("ann", Permissions::default_agent(), vec![team.id.clone()]).await;
     let account = store
-        .create_account(&db.admin, &NewAccount { name: "Acme".into(), email: Some("it@acme.test".into()), ..Default::default() })
+        .create_account(
+            &db.admin,
+            &NewAccount { name: "Acme".into(), email: Some("it@acme.test".into()), ..Default::default() },
+        )
         .await
         .expect("account");
     let contact = store
@@ -158,7 +158,12 @@ async fn records_round_trip(db: TestDb) {
     // A reference to a record that does not exist is a validation error
     // and writes nothing.
     let missing = store
-        .create_case(&agent, NewCase { name: "x".into(), account_id: Some("0".repeat(32)), ..Default::default() }.validate().expect("valid"))
+        .create_case(
+            &agent,
+            NewCase { name: "x".into(), account_id: Some("0".repeat(32)), ..Default::default() }
+                .validate()
+                .expect("valid"),
+        )
         .await
         .expect_err("missing account");
     assert!(matches!(missing, StoreError::Invalid(ref e) if e.fields.contains_key("account_id")), "{missing:?}");
@@ -248,14 +253,20 @@ async fn updates_write_audit_notes(db: TestDb) {
     let stream = db.store.case_stream(&db.admin, &case.id, Window::default()).await.expect("stream");
     let types: Vec<NoteType> = stream.items.iter().map(|n| n.note_type).collect();
     assert_eq!(types.len(), 3, "{types:?}");
-    assert!(types.contains(&NoteType::Update) && types.contains(&NoteType::Assign) && types.contains(&NoteType::Create));
+    assert!(
+        types.contains(&NoteType::Update) && types.contains(&NoteType::Assign) && types.contains(&NoteType::Create)
+    );
     let update = stream.items.iter().find(|n| n.note_type == NoteType::Update).expect("update note");
     assert_eq!(update.data["attributes"]["was"]["status"], "New");
     assert_eq!(update.data["attributes"]["became"]["status"], "Assigned");
     assert_eq!(update.data["fields"], serde_json::json!(["status"]));
 
     // A patch that changes nothing writes nothing, not even a version.
-    let same = db.store.update_case(&db.admin, &case.id, &CasePatch { status: Some(CaseStatus::Assigned), ..Default::default() }).await.expect("noop");
+    let same = db
+        .store
+        .update_case(&db.admin, &case.id, &CasePatch { status: Some(CaseStatus::Assigned), ..Default::default() })
+        .await
+        .expect("noop");
     assert_eq!(same.version, updated.version);
 }
 
@@ -266,8 +277,12 @@ async fn access_levels_limit_reads_and_writes(db: TestDb) {
     let team = db.agent("team", case_levels(Level::Team, Level::Own), vec![team_a.id.clone()]).await;
     let none = db.agent("none", case_levels(Level::No, Level::No), vec![]).await;
 
-    let in_a = db.case(&db.admin, NewCase { name: "in A".into(), team_ids: vec![team_a.id.clone()], ..Default::default() }).await;
-    let in_b = db.case(&db.admin, NewCase { name: "in B".into(), team_ids: vec![team_b.id.clone()], ..Default::default() }).await;
+    let in_a = db
+        .case(&db.admin, NewCase { name: "in A".into(), team_ids: vec![team_a.id.clone()], ..Default::default() })
+        .await;
+    let in_b = db
+        .case(&db.admin, NewCase { name: "in B".into(), team_ids: vec![team_b.id.clone()], ..Default::default() })
+        .await;
     let owned = db.case(&own, NewCase { name: "mine".into(), ..Default::default() }).await;
 
     let names = |page: docket_domain::listing::Page<docket_domain::case::Case>| -> BTreeSet<String> {
@@ -275,10 +290,7 @@ async fn access_levels_limit_reads_and_writes(db: TestDb) {
     };
     let filter = CaseFilter::default();
     assert_eq!(names(db.store.list_cases(&own, &filter).await.expect("list")), BTreeSet::from(["mine".to_string()]));
-    assert_eq!(
-        names(db.store.list_cases(&team, &filter).await.expect("list")),
-        BTreeSet::from(["in A".to_string()])
-    );
+    assert_eq!(names(db.store.list_cases(&team, &filter).await.expect("list")), BTreeSet::from(["in A".to_string()]));
     assert_eq!(db.store.list_cases(&none, &filter).await.expect("list").total, 0);
     assert_eq!(db.store.list_cases(&db.admin, &filter).await.expect("list").total, 3);
 
@@ -290,13 +302,16 @@ async fn access_levels_limit_reads_and_writes(db: TestDb) {
     assert!(matches!(db.store.update_case(&team, &in_b.id, &rename).await, Err(StoreError::NotFound)));
     assert!(db.store.update_case(&own, &owned.id, &rename).await.is_ok());
     assert!(matches!(db.store.delete_case(&own, &owned.id).await, Err(StoreError::Forbidden(_))));
-    assert!(matches!(
-        db.store.create_case(&none, NewCase { name: "x".into(), ..Default::default() }.validate().expect("valid")).await,
-        Ok(_)
-    ));
+    // Creating needs only the create level: `none` reads no case but may
+    // create one (and then, as its creator, read it).
+    let draft = NewCase { name: "x".into(), ..Default::default() }.validate().expect("valid");
+    let created = db.store.create_case(&none, draft).await.expect("create");
+    assert!(db.store.get_case(&none, &created.id).await.is_err(), "read level no hides even own cases");
     // Only admins manage users.
     assert!(matches!(
-        db.store.update_user(&team, &own.user_id, &UserPatch { is_active: Some(false), ..Default::default() }, None).await,
+        db.store
+            .update_user(&team, &own.user_id, &UserPatch { is_active: Some(false), ..Default::default() }, None)
+            .await,
         Err(StoreError::Forbidden(_))
     ));
 }
@@ -323,9 +338,19 @@ async fn portal_users_see_only_their_contacts_public_cases(db: TestDb) {
         .await
         .expect("portal user");
     let portal = db.store.actor(&portal_user.id).await.expect("actor").expect("active");
-    let theirs = db.case(&db.admin, NewCase { name: "theirs".into(), contact_id: Some(contact.id.clone()), ..Default::default() }).await;
+    let theirs = db
+        .case(&db.admin, NewCase { name: "theirs".into(), contact_id: Some(contact.id.clone()), ..Default::default() })
+        .await;
     let internal = db
-        .case(&db.admin, NewCase { name: "internal".into(), contact_id: Some(contact.id.clone()), is_internal: true, ..Default::default() })
+        .case(
+            &db.admin,
+            NewCase {
+                name: "internal".into(),
+                contact_id: Some(contact.id.clone()),
+                is_internal: true,
+                ..Default::default()
+            },
+        )
         .await;
     db.case(&db.admin, NewCase { name: "someone else's".into(), ..Default::default() }).await;
 
@@ -338,9 +363,27 @@ async fn portal_users_see_only_their_contacts_public_cases(db: TestDb) {
 
 async fn filters_sorting_and_pagination(db: TestDb) {
     let agent = db.agent("ann", Permissions::default_agent(), vec![]).await;
-    let team = db.store.create_team(&db.admin, &NewTeam { name: "T".into(), members: vec![TeamMember { user_id: agent.user_id.clone(), position: Some("Lead".into()) }] }).await.expect("team");
-    let account = db.store.create_account(&db.admin, &NewAccount { name: "Acme".into(), ..Default::default() }).await.expect("account");
-    let contact = db.store.create_contact(&db.admin, &NewContact { last_name: "K".into(), ..Default::default() }).await.expect("contact");
+    let team = db
+        .store
+        .create_team(
+            &db.admin,
+            &NewTeam {
+                name: "T".into(),
+                members: vec![TeamMember { user_id: agent.user_id.clone(), position: Some("Lead".into()) }],
+            },
+        )
+        .await
+        .expect("team");
+    let account = db
+        .store
+        .create_account(&db.admin, &NewAccount { name: "Acme".into(), ..Default::default() })
+        .await
+        .expect("account");
+    let contact = db
+        .store
+        .create_contact(&db.admin, &NewContact { last_name: "K".into(), ..Default::default() })
+        .await
+        .expect("contact");
     for i in 1..=30 {
         let mut new = NewCase { name: format!("Case {i}"), ..Default::default() };
         if i % 2 == 0 {
@@ -368,9 +411,18 @@ async fn filters_sorting_and_pagination(db: TestDb) {
     };
     assert_eq!(list(CaseFilter { open: Some(true), ..Default::default() }).await.total, 15);
     assert_eq!(list(CaseFilter { open: Some(false), ..Default::default() }).await.total, 15);
-    assert_eq!(list(CaseFilter { statuses: vec![CaseStatus::Closed, CaseStatus::New], ..Default::default() }).await.total, 30);
-    assert_eq!(list(CaseFilter { assigned_user_id: Some(agent.user_id.clone()), ..Default::default() }).await.total, 10);
-    assert_eq!(list(CaseFilter { priorities: vec![CasePriority::High], open: Some(true), ..Default::default() }).await.total, 5);
+    assert_eq!(
+        list(CaseFilter { statuses: vec![CaseStatus::Closed, CaseStatus::New], ..Default::default() }).await.total,
+        30
+    );
+    assert_eq!(
+        list(CaseFilter { assigned_user_id: Some(agent.user_id.clone()), ..Default::default() }).await.total,
+        10
+    );
+    assert_eq!(
+        list(CaseFilter { priorities: vec![CasePriority::High], open: Some(true), ..Default::default() }).await.total,
+        5
+    );
     assert_eq!(list(CaseFilter { team_id: Some(team.id.clone()), ..Default::default() }).await.total, 6);
     assert_eq!(list(CaseFilter { account_id: Some(account.id.clone()), ..Default::default() }).await.total, 6);
     assert_eq!(list(CaseFilter { contact_id: Some(contact.id.clone()), ..Default::default() }).await.total, 6);
@@ -388,15 +440,21 @@ async fn filters_sorting_and_pagination(db: TestDb) {
     assert_eq!(first.items[0].number, 30);
     let last = list(CaseFilter { window: Window::new(Some(10), Some(25)), ..Default::default() }).await;
     assert_eq!(last.items.iter().map(|c| c.number).collect::<Vec<_>>(), vec![5, 4, 3, 2, 1]);
-    let ascending = list(CaseFilter { sort: Sort { field: CaseSortField::Number, descending: false }, ..Default::default() }).await;
+    let ascending =
+        list(CaseFilter { sort: Sort { field: CaseSortField::Number, descending: false }, ..Default::default() }).await;
     assert_eq!(ascending.items[0].number, 1);
-    let by_priority = list(CaseFilter { sort: Sort { field: CaseSortField::Priority, descending: true }, ..Default::default() }).await;
+    let by_priority =
+        list(CaseFilter { sort: Sort { field: CaseSortField::Priority, descending: true }, ..Default::default() })
+            .await;
     assert_eq!(by_priority.items[0].priority, CasePriority::High);
 }
 
 async fn deactivated_users_lose_sessions_and_keys(db: TestDb) {
     let agent = db.agent("ann", Permissions::default_agent(), vec![]).await;
-    db.store.create_session(&agent.user_id, "session-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1)).await.expect("session");
+    db.store
+        .create_session(&agent.user_id, "session-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("session");
     db.store.create_api_key(&db.admin, &agent.user_id, "ci", "dk_abc", "key-hash").await.expect("key");
     assert!(db.store.session("session-hash").await.expect("session").is_some());
     assert!(db.store.actor_by_api_key("key-hash").await.expect("key").is_some());
@@ -413,7 +471,11 @@ async fn usernames_and_team_names_are_unique(db: TestDb) {
     db.agent("ann", Permissions::default_agent(), vec![]).await;
     let duplicate = db
         .store
-        .create_user(&db.admin, &NewUser { username: "ann".into(), user_type: UserType::Agent, is_active: true, ..Default::default() }, None)
+        .create_user(
+            &db.admin,
+            &NewUser { username: "ann".into(), user_type: UserType::Agent, is_active: true, ..Default::default() },
+            None,
+        )
         .await
         .expect_err("duplicate");
     assert!(matches!(duplicate, StoreError::Invalid(ref e) if e.fields.contains_key("username")), "{duplicate:?}");

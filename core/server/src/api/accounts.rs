@@ -18,7 +18,11 @@ pub fn router() -> Router<AppState> {
         .route("/accounts/{id}", get(show).patch(update).delete(remove))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewAccount>) -> ApiResult<(StatusCode, Json<Account>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewAccount>,
+) -> ApiResult<(StatusCode, Json<Account>)> {
     Ok((StatusCode::CREATED, Json(state.store.create_account(&auth.actor, &new).await?)))
 }
 

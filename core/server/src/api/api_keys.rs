@@ -45,7 +45,11 @@ async fn list(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<KeyLi
     Ok(Json(KeyList { total: items.len(), items }))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewKey>) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.contains('\0') {
         return Err(ApiError::field("name", "required, at most 100 characters"));

@@ -39,7 +39,11 @@ struct Uploaded {
     content_type: String,
 }
 
-async fn upload(State(state): State<AppState>, auth: Auth, mut multipart: Multipart) -> ApiResult<(StatusCode, Json<Uploaded>)> {
+async fn upload(
+    State(state): State<AppState>,
+    auth: Auth,
+    mut multipart: Multipart,
+) -> ApiResult<(StatusCode, Json<Uploaded>)> {
     let max = state.config.max_upload_bytes;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         if field.name() != Some("file") {
@@ -90,7 +94,12 @@ async fn upload(State(state): State<AppState>, auth: Auth, mut multipart: Multip
         return match state.store.create_attachment(&auth.actor, &new).await {
             Ok(record) => Ok((
                 StatusCode::CREATED,
-                Json(Uploaded { id: record.id, name: record.name, size: record.size, content_type: record.content_type }),
+                Json(Uploaded {
+                    id: record.id,
+                    name: record.name,
+                    size: record.size,
+                    content_type: record.content_type,
+                }),
             )),
             Err(error) => {
                 let _ = tokio::fs::remove_file(&final_path).await;
@@ -184,7 +193,11 @@ fn content_disposition(name: &str) -> String {
     let encoded: String = name
         .bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
         })
         .collect();
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")

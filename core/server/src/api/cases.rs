@@ -24,7 +24,11 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}/reject", post(reject))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewCase>) -> ApiResult<(StatusCode, Json<Case>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewCase>,
+) -> ApiResult<(StatusCode, Json<Case>)> {
     let draft = new.validate()?;
     let case = state.store.create_case(&auth.actor, draft).await?;
     state.metrics.cases_created.fetch_add(1, Ordering::Relaxed);
@@ -80,11 +84,23 @@ struct ActionBody {
     version: Option<i64>,
 }
 
-async fn close(state: State<AppState>, auth: Auth, id: Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Case>> {
+async fn close(
+    state: State<AppState>,
+    auth: Auth,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Case>> {
     finish(state, auth, id, headers, body, CaseStatus::Closed).await
 }
 
-async fn reject(state: State<AppState>, auth: Auth, id: Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Case>> {
+async fn reject(
+    state: State<AppState>,
+    auth: Auth,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Case>> {
     finish(state, auth, id, headers, body, CaseStatus::Rejected).await
 }
 
@@ -189,8 +205,11 @@ mod tests {
 
     #[test]
     fn case_filter_reads_the_contract() {
-        let filter = case_filter(Some("status=New&status=Pending,Assigned&open=true&assigned_user_id=me&q=%25x&sort=-created_at&limit=5000"), "u1")
-            .expect("valid");
+        let filter = case_filter(
+            Some("status=New&status=Pending,Assigned&open=true&assigned_user_id=me&q=%25x&sort=-created_at&limit=5000"),
+            "u1",
+        )
+        .expect("valid");
         assert_eq!(filter.statuses, vec![CaseStatus::New, CaseStatus::Pending, CaseStatus::Assigned]);
         assert_eq!(filter.open, Some(true));
         assert_eq!(filter.assigned_user_id.as_deref(), Some("u1"));

@@ -18,7 +18,11 @@ pub fn router() -> Router<AppState> {
         .route("/contacts/{id}", get(show).patch(update).delete(remove))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewContact>) -> ApiResult<(StatusCode, Json<Contact>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewContact>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
     Ok((StatusCode::CREATED, Json(state.store.create_contact(&auth.actor, &new).await?)))
 }
 

@@ -13,12 +13,14 @@ use crate::error::ApiResult;
 use crate::extract::{ApiJson, Auth};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/roles", post(create).get(list))
-        .route("/roles/{id}", get(show).patch(update).delete(remove))
+    Router::new().route("/roles", post(create).get(list)).route("/roles/{id}", get(show).patch(update).delete(remove))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewRole>) -> ApiResult<(StatusCode, Json<Role>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewRole>,
+) -> ApiResult<(StatusCode, Json<Role>)> {
     Ok((StatusCode::CREATED, Json(state.store.create_role(&auth.actor, &new).await?)))
 }
 

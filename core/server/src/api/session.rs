@@ -144,7 +144,11 @@ async fn preferences(State(state): State<AppState>, auth: Auth) -> ApiResult<Jso
     Ok(Json(state.store.preferences(&auth.actor).await?))
 }
 
-async fn set_preferences(State(state): State<AppState>, auth: Auth, ApiJson(preferences): ApiJson<Preferences>) -> ApiResult<Json<Preferences>> {
+async fn set_preferences(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(preferences): ApiJson<Preferences>,
+) -> ApiResult<Json<Preferences>> {
     preferences.validate()?;
     Ok(Json(state.store.set_preferences(&auth.actor, &preferences).await?))
 }

@@ -13,12 +13,14 @@ use crate::error::ApiResult;
 use crate::extract::{ApiJson, Auth};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/teams", post(create).get(list))
-        .route("/teams/{id}", get(show).patch(update).delete(remove))
+    Router::new().route("/teams", post(create).get(list)).route("/teams/{id}", get(show).patch(update).delete(remove))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(new): ApiJson<NewTeam>) -> ApiResult<(StatusCode, Json<Team>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(new): ApiJson<NewTeam>,
+) -> ApiResult<(StatusCode, Json<Team>)> {
     Ok((StatusCode::CREATED, Json(state.store.create_team(&auth.actor, &new).await?)))
 }
 

@@ -14,12 +14,14 @@ use crate::extract::{ApiJson, Auth};
 use crate::secrets::hash_password;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(create).get(list))
-        .route("/users/{id}", get(show).patch(update).delete(remove))
+    Router::new().route("/users", post(create).get(list)).route("/users/{id}", get(show).patch(update).delete(remove))
 }
 
-async fn create(State(state): State<AppState>, auth: Auth, ApiJson(mut new): ApiJson<NewUser>) -> ApiResult<(StatusCode, Json<User>)> {
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(mut new): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     if !auth.actor.is_admin() {
         return Err(ApiError::Forbidden("only admins may create users".into()));
     }
