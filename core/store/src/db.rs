@@ -190,10 +190,10 @@ pub(crate) enum Tx {
 impl Tx {
     pub(crate) fn query<'q>(&'q mut self, sql: &'q str) -> Query<'q> {
         match self {
-            Tx::Sqlite(tx) => Query::Sqlite(&mut **tx, sqlx::query(sql)),
-            Tx::Postgres(tx) => Query::Postgres(&mut **tx, sqlx::query(sql)),
-            Tx::SqliteAutocommit(conn) => Query::Sqlite(&mut **conn, sqlx::query(sql)),
-            Tx::PostgresAutocommit(conn) => Query::Postgres(&mut **conn, sqlx::query(sql)),
+            Tx::Sqlite(tx) => Query::Sqlite(tx, sqlx::query(sql)),
+            Tx::Postgres(tx) => Query::Postgres(tx, sqlx::query(sql)),
+            Tx::SqliteAutocommit(conn) => Query::Sqlite(conn, sqlx::query(sql)),
+            Tx::PostgresAutocommit(conn) => Query::Postgres(conn, sqlx::query(sql)),
         }
     }
 
