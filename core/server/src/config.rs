@@ -144,3 +144,17 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("listn = 'x'").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let text = include_str!("../../../examples/docket.toml");
+        let file: FileConfig = toml::from_str(text).expect("examples/docket.toml parses");
+        let config = Config::resolve(file, |_| None).expect("and resolves");
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.max_upload_bytes, 25 * 1024 * 1024);
+    }
+}
