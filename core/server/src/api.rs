@@ -11,6 +11,8 @@ mod session;
 mod teams;
 mod users;
 
+pub use session::session_cookie;
+
 use axum::Router;
 use axum::http::StatusCode;
 use docket_domain::listing::{SimpleFilter, Window};

@@ -23,19 +23,21 @@ use crate::metrics::{self, Metrics};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub templates: Arc<crate::ui::Templates>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: Config) -> AppState {
-        AppState {
+    pub fn new(store: Store, config: Config) -> anyhow::Result<AppState> {
+        Ok(AppState {
             store,
+            templates: Arc::new(crate::ui::Templates::load()?),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             login_limiter: Arc::new(LoginLimiter::default()),
-        }
+        })
     }
 }
 
@@ -46,7 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", api::router(&state).layer(DefaultBodyLimit::max(json_limit)))
+        .merge(crate::ui::router())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::ui::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
@@ -77,8 +81,13 @@ async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.store.backend().name()))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+/// Unknown API paths answer JSON; anything else the 404 page.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path().starts_with("/api/") {
+        ApiError::NotFound.into_response()
+    } else {
+        crate::ui::not_found_page()
+    }
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish and

@@ -9,6 +9,7 @@ mod extract;
 mod limiter;
 mod metrics;
 mod secrets;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -177,7 +178,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if demo {
         demo::load(&store).await?;
     }
-    app::serve(AppState::new(store, config)).await
+    // Fail at start, not at the first page, if a template is broken.
+    let state = AppState::new(store, config)?;
+    app::serve(state).await
 }
 
 async fn create_user(

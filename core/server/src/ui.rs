@@ -1,0 +1,46 @@
+//! The web UI: server-rendered tera pages for agents (`/`) and admins
+//! (`/admin`). Forms work without JavaScript; every state-changing form
+//! carries the session's CSRF token.
+
+mod admin;
+mod auth;
+mod cases;
+mod render;
+mod session;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use render::{Templates, render_error_pages};
+
+/// The 404 page, for paths no route matches.
+pub fn not_found_page() -> axum::response::Response {
+    render::UiError::NotFound.into_response()
+}
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(auth::router())
+        .merge(cases::router())
+        .merge(admin::router())
+        .route("/static/docket.css", get(css))
+        .route("/static/docket.js", get(js))
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        include_str!("../../../ui/static/docket.css"),
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        include_str!("../../../ui/static/docket.js"),
+    )
+}

@@ -1,0 +1,144 @@
+//! Login, logout and password change pages.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use docket_domain::user::check_password;
+
+use super::render::{UiError, page};
+use super::session::{FormData, UiSession, safe_next};
+use crate::api::session_cookie;
+use crate::app::AppState;
+use crate::extract::cookie;
+use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex, verify_password};
+
+/// A login form carries a token that must match this cookie (login CSRF:
+/// nobody can log a victim into an account of theirs).
+const LOGIN_CSRF_COOKIE: &str = "docket_login";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/password", get(password_page).post(change_password))
+}
+
+#[derive(serde::Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_page(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
+    render_login(&state, query.next.as_deref().unwrap_or("/"), "", None)
+}
+
+fn render_login(state: &AppState, next: &str, username: &str, error: Option<&str>) -> Response {
+    let token = random_token();
+    let mut context = tera::Context::new();
+    context.insert("login_token", &token);
+    context.insert("next", &safe_next(next));
+    context.insert("username", username);
+    context.insert("error", &error);
+    let mut response = page(state, "login.html", &context);
+    if error.is_some() {
+        *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+    }
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    let next = safe_next(form.get("next"));
+    let username = form.get("username").trim().to_string();
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(form.get("login_token"), &expected) {
+        return Ok(render_login(&state, &next, &username, Some("Your login form expired. Please try again.")));
+    }
+    let address = peer.ip().to_string();
+    if let Err(wait) = state.login_limiter.check(&address, &username) {
+        let message = format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60));
+        let mut response = render_login(&state, &next, &username, Some(&message));
+        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        return Ok(response);
+    }
+    let user = if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(&username).await? };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let valid = verify_password(form.get("password").to_string(), hash).await;
+    let Some(user) = user.filter(|_| valid) else {
+        state.login_limiter.record_failure(&address, &username);
+        return Ok(render_login(&state, &next, &username, Some("Invalid username or password.")));
+    };
+    if !user.is_active {
+        return Ok(render_login(&state, &next, &username, Some("This account is deactivated. Ask an administrator.")));
+    }
+    if user.user_type == docket_domain::user::UserType::Portal {
+        return Ok(render_login(&state, &next, &username, Some("Customers sign in through the portal.")));
+    }
+    state.login_limiter.record_success(&address, &username);
+    let token = random_token();
+    let expires_at = Utc::now() + chrono::Duration::hours(state.config.session_hours);
+    state.store.create_session(&user.id, &sha256_hex(&token), &random_token(), expires_at).await?;
+    let mut response = Redirect::to(&next).into_response();
+    let cookie = session_cookie(&token, state.config.session_hours * 3600, state.config.secure_cookies);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+async fn logout(State(state): State<AppState>, session: UiSession, body: Bytes) -> Result<Response, UiError> {
+    session.check_csrf(&FormData::parse(&body)?)?;
+    state.store.delete_session(&session.token_hash).await?;
+    let mut response = Redirect::to("/login").into_response();
+    if let Ok(value) = HeaderValue::from_str(&session_cookie("", 0, state.config.secure_cookies)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+async fn password_page(State(state): State<AppState>, session: UiSession) -> Response {
+    page(&state, "password.html", &session.context())
+}
+
+async fn change_password(State(state): State<AppState>, session: UiSession, body: Bytes) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    session.check_csrf(&form)?;
+    let mut errors = docket_domain::ValidationErrors::new();
+    let new_password = form.get("new_password");
+    check_password(&mut errors, new_password);
+    if new_password != form.get("confirm_password") {
+        errors.add("confirm_password", "does not match the new password");
+    }
+    let user = state.store.login_user(&session.actor.username).await?.ok_or(UiError::NotFound)?;
+    if !verify_password(form.get("current_password").to_string(), user.password_hash).await {
+        errors.add("current_password", "does not match your current password");
+    }
+    let mut context = session.context();
+    if errors.is_empty() {
+        let hash = hash_password(new_password.to_string()).await?;
+        state.store.change_password(&session.actor.user_id, &hash, Some(&session.token_hash)).await?;
+        context.insert("saved", &true);
+        return Ok(page(&state, "password.html", &context));
+    }
+    context.insert("errors", &errors.fields);
+    let mut response = page(&state, "password.html", &context);
+    *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(response)
+}

@@ -1,0 +1,420 @@
+//! The agent area: case list, detail, create and edit forms, Close and
+//! Reject, and the global search box.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use docket_domain::case::{Case, CasePatch, CasePriority, CaseStatus, CaseType, NewCase};
+use docket_domain::listing::{CaseFilter, CaseSortField, SimpleFilter, Window, parse_sort};
+use docket_domain::note::NoteType;
+use docket_store::StoreError;
+use serde_json::{Value, json};
+
+use super::render::{UiError, markdown, page};
+use super::session::{FormData, UiSession};
+use crate::app::AppState;
+use crate::extract::query_pairs;
+
+/// Cases per page in the list.
+const PAGE_SIZE: i64 = 25;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list))
+        .route("/search", get(search))
+        .route("/cases/new", get(new_form))
+        .route("/cases", post(create))
+        .route("/cases/{number}", get(show))
+        .route("/cases/{number}/edit", get(edit_form).post(update))
+        .route("/cases/{number}/close", post(close))
+        .route("/cases/{number}/reject", post(reject))
+}
+
+/// The case list with the filters agents use every day. Filters live in
+/// the query string so a view can be bookmarked.
+async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
+    let pairs = query_pairs(raw.as_deref()).map_err(|_| UiError::NotFound)?;
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
+    let mut filter = CaseFilter::default();
+    // Open cases unless the agent asks for another view.
+    let view = get("view").unwrap_or_else(|| "open".into());
+    match view.as_str() {
+        "closed" => filter.open = Some(false),
+        "all" => {}
+        _ => filter.open = Some(true),
+    }
+    if get("mine").is_some() {
+        filter.assigned_user_id = Some(session.actor.user_id.clone());
+    }
+    filter.statuses = get("status").and_then(|s| CaseStatus::parse(&s).ok()).into_iter().collect();
+    filter.priorities = get("priority").and_then(|p| CasePriority::parse(&p).ok()).into_iter().collect();
+    filter.team_id = get("team_id");
+    filter.account_id = get("account_id");
+    filter.contact_id = get("contact_id");
+    filter.q = get("q");
+    let sort = get("sort").unwrap_or_else(|| "-number".into());
+    if let Ok(parsed) = parse_sort(&sort, &CaseSortField::ALL) {
+        filter.sort = parsed;
+    }
+    let page_number = get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).max(1);
+    filter.window = Window::new(Some(PAGE_SIZE), Some((page_number - 1) * PAGE_SIZE));
+
+    let cases = state.store.list_cases(&session.actor, &filter).await?;
+    let names = Names::load(&state, &session).await?;
+    let pages = (cases.total + PAGE_SIZE - 1) / PAGE_SIZE;
+
+    let mut context = session.context();
+    // Every filter key is present (empty when unset) so templates can
+    // compare without checking.
+    let mut query: BTreeMap<&str, String> =
+        ["q", "status", "priority", "team_id", "account_id", "mine", "sort"].iter().map(|k| (*k, String::new())).collect();
+    for (key, value) in pairs.iter().filter(|(k, _)| k != "page") {
+        query.insert(key.as_str(), value.clone());
+    }
+    context.insert("query", &query);
+    let set: BTreeMap<&str, &String> = query.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (*k, v)).collect();
+    context.insert("query_string", &serde_urlencoded::to_string(&set).unwrap_or_default());
+    context.insert("view", &view);
+    context.insert("sort", &sort);
+    let sort_options = [("-number", "Newest"), ("number", "Oldest"), ("-priority", "Priority"), ("-modified_at", "Recently changed"), ("name", "Subject")];
+    context.insert("sort_options", &sort_options.map(|(value, label)| json!({"value": value, "label": label})));
+    context.insert("cases", &cases.items.iter().map(|c| case_row(c, &names)).collect::<Vec<_>>());
+    context.insert("total", &cases.total);
+    context.insert("page", &page_number);
+    context.insert("pages", &pages.max(1));
+    context.insert("statuses", &CaseStatus::ALL.map(CaseStatus::as_str));
+    context.insert("priorities", &CasePriority::ALL.map(CasePriority::as_str));
+    context.insert("teams", &names.teams_list());
+    context.insert("accounts", &names.accounts_list());
+    Ok(page(&state, "cases/list.html", &context))
+}
+
+/// The search box: a case number (`42`, `#42`) jumps straight to the case.
+async fn search(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
+    let pairs = query_pairs(raw.as_deref()).map_err(|_| UiError::NotFound)?;
+    let q = pairs.iter().find(|(k, _)| k == "q").map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    if let Ok(number) = q.trim_start_matches('#').parse::<i64>()
+        && state.store.get_case_by_number(&session.actor, number).await.is_ok()
+    {
+        return Ok(Redirect::to(&format!("/cases/{number}")).into_response());
+    }
+    let query = serde_urlencoded::to_string([("view", "all"), ("q", q.as_str())]).unwrap_or_default();
+    Ok(Redirect::to(&format!("/?{query}")).into_response())
+}
+
+async fn show(State(state): State<AppState>, session: UiSession, Path(number): Path<String>) -> Result<Response, UiError> {
+    let case = load(&state, &session, &number).await?;
+    let names = Names::load(&state, &session).await?;
+    let stream = state.store.case_stream(&session.actor, &case.id, Window::new(Some(200), None)).await?;
+    let mut context = session.context();
+    context.insert("case", &case_row(&case, &names));
+    context.insert("description_html", &case.description.as_deref().map(markdown));
+    context.insert("notes", &stream.items.iter().map(|n| note_row(n, &names)).collect::<Vec<_>>());
+    let mut attachments = Vec::new();
+    for id in &case.attachment_ids {
+        if let Ok(record) = state.store.get_attachment(&session.actor, id).await {
+            attachments.push(json!({"id": record.id, "name": record.name, "size": human_size(record.size), "content_type": record.content_type}));
+        }
+    }
+    context.insert("attachments", &attachments);
+    context.insert("can_finish", &case.status.is_open());
+    Ok(page(&state, "cases/show.html", &context))
+}
+
+async fn new_form(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {
+    let values = json!({
+        "name": "", "description": "", "status": "New", "priority": "Normal", "type": "", "account_id": "",
+        "contact_id": "", "assigned_user_id": "", "team_ids": [], "is_internal": false, "version": "",
+    });
+    form_page(&state, &session, None, values, BTreeMap::new(), None, StatusCode::OK).await
+}
+
+async fn create(State(state): State<AppState>, session: UiSession, body: Bytes) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    session.check_csrf(&form)?;
+    let values = form_values(&form);
+    let mut errors = BTreeMap::new();
+    let new = NewCase {
+        name: form.get("name").to_string(),
+        description: form.optional("description"),
+        status: parse_choice(&form, "status", CaseStatus::parse, &mut errors),
+        priority: parse_choice(&form, "priority", CasePriority::parse, &mut errors),
+        case_type: parse_choice(&form, "type", CaseType::parse, &mut errors),
+        account_id: form.optional("account_id"),
+        contact_id: form.optional("contact_id"),
+        assigned_user_id: form.optional("assigned_user_id"),
+        team_ids: form.all("team_ids"),
+        is_internal: form.checked("is_internal"),
+        ..Default::default()
+    };
+    if errors.is_empty() {
+        let result = match new.validate() {
+            Ok(draft) => state.store.create_case(&session.actor, draft).await,
+            Err(invalid) => Err(StoreError::Invalid(invalid)),
+        };
+        match result {
+            Ok(case) => return Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response()),
+            Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    form_page(&state, &session, None, values, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+async fn edit_form(State(state): State<AppState>, session: UiSession, Path(number): Path<String>) -> Result<Response, UiError> {
+    let case = load(&state, &session, &number).await?;
+    let values = json!({
+        "name": case.name, "description": case.description, "status": case.status, "priority": case.priority,
+        "type": case.case_type, "account_id": case.account_id, "contact_id": case.contact_id,
+        "assigned_user_id": case.assigned_user_id, "team_ids": case.team_ids, "is_internal": case.is_internal,
+        "version": case.version,
+    });
+    form_page(&state, &session, Some(&case), values, BTreeMap::new(), None, StatusCode::OK).await
+}
+
+async fn update(State(state): State<AppState>, session: UiSession, Path(number): Path<String>, body: Bytes) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    session.check_csrf(&form)?;
+    let case = load(&state, &session, &number).await?;
+    let values = form_values(&form);
+    let mut errors = BTreeMap::new();
+    let patch = CasePatch {
+        name: Some(form.get("name").to_string()),
+        description: Some(form.optional("description")),
+        status: parse_choice(&form, "status", CaseStatus::parse, &mut errors),
+        priority: parse_choice(&form, "priority", CasePriority::parse, &mut errors),
+        case_type: Some(parse_choice(&form, "type", CaseType::parse, &mut errors)),
+        account_id: Some(form.optional("account_id")),
+        contact_id: Some(form.optional("contact_id")),
+        assigned_user_id: Some(form.optional("assigned_user_id")),
+        team_ids: Some(form.all("team_ids")),
+        is_internal: Some(form.checked("is_internal")),
+        version: form.get("version").parse().ok(),
+        ..Default::default()
+    };
+    if patch.version.is_none() {
+        errors.insert("version".into(), "missing: reload the page".into());
+    }
+    if errors.is_empty() {
+        match state.store.update_case(&session.actor, &case.id, &patch).await {
+            Ok(updated) => return Ok(Redirect::to(&format!("/cases/{}", updated.number)).into_response()),
+            Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
+            Err(StoreError::VersionConflict { current }) => {
+                let message = format!(
+                    "Someone else changed this case while you were editing it (it is now at version {current}). \
+                     Nothing was saved. Your changes are still in the form: open the case in a new tab to see theirs, \
+                     then save again."
+                );
+                let mut values = values;
+                values["version"] = json!(current);
+                return form_page(&state, &session, Some(&case), values, errors, Some(message), StatusCode::CONFLICT).await;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    form_page(&state, &session, Some(&case), values, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+async fn close(state: State<AppState>, session: UiSession, number: Path<String>, body: Bytes) -> Result<Response, UiError> {
+    finish(state, session, number, body, CaseStatus::Closed).await
+}
+
+async fn reject(state: State<AppState>, session: UiSession, number: Path<String>, body: Bytes) -> Result<Response, UiError> {
+    finish(state, session, number, body, CaseStatus::Rejected).await
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+    body: Bytes,
+    status: CaseStatus,
+) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    session.check_csrf(&form)?;
+    let case = load(&state, &session, &number).await?;
+    if case.status.is_open() {
+        let patch = CasePatch { status: Some(status), ..Default::default() };
+        state.store.update_case(&session.actor, &case.id, &patch).await?;
+    }
+    Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response())
+}
+
+async fn load(state: &AppState, session: &UiSession, number: &str) -> Result<Case, UiError> {
+    let number: i64 = number.parse().map_err(|_| UiError::NotFound)?;
+    Ok(state.store.get_case_by_number(&session.actor, number).await?)
+}
+
+fn parse_choice<T>(
+    form: &FormData,
+    field: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    errors: &mut BTreeMap<String, String>,
+) -> Option<T> {
+    let value = form.get(field);
+    if value.is_empty() {
+        return None;
+    }
+    match parse(value) {
+        Ok(choice) => Some(choice),
+        Err(message) => {
+            errors.insert(field.to_string(), message);
+            None
+        }
+    }
+}
+
+fn form_values(form: &FormData) -> Value {
+    json!({
+        "name": form.get("name"), "description": form.get("description"), "status": form.get("status"),
+        "priority": form.get("priority"), "type": form.get("type"), "account_id": form.get("account_id"),
+        "contact_id": form.get("contact_id"), "assigned_user_id": form.get("assigned_user_id"),
+        "team_ids": form.all("team_ids"), "is_internal": form.checked("is_internal"), "version": form.get("version"),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn form_page(
+    state: &AppState,
+    session: &UiSession,
+    case: Option<&Case>,
+    values: Value,
+    errors: BTreeMap<String, String>,
+    conflict: Option<String>,
+    status: StatusCode,
+) -> Result<Response, UiError> {
+    let names = Names::load(state, session).await?;
+    let mut context = session.context();
+    context.insert("case", &case.map(|c| case_row(c, &names)));
+    context.insert("values", &values);
+    context.insert("errors", &errors);
+    context.insert("conflict", &conflict);
+    context.insert("statuses", &CaseStatus::ALL.map(CaseStatus::as_str));
+    context.insert("priorities", &CasePriority::ALL.map(CasePriority::as_str));
+    context.insert("types", &CaseType::ALL.map(CaseType::as_str));
+    context.insert("teams", &names.teams_list());
+    context.insert("accounts", &names.accounts_list());
+    context.insert("contacts", &names.contacts_list());
+    context.insert("users", &names.users_list());
+    let mut response = page(state, "cases/form.html", &context);
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    Ok(response)
+}
+
+/// Display names of the records cases point at, loaded once per page.
+struct Names {
+    users: BTreeMap<String, String>,
+    teams: BTreeMap<String, String>,
+    accounts: BTreeMap<String, String>,
+    contacts: BTreeMap<String, String>,
+}
+
+impl Names {
+    async fn load(state: &AppState, session: &UiSession) -> Result<Names, UiError> {
+        let all = SimpleFilter { window: Window::new(Some(200), None), ..Default::default() };
+        let actor = &session.actor;
+        let users = state.store.list_users(actor, &all).await?.items.into_iter().filter(|u| u.is_active).map(|u| (u.id, u.name)).collect();
+        let teams = state.store.list_teams(actor, &all).await?.items.into_iter().map(|t| (t.id, t.name)).collect();
+        let accounts = state.store.list_accounts(actor, &all).await?.items.into_iter().map(|a| (a.id, a.name)).collect();
+        let contacts = state.store.list_contacts(actor, &all).await?.items.into_iter().map(|c| (c.id, c.name)).collect();
+        Ok(Names { users, teams, accounts, contacts })
+    }
+
+    fn name(map: &BTreeMap<String, String>, id: Option<&str>) -> Option<String> {
+        id.map(|id| map.get(id).cloned().unwrap_or_else(|| "(hidden)".into()))
+    }
+
+    fn sorted(map: &BTreeMap<String, String>) -> Vec<Value> {
+        let mut list: Vec<Value> = map.iter().map(|(id, name)| json!({"id": id, "name": name})).collect();
+        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        list
+    }
+
+    fn teams_list(&self) -> Vec<Value> {
+        Self::sorted(&self.teams)
+    }
+    fn accounts_list(&self) -> Vec<Value> {
+        Self::sorted(&self.accounts)
+    }
+    fn contacts_list(&self) -> Vec<Value> {
+        Self::sorted(&self.contacts)
+    }
+    fn users_list(&self) -> Vec<Value> {
+        Self::sorted(&self.users)
+    }
+}
+
+fn case_row(case: &Case, names: &Names) -> Value {
+    json!({
+        "id": case.id,
+        "number": case.number,
+        "name": case.name,
+        "status": case.status,
+        "is_open": case.status.is_open(),
+        "priority": case.priority,
+        "type": case.case_type,
+        "account": Names::name(&names.accounts, case.account_id.as_deref()),
+        "account_id": case.account_id,
+        "contact": Names::name(&names.contacts, case.contact_id.as_deref()),
+        "contacts": case.contact_ids.iter().map(|id| Names::name(&names.contacts, Some(id))).collect::<Vec<_>>(),
+        "assignee": Names::name(&names.users, case.assigned_user_id.as_deref()),
+        "teams": case.team_ids.iter().map(|id| Names::name(&names.teams, Some(id))).collect::<Vec<_>>(),
+        "is_internal": case.is_internal,
+        "created_at": case.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        "modified_at": case.modified_at.format("%Y-%m-%d %H:%M").to_string(),
+        "version": case.version,
+    })
+}
+
+fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value {
+    let author = Names::name(&names.users, note.author_id.as_deref()).unwrap_or_else(|| "Docket".into());
+    let text = match note.note_type {
+        NoteType::Create => "created this case".to_string(),
+        NoteType::Assign => match note.data["assigned_user_id"].as_str() {
+            Some(id) => format!("assigned it to {}", Names::name(&names.users, Some(id)).unwrap_or_default()),
+            None => "removed the assignee".to_string(),
+        },
+        NoteType::Update => {
+            let fields = note.data["fields"].as_array().cloned().unwrap_or_default();
+            let changes: Vec<String> = fields
+                .iter()
+                .filter_map(|f| f.as_str())
+                .map(|field| {
+                    let show = |v: &Value| match v {
+                        Value::Null => "none".to_string(),
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let was = show(&note.data["attributes"]["was"][field]);
+                    let became = show(&note.data["attributes"]["became"][field]);
+                    format!("{field}: {was} → {became}")
+                })
+                .collect();
+            format!("changed {}", changes.join(", "))
+        }
+        other => other.as_str().to_string(),
+    };
+    json!({
+        "type": note.note_type,
+        "author": author,
+        "text": text,
+        "post_html": note.post.as_deref().map(markdown),
+        "is_internal": note.is_internal,
+        "created_at": note.created_at.format("%Y-%m-%d %H:%M").to_string(),
+    })
+}
+
+fn human_size(bytes: i64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.0} KB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}

@@ -1,0 +1,190 @@
+//! Templates, Markdown and error pages.
+//!
+//! Templates are compiled into the binary so `docket` runs from any
+//! directory; `DOCKET_UI_DIR=ui/templates` reads them from disk instead
+//! (edit and reload while developing). Autoescaping is on for every
+//! template; user Markdown is rendered and then sanitised with ammonia.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+
+use crate::app::AppState;
+
+/// Every template, embedded. Keep in step with `ui/templates`.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../../../ui/templates/base.html")),
+    ("error.html", include_str!("../../../../ui/templates/error.html")),
+    ("login.html", include_str!("../../../../ui/templates/login.html")),
+    ("password.html", include_str!("../../../../ui/templates/password.html")),
+    ("macros.html", include_str!("../../../../ui/templates/macros.html")),
+    ("cases/list.html", include_str!("../../../../ui/templates/cases/list.html")),
+    ("cases/form.html", include_str!("../../../../ui/templates/cases/form.html")),
+    ("cases/show.html", include_str!("../../../../ui/templates/cases/show.html")),
+    ("admin/users.html", include_str!("../../../../ui/templates/admin/users.html")),
+    ("admin/user_form.html", include_str!("../../../../ui/templates/admin/user_form.html")),
+];
+
+pub struct Templates {
+    tera: tera::Tera,
+    /// Reload from this folder on every render (development).
+    dev_dir: Option<String>,
+}
+
+impl Templates {
+    pub fn load() -> anyhow::Result<Templates> {
+        let dev_dir = std::env::var("DOCKET_UI_DIR").ok().filter(|d| !d.is_empty());
+        let tera = match &dev_dir {
+            Some(dir) => from_dir(dir)?,
+            None => embedded()?,
+        };
+        Ok(Templates { tera, dev_dir })
+    }
+
+    pub fn render(&self, name: &str, context: &tera::Context) -> anyhow::Result<String> {
+        let rendered = match &self.dev_dir {
+            Some(dir) => from_dir(dir)?.render(name, context),
+            None => self.tera.render(name, context),
+        };
+        rendered.map_err(|e| anyhow::anyhow!("rendering {name}: {}", error_chain(&e)))
+    }
+}
+
+fn embedded() -> anyhow::Result<tera::Tera> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_templates(EMBEDDED.iter().copied()).map_err(|e| anyhow::anyhow!("templates: {}", error_chain(&e)))?;
+    tera.autoescape_on(vec![".html"]);
+    Ok(tera)
+}
+
+fn from_dir(dir: &str) -> anyhow::Result<tera::Tera> {
+    let mut tera = tera::Tera::new(&format!("{dir}/**/*.html")).map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
+    tera.autoescape_on(vec![".html"]);
+    Ok(tera)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Renders user Markdown to HTML that is safe to embed: ammonia removes
+/// scripts, event handlers, `javascript:` links and everything else not on
+/// its allow-list.
+pub fn markdown(text: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(text, pulldown_cmark::Options::ENABLE_TABLES);
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, parser);
+    ammonia::Builder::default().link_rel(Some("noopener noreferrer nofollow")).clean(&html).to_string()
+}
+
+/// Renders a page; a template error is logged and becomes the 500 page.
+pub fn page(state: &AppState, template: &str, context: &tera::Context) -> Response {
+    match state.templates.render(template, context) {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "template failed");
+            UiError::Internal.into_response()
+        }
+    }
+}
+
+/// An error a UI handler returns; [`render_error_pages`] turns it into a
+/// page in the site's layout.
+#[derive(Debug, Clone)]
+pub enum UiError {
+    NotFound,
+    Forbidden(String),
+    Internal,
+}
+
+#[derive(Clone, Serialize)]
+struct ErrorPage {
+    status: u16,
+    title: &'static str,
+    message: String,
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let page = match self {
+            UiError::NotFound => ErrorPage {
+                status: 404,
+                title: "Page not found",
+                message: "There is nothing here, or you may not see it.".into(),
+            },
+            UiError::Forbidden(message) => ErrorPage { status: 403, title: "Not allowed", message },
+            UiError::Internal => ErrorPage {
+                status: 500,
+                title: "Something went wrong",
+                message: "The error was logged. Try again, or tell your administrator.".into(),
+            },
+        };
+        let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        response.extensions_mut().insert(page);
+        response
+    }
+}
+
+impl From<docket_store::StoreError> for UiError {
+    fn from(error: docket_store::StoreError) -> Self {
+        match error {
+            docket_store::StoreError::NotFound => UiError::NotFound,
+            docket_store::StoreError::Forbidden(message) => UiError::Forbidden(message),
+            other => {
+                tracing::error!(error = %other, "store error in the UI");
+                UiError::Internal
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for UiError {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(error = %error, "error in the UI");
+        UiError::Internal
+    }
+}
+
+/// Middleware: renders [`UiError`]s (and unmatched UI paths) as pages.
+pub async fn render_error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {
+        return response;
+    };
+    let mut context = tera::Context::new();
+    context.insert("error", &page);
+    let html = state.templates.render("error.html", &context).unwrap_or_else(|error| {
+        tracing::error!(%error, "error template failed");
+        format!("<!doctype html><title>{}</title><h1>{}</h1>", page.status, page.title)
+    });
+    (response.status(), Html(html)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_keeps_formatting_and_drops_scripts() {
+        let html = markdown("**bold** <script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)>");
+        assert!(html.contains("<strong>bold</strong>"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("javascript:"));
+        assert!(!html.contains("onerror"));
+    }
+
+    #[test]
+    fn every_embedded_template_compiles() {
+        embedded().expect("templates compile");
+    }
+}

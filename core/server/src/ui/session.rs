@@ -1,0 +1,137 @@
+//! Browser sessions for the UI: the logged-in user, the CSRF check on
+//! every form post, and form bodies.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use docket_domain::Actor;
+
+use super::render::UiError;
+use crate::app::AppState;
+use crate::extract::{SESSION_COOKIE, cookie};
+use crate::secrets::{constant_time_eq, sha256_hex};
+
+/// The logged-in user of a page. Anonymous visitors are sent to the login
+/// page, which brings them back afterwards.
+pub struct UiSession {
+    pub actor: Actor,
+    pub csrf_token: String,
+    pub token_hash: String,
+}
+
+impl FromRequestParts<AppState> for UiSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let to_login = || {
+            let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let next: String = url_encode(here);
+            Redirect::to(&format!("/login?next={next}")).into_response()
+        };
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_login());
+        };
+        let token_hash = sha256_hex(&token);
+        match state.store.session(&token_hash).await {
+            Ok(Some(session)) => Ok(UiSession { actor: session.actor, csrf_token: session.csrf_token, token_hash }),
+            Ok(None) => Err(to_login()),
+            Err(error) => Err(UiError::from(error).into_response()),
+        }
+    }
+}
+
+impl UiSession {
+    /// Refuses a form whose CSRF token is not this session's.
+    pub fn check_csrf(&self, form: &FormData) -> Result<(), UiError> {
+        if constant_time_eq(form.get("csrf_token"), &self.csrf_token) {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden(
+                "This form expired or did not come from Docket (CSRF check failed). Go back, reload and try again."
+                    .into(),
+            ))
+        }
+    }
+
+    /// What every page's layout needs to know about the user.
+    pub fn context(&self) -> tera::Context {
+        let mut context = tera::Context::new();
+        context.insert("me", &serde_json::json!({
+            "id": self.actor.user_id,
+            "username": self.actor.username,
+            "is_admin": self.actor.is_admin(),
+        }));
+        context.insert("csrf_token", &self.csrf_token);
+        // Forms override this; pages without errors need it defined.
+        context.insert("errors", &std::collections::BTreeMap::<String, String>::new());
+        context
+    }
+}
+
+/// A url-encoded form body: every field, repeated ones kept in order.
+#[derive(Debug, Default)]
+pub struct FormData {
+    pairs: Vec<(String, String)>,
+}
+
+impl FormData {
+    pub fn parse(body: &[u8]) -> Result<FormData, UiError> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .map(|pairs| FormData { pairs })
+            .map_err(|_| UiError::Forbidden("The form could not be read.".into()))
+    }
+
+    /// The first value of a field, or "".
+    pub fn get(&self, name: &str) -> &str {
+        self.pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str()).unwrap_or("")
+    }
+
+    /// A trimmed value, `None` when empty.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        let value = self.get(name).trim();
+        if value.is_empty() { None } else { Some(value.to_string()) }
+    }
+
+    /// Every non-empty value of a repeated field (checkboxes, multi-selects).
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs.iter().filter(|(key, value)| key == name && !value.is_empty()).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn checked(&self, name: &str) -> bool {
+        matches!(self.get(name), "on" | "true" | "1")
+    }
+}
+
+/// Percent-encodes a path for a query parameter.
+pub fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Only local paths are followed after login, never another site.
+pub fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next.to_string() } else { "/".to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_never_leaves_the_site() {
+        assert_eq!(safe_next("/cases/4"), "/cases/4");
+        assert_eq!(safe_next("//evil.example/x"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil.example"), "/");
+    }
+
+    #[test]
+    fn forms_keep_repeated_fields() {
+        let form = FormData::parse(b"team_ids=a&team_ids=b&name=+x+&empty=").expect("form");
+        assert_eq!(form.all("team_ids"), vec!["a", "b"]);
+        assert_eq!(form.optional("name").as_deref(), Some("x"));
+        assert_eq!(form.optional("empty"), None);
+    }
+}
