@@ -3,7 +3,7 @@
 
 mod accounts;
 mod api_keys;
-mod attachments;
+pub mod attachments;
 mod cases;
 mod contacts;
 mod roles;

@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", api::router(&state).layer(DefaultBodyLimit::max(json_limit)))
-        .merge(crate::ui::router())
+        .merge(crate::ui::router(&state))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), crate::ui::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -83,11 +83,7 @@ async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState
 
 /// Unknown API paths answer JSON; anything else the 404 page.
 async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
-    if uri.path().starts_with("/api/") {
-        ApiError::NotFound.into_response()
-    } else {
-        crate::ui::not_found_page()
-    }
+    if uri.path().starts_with("/api/") { ApiError::NotFound.into_response() } else { crate::ui::not_found_page() }
 }
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish and

@@ -22,10 +22,10 @@ pub fn not_found_page() -> axum::response::Response {
 
 use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(auth::router())
-        .merge(cases::router())
+        .merge(cases::router(state))
         .merge(admin::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))

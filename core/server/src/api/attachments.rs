@@ -8,11 +8,13 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body;
+use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use docket_domain::Actor;
 use docket_store::{AttachmentRecord, NewAttachment};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -44,70 +46,65 @@ async fn upload(
     auth: Auth,
     mut multipart: Multipart,
 ) -> ApiResult<(StatusCode, Json<Uploaded>)> {
-    let max = state.config.max_upload_bytes;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() != Some("file") {
-            continue;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("file") {
+            let record = save_upload(&state, &auth.actor, field).await?;
+            let uploaded =
+                Uploaded { id: record.id, name: record.name, size: record.size, content_type: record.content_type };
+            return Ok((StatusCode::CREATED, Json(uploaded)));
         }
-        let name = clean_file_name(field.file_name().unwrap_or("attachment"));
-        let content_type = field
-            .content_type()
-            .map(str::to_string)
-            .filter(|t| t.parse::<HeaderValue>().is_ok() && t.contains('/') && t.len() <= 255)
-            .unwrap_or_else(|| guess_content_type(&name).to_string());
-
-        let storage_key = docket_domain::ids::new_id();
-        let final_path = file_path(&state.config.data_dir, &storage_key);
-        let temp_path = final_path.with_extension("part");
-        if let Some(parent) = final_path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
-        }
-        let mut file = tokio::fs::File::create(&temp_path).await.map_err(io_error)?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let written: ApiResult<()> = async {
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                size += chunk.len() as u64;
-                if size > max {
-                    return Err(ApiError::PayloadTooLarge(format!("attachments may be at most {max} bytes")));
-                }
-                hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(io_error)?;
-            }
-            file.sync_all().await.map_err(io_error)?;
-            Ok(())
-        }
-        .await;
-        drop(file);
-        if let Err(error) = written {
-            let _ = tokio::fs::remove_file(&temp_path).await;
-            return Err(error);
-        }
-        tokio::fs::rename(&temp_path, &final_path).await.map_err(io_error)?;
-        let new = NewAttachment {
-            name,
-            content_type,
-            size: size as i64,
-            sha256: hex::encode(hasher.finalize()),
-            storage_key,
-        };
-        return match state.store.create_attachment(&auth.actor, &new).await {
-            Ok(record) => Ok((
-                StatusCode::CREATED,
-                Json(Uploaded {
-                    id: record.id,
-                    name: record.name,
-                    size: record.size,
-                    content_type: record.content_type,
-                }),
-            )),
-            Err(error) => {
-                let _ = tokio::fs::remove_file(&final_path).await;
-                Err(error.into())
-            }
-        };
     }
     Err(ApiError::field("file", "required: send the file as a multipart field named `file`"))
+}
+
+/// Streams one multipart file field to disk and records it (unlinked).
+/// Shared by the API and the UI's upload form.
+pub async fn save_upload(state: &AppState, actor: &Actor, mut field: Field<'_>) -> ApiResult<AttachmentRecord> {
+    let max = state.config.max_upload_bytes;
+    let name = clean_file_name(field.file_name().unwrap_or("attachment"));
+    let content_type = field
+        .content_type()
+        .map(str::to_string)
+        .filter(|t| t.parse::<HeaderValue>().is_ok() && t.contains('/') && t.len() <= 255)
+        .unwrap_or_else(|| guess_content_type(&name).to_string());
+
+    let storage_key = docket_domain::ids::new_id();
+    let final_path = file_path(&state.config.data_dir, &storage_key);
+    let temp_path = final_path.with_extension("part");
+    if let Some(parent) = final_path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
+    }
+    let mut file = tokio::fs::File::create(&temp_path).await.map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let written: ApiResult<()> = async {
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(ApiError::PayloadTooLarge(format!("attachments may be at most {max} bytes")));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io_error)?;
+        }
+        file.sync_all().await.map_err(io_error)?;
+        Ok(())
+    }
+    .await;
+    drop(file);
+    if let Err(error) = written {
+        let _ = tokio::fs::remove_file(&temp_path).await;
+        return Err(error);
+    }
+    tokio::fs::rename(&temp_path, &final_path).await.map_err(io_error)?;
+    let new =
+        NewAttachment { name, content_type, size: size as i64, sha256: hex::encode(hasher.finalize()), storage_key };
+    match state.store.create_attachment(actor, &new).await {
+        Ok(record) => Ok(record),
+        Err(error) => {
+            let _ = tokio::fs::remove_file(&final_path).await;
+            Err(error.into())
+        }
+    }
 }
 
 async fn meta(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<AttachmentRecord>> {
@@ -203,7 +200,7 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+pub fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge("the upload is larger than the attachment limit".into())
     } else {

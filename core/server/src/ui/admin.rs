@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use docket_domain::listing::{SimpleFilter, Window};
 use docket_domain::user::{NewUser, UserPatch, UserType};
 use docket_store::StoreError;
@@ -95,7 +95,11 @@ async fn create_user(State(state): State<AppState>, session: UiSession, body: By
     user_form(&state, &session, None, values, errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
-async fn edit_user(State(state): State<AppState>, session: UiSession, Path(id): Path<String>) -> Result<Response, UiError> {
+async fn edit_user(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
     require_admin(&session)?;
     let user = state.store.get_user(&session.actor, &id).await?;
     let values = json!({
@@ -106,7 +110,12 @@ async fn edit_user(State(state): State<AppState>, session: UiSession, Path(id): 
     user_form(&state, &session, Some(&id), values, BTreeMap::new(), StatusCode::OK).await
 }
 
-async fn update_user(State(state): State<AppState>, session: UiSession, Path(id): Path<String>, body: Bytes) -> Result<Response, UiError> {
+async fn update_user(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
     require_admin(&session)?;
     let form = FormData::parse(&body)?;
     session.check_csrf(&form)?;
@@ -136,7 +145,10 @@ async fn update_user(State(state): State<AppState>, session: UiSession, Path(id)
                     Ok(_) => return Ok(Redirect::to("/admin/users").into_response()),
                     Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
                     Err(StoreError::VersionConflict { current }) => {
-                        errors.insert("version".into(), format!("someone else changed this user (now version {current}); reload"));
+                        errors.insert(
+                            "version".into(),
+                            format!("someone else changed this user (now version {current}); reload"),
+                        );
                     }
                     Err(other) => return Err(other.into()),
                 }

@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use chrono::Utc;
 use docket_domain::user::check_password;
 
@@ -78,7 +78,8 @@ async fn login(
         *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
         return Ok(response);
     }
-    let user = if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(&username).await? };
+    let user =
+        if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(&username).await? };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let valid = verify_password(form.get("password").to_string(), hash).await;
     let Some(user) = user.filter(|_| valid) else {

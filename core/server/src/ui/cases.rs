@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use docket_domain::case::{Case, CasePatch, CasePriority, CaseStatus, CaseType, NewCase};
 use docket_domain::listing::{CaseFilter, CaseSortField, SimpleFilter, Window, parse_sort};
 use docket_domain::note::NoteType;
@@ -17,14 +17,20 @@ use serde_json::{Value, json};
 
 use super::render::{UiError, markdown, page};
 use super::session::{FormData, UiSession};
+use crate::api::attachments::save_upload;
 use crate::app::AppState;
+use crate::error::ApiError;
 use crate::extract::query_pairs;
+use crate::secrets::constant_time_eq;
 
 /// Cases per page in the list.
 const PAGE_SIZE: i64 = 25;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    // Room for the multipart framing around the largest allowed file.
+    let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     Router::new()
+        .route("/cases/{number}/attachments", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/", get(list))
         .route("/search", get(search))
         .route("/cases/new", get(new_form))
@@ -39,7 +45,8 @@ pub fn router() -> Router<AppState> {
 /// the query string so a view can be bookmarked.
 async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     let pairs = query_pairs(raw.as_deref()).map_err(|_| UiError::NotFound)?;
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
+    let get =
+        |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
     let mut filter = CaseFilter::default();
     // Open cases unless the agent asks for another view.
     let view = get("view").unwrap_or_else(|| "open".into());
@@ -71,8 +78,10 @@ async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
     let mut context = session.context();
     // Every filter key is present (empty when unset) so templates can
     // compare without checking.
-    let mut query: BTreeMap<&str, String> =
-        ["q", "status", "priority", "team_id", "account_id", "mine", "sort"].iter().map(|k| (*k, String::new())).collect();
+    let mut query: BTreeMap<&str, String> = ["q", "status", "priority", "team_id", "account_id", "mine", "sort"]
+        .iter()
+        .map(|k| (*k, String::new()))
+        .collect();
     for (key, value) in pairs.iter().filter(|(k, _)| k != "page") {
         query.insert(key.as_str(), value.clone());
     }
@@ -81,7 +90,13 @@ async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
     context.insert("query_string", &serde_urlencoded::to_string(&set).unwrap_or_default());
     context.insert("view", &view);
     context.insert("sort", &sort);
-    let sort_options = [("-number", "Newest"), ("number", "Oldest"), ("-priority", "Priority"), ("-modified_at", "Recently changed"), ("name", "Subject")];
+    let sort_options = [
+        ("-number", "Newest"),
+        ("number", "Oldest"),
+        ("-priority", "Priority"),
+        ("-modified_at", "Recently changed"),
+        ("name", "Subject"),
+    ];
     context.insert("sort_options", &sort_options.map(|(value, label)| json!({"value": value, "label": label})));
     context.insert("cases", &cases.items.iter().map(|c| case_row(c, &names)).collect::<Vec<_>>());
     context.insert("total", &cases.total);
@@ -95,7 +110,11 @@ async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
 }
 
 /// The search box: a case number (`42`, `#42`) jumps straight to the case.
-async fn search(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
+async fn search(
+    State(state): State<AppState>,
+    session: UiSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
     let pairs = query_pairs(raw.as_deref()).map_err(|_| UiError::NotFound)?;
     let q = pairs.iter().find(|(k, _)| k == "q").map(|(_, v)| v.trim().to_string()).unwrap_or_default();
     if let Ok(number) = q.trim_start_matches('#').parse::<i64>()
@@ -107,7 +126,11 @@ async fn search(State(state): State<AppState>, session: UiSession, RawQuery(raw)
     Ok(Redirect::to(&format!("/?{query}")).into_response())
 }
 
-async fn show(State(state): State<AppState>, session: UiSession, Path(number): Path<String>) -> Result<Response, UiError> {
+async fn show(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+) -> Result<Response, UiError> {
     let case = load(&state, &session, &number).await?;
     let names = Names::load(&state, &session).await?;
     let stream = state.store.case_stream(&session.actor, &case.id, Window::new(Some(200), None)).await?;
@@ -166,7 +189,11 @@ async fn create(State(state): State<AppState>, session: UiSession, body: Bytes) 
     form_page(&state, &session, None, values, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
-async fn edit_form(State(state): State<AppState>, session: UiSession, Path(number): Path<String>) -> Result<Response, UiError> {
+async fn edit_form(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+) -> Result<Response, UiError> {
     let case = load(&state, &session, &number).await?;
     let values = json!({
         "name": case.name, "description": case.description, "status": case.status, "priority": case.priority,
@@ -177,7 +204,12 @@ async fn edit_form(State(state): State<AppState>, session: UiSession, Path(numbe
     form_page(&state, &session, Some(&case), values, BTreeMap::new(), None, StatusCode::OK).await
 }
 
-async fn update(State(state): State<AppState>, session: UiSession, Path(number): Path<String>, body: Bytes) -> Result<Response, UiError> {
+async fn update(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
     let form = FormData::parse(&body)?;
     session.check_csrf(&form)?;
     let case = load(&state, &session, &number).await?;
@@ -212,7 +244,8 @@ async fn update(State(state): State<AppState>, session: UiSession, Path(number):
                 );
                 let mut values = values;
                 values["version"] = json!(current);
-                return form_page(&state, &session, Some(&case), values, errors, Some(message), StatusCode::CONFLICT).await;
+                return form_page(&state, &session, Some(&case), values, errors, Some(message), StatusCode::CONFLICT)
+                    .await;
             }
             Err(other) => return Err(other.into()),
         }
@@ -220,11 +253,60 @@ async fn update(State(state): State<AppState>, session: UiSession, Path(number):
     form_page(&state, &session, Some(&case), values, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
-async fn close(state: State<AppState>, session: UiSession, number: Path<String>, body: Bytes) -> Result<Response, UiError> {
+/// The upload form on the case page: the CSRF field comes first in the
+/// form, so it is checked before any byte of the file is stored.
+async fn upload(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Response, UiError> {
+    let case = load(&state, &session, &number).await?;
+    let unreadable = |_| UiError::Forbidden("The upload could not be read. Try again.".into());
+    let mut csrf_ok = false;
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf_token") => {
+                let token = field.text().await.map_err(unreadable)?;
+                csrf_ok = constant_time_eq(&token, &session.csrf_token);
+            }
+            Some("file") if !csrf_ok => {
+                return Err(UiError::Forbidden(
+                    "This form expired or did not come from Docket (CSRF check failed).".into(),
+                ));
+            }
+            Some("file") if field.file_name().is_none_or(str::is_empty) => break,
+            Some("file") => {
+                let record = save_upload(&state, &session.actor, field).await.map_err(|error| match error {
+                    ApiError::PayloadTooLarge(message) => UiError::PayloadTooLarge(message),
+                    ApiError::Internal(cause) => UiError::from(cause),
+                    other => UiError::Forbidden(other.to_string()),
+                })?;
+                let patch = CasePatch { attachment_ids: Some(vec![record.id]), ..Default::default() };
+                state.store.update_case(&session.actor, &case.id, &patch).await?;
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response())
+}
+
+async fn close(
+    state: State<AppState>,
+    session: UiSession,
+    number: Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
     finish(state, session, number, body, CaseStatus::Closed).await
 }
 
-async fn reject(state: State<AppState>, session: UiSession, number: Path<String>, body: Bytes) -> Result<Response, UiError> {
+async fn reject(
+    state: State<AppState>,
+    session: UiSession,
+    number: Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
     finish(state, session, number, body, CaseStatus::Rejected).await
 }
 
@@ -320,10 +402,20 @@ impl Names {
     async fn load(state: &AppState, session: &UiSession) -> Result<Names, UiError> {
         let all = SimpleFilter { window: Window::new(Some(200), None), ..Default::default() };
         let actor = &session.actor;
-        let users = state.store.list_users(actor, &all).await?.items.into_iter().filter(|u| u.is_active).map(|u| (u.id, u.name)).collect();
+        let users = state
+            .store
+            .list_users(actor, &all)
+            .await?
+            .items
+            .into_iter()
+            .filter(|u| u.is_active)
+            .map(|u| (u.id, u.name))
+            .collect();
         let teams = state.store.list_teams(actor, &all).await?.items.into_iter().map(|t| (t.id, t.name)).collect();
-        let accounts = state.store.list_accounts(actor, &all).await?.items.into_iter().map(|a| (a.id, a.name)).collect();
-        let contacts = state.store.list_contacts(actor, &all).await?.items.into_iter().map(|c| (c.id, c.name)).collect();
+        let accounts =
+            state.store.list_accounts(actor, &all).await?.items.into_iter().map(|a| (a.id, a.name)).collect();
+        let contacts =
+            state.store.list_contacts(actor, &all).await?.items.into_iter().map(|c| (c.id, c.name)).collect();
         Ok(Names { users, teams, accounts, contacts })
     }
 

@@ -103,6 +103,7 @@ pub fn page(state: &AppState, template: &str, context: &tera::Context) -> Respon
 pub enum UiError {
     NotFound,
     Forbidden(String),
+    PayloadTooLarge(String),
     Internal,
 }
 
@@ -122,6 +123,7 @@ impl IntoResponse for UiError {
                 message: "There is nothing here, or you may not see it.".into(),
             },
             UiError::Forbidden(message) => ErrorPage { status: 403, title: "Not allowed", message },
+            UiError::PayloadTooLarge(message) => ErrorPage { status: 413, title: "File too large", message },
             UiError::Internal => ErrorPage {
                 status: 500,
                 title: "Something went wrong",

@@ -56,11 +56,14 @@ impl UiSession {
     /// What every page's layout needs to know about the user.
     pub fn context(&self) -> tera::Context {
         let mut context = tera::Context::new();
-        context.insert("me", &serde_json::json!({
-            "id": self.actor.user_id,
-            "username": self.actor.username,
-            "is_admin": self.actor.is_admin(),
-        }));
+        context.insert(
+            "me",
+            &serde_json::json!({
+                "id": self.actor.user_id,
+                "username": self.actor.username,
+                "is_admin": self.actor.is_admin(),
+            }),
+        );
         context.insert("csrf_token", &self.csrf_token);
         // Forms override this; pages without errors need it defined.
         context.insert("errors", &std::collections::BTreeMap::<String, String>::new());
@@ -106,13 +109,23 @@ impl FormData {
 pub fn url_encode(value: &str) -> String {
     value
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 /// Only local paths are followed after login, never another site.
 pub fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next.to_string() } else { "/".to_string() }
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_string()
+    } else {
+        "/".to_string()
+    }
 }
 
 #[cfg(test)]

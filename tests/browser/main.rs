@@ -1,0 +1,272 @@
+//! Real-browser tests: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) drives the real `docket` binary through its pages.
+//!
+//! Set `DOCKET_SCREENSHOTS_DIR=docs/screenshots` to save screenshots of the
+//! main pages while the tests run.
+
+#[path = "../api/support.rs"]
+#[allow(dead_code)]
+mod support;
+mod webdriver;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{ADMIN_PASSWORD, Backend, Server, Site};
+use webdriver::{Browser, Driver};
+
+/// One browser at a time: two cores do not run several Chromiums well.
+static BROWSER_SLOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn screenshot(browser: &Browser, name: &str) {
+    if let Ok(dir) = std::env::var("DOCKET_SCREENSHOTS_DIR") {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        browser.screenshot(&root.join(dir).join(format!("{name}.png"))).await;
+    }
+}
+
+/// Polls until `check` holds (pages load asynchronously after clicks).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Clicks something that loads a new page, and waits until the new page
+/// has replaced the old one (so the old page's elements cannot be found
+/// by mistake).
+async fn click_and_wait(browser: &Browser, css: &str) {
+    browser.script("window.__docket_old_page = true; return true;").await;
+    browser.find(css).await.click().await;
+    eventually("the next page", || async {
+        browser.script("return window.__docket_old_page === undefined && document.readyState === 'complete';").await
+            == json!(true)
+    })
+    .await;
+}
+
+async fn wait_for(browser: &Browser, css: &str) {
+    eventually(css, || browser.exists(css)).await;
+}
+
+async fn log_in(browser: &Browser, server: &Server, username: &str, password: &str) {
+    browser.goto(&server.url("/login")).await;
+    submit_login(browser, username, password).await;
+}
+
+/// Fills in the login form of the current page.
+async fn submit_login(browser: &Browser, username: &str, password: &str) {
+    let field = browser.find("#username").await;
+    field.clear().await;
+    field.type_text(username).await;
+    browser.find("#password").await.type_text(password).await;
+    click_and_wait(browser, "form button[type=submit]").await;
+}
+
+async fn log_out(browser: &Browser) {
+    click_and_wait(browser, "header .user button").await;
+    wait_for(browser, "#username").await;
+}
+
+async fn setup(demo: bool) -> Option<(Site, Server, Driver, Browser)> {
+    let driver = Driver::start().await?;
+    let site = Site::new(Backend::Sqlite).await.expect("site");
+    let server = site.start(if demo { &["--demo"] } else { &[] });
+    let browser = driver.session().await;
+    Some((site, server, driver, browser))
+}
+
+#[tokio::test]
+async fn login_list_filters_and_search() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((_site, server, _driver, browser)) = setup(true).await else { return };
+
+    // Anonymous visitors are sent to the login page, and back afterwards.
+    browser.goto(&server.url("/cases/3")).await;
+    wait_for(&browser, "#username").await;
+    screenshot(&browser, "login").await;
+    submit_login(&browser, "alice", "wrong password").await;
+    wait_for(&browser, ".alert.error").await;
+    assert!(browser.text(".alert.error").await.contains("Invalid username or password"));
+    submit_login(&browser, "alice", "docket-demo").await;
+    eventually("the case page", || async { browser.current_url().await.ends_with("/cases/3") }).await;
+
+    browser.goto(&server.url("/")).await;
+    wait_for(&browser, "table.cases").await;
+    screenshot(&browser, "cases").await;
+    let open: i64 = browser.text("#case-count").await.parse().expect("count");
+    assert!(open > 0);
+    // Text search through the filter form.
+    browser.find("form.filters input[name=q]").await.type_text("VAT").await;
+    click_and_wait(&browser, "form.filters button[type=submit]").await;
+    eventually("filtered list", || async { browser.current_url().await.contains("q=VAT") }).await;
+    let rows = browser.text("table.cases tbody").await;
+    assert!(rows.contains("Invoice shows the wrong VAT rate"), "{rows}");
+    assert!(!rows.contains("SSO login"), "{rows}");
+    // The Closed tab shows only closed cases.
+    browser.goto(&server.url("/")).await;
+    click_and_wait(&browser, "a[href='/?view=closed']").await;
+    eventually("closed view", || async { browser.current_url().await.contains("view=closed") }).await;
+    let closed = browser.text("table.cases tbody").await;
+    assert!(closed.contains("Closed") && !closed.contains("Pending") && !closed.contains("New"), "{closed}");
+    // The global search box jumps straight to a case number.
+    browser.find("#global-search").await.type_text("#12\n").await;
+    eventually("case 12", || async { browser.current_url().await.ends_with("/cases/12") }).await;
+    assert!(browser.text("h1").await.contains("#12"));
+    screenshot(&browser, "case").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn create_with_a_validation_error_then_success_edit_stale_and_close() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    wait_for(&browser, "table.cases, p.empty").await;
+
+    browser.goto(&server.url("/cases/new")).await;
+    browser.find("#description").await.type_text("No subject given").await;
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    wait_for(&browser, "#name-error").await;
+    assert_eq!(browser.text("#name-error").await, "required");
+    assert_eq!(browser.text("#description").await, "No subject given", "the form keeps what was typed");
+    screenshot(&browser, "case-form-errors").await;
+    browser.find("#name").await.type_text("Printer on fire").await;
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    wait_for(&browser, "#case-name").await;
+    assert_eq!(browser.text("#case-name").await, "Printer on fire");
+    assert!(browser.current_url().await.ends_with("/cases/1"));
+
+    // Someone else saves while this agent edits: nothing is overwritten.
+    browser.goto(&server.url("/cases/1/edit")).await;
+    wait_for(&browser, "#name").await;
+    let (_, case) = server.get("/api/v1/cases/by-number/1", &key).await;
+    let id = case["id"].as_str().expect("id").to_string();
+    let (status, _) = server.patch(&format!("/api/v1/cases/{id}"), &key, json!({"name": "Renamed elsewhere"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let name = browser.find("#name").await;
+    name.clear().await;
+    name.type_text("My stale rename").await;
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    wait_for(&browser, "#conflict").await;
+    assert!(browser.text("#conflict").await.contains("Someone else changed this case"));
+    let (_, after) = server.get(&format!("/api/v1/cases/{id}"), &key).await;
+    assert_eq!(after["name"], "Renamed elsewhere");
+    // Saving again from the refreshed form (new version) works.
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    wait_for(&browser, "#case-name").await;
+    assert_eq!(browser.text("#case-name").await, "My stale rename");
+
+    // Close.
+    click_and_wait(&browser, "#close-case").await;
+    eventually("closed status", || async { browser.text("#case-status").await.contains("Closed") }).await;
+    assert!(!browser.exists("#close-case").await);
+    let (_, closed) = server.get(&format!("/api/v1/cases/{id}"), &key).await;
+    assert_eq!(closed["status"], "Closed");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn attachments_upload_and_download() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    server.case(&key, json!({"name": "Needs a log file"})).await;
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    wait_for(&browser, "table.cases").await;
+    browser.goto(&server.url("/cases/1")).await;
+    let file = tempfile::Builder::new().prefix("server-").suffix(".log").tempfile().expect("file");
+    std::fs::write(file.path(), "line one\nline two: ünïcode\n").expect("write");
+    browser.find("#file").await.type_text(&file.path().display().to_string()).await;
+    click_and_wait(&browser, "#upload").await;
+    wait_for(&browser, "ul.attachments a").await;
+    let link = browser.find("ul.attachments a").await;
+    assert!(link.text().await.starts_with("server-"));
+    let href = link.attribute("href").await.expect("href");
+    let downloaded = browser.script(&format!("return fetch('{href}').then(r => r.text());")).await;
+    assert_eq!(downloaded.as_str(), Some("line one\nline two: ünïcode\n"));
+    let (_, case) = server.get("/api/v1/cases/by-number/1", &key).await;
+    assert_eq!(case["attachment_ids"].as_array().map(Vec::len), Some(1));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn admin_creates_a_user_who_then_logs_in() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((_site, server, _driver, browser)) = setup(false).await else { return };
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    wait_for(&browser, "header .user").await;
+    browser.goto(&server.url("/admin/users/new")).await;
+    browser.find("#username").await.type_text("newagent").await;
+    browser.find("#name").await.type_text("New Agent").await;
+    browser.find("#password").await.type_text("short").await;
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    wait_for(&browser, "#password-error").await;
+    assert!(browser.text("#password-error").await.contains("at least 8"));
+    browser.find("#password").await.type_text("a-long-enough-password").await;
+    // The seeded Agent role.
+    browser.find("input[name=role_ids]").await.click().await;
+    click_and_wait(&browser, "form.grid-form button[type=submit]").await;
+    // The form posts to /admin/users too: wait for the list itself.
+    wait_for(&browser, "table").await;
+    assert!(browser.text("table").await.contains("newagent"));
+    screenshot(&browser, "admin-users").await;
+    log_out(&browser).await;
+
+    log_in(&browser, &server, "newagent", "a-long-enough-password").await;
+    wait_for(&browser, "header .user").await;
+    assert_eq!(browser.text("header .user a").await, "newagent");
+    // Agents are not admins: the admin area answers with a 403 page.
+    browser.goto(&server.url("/admin/users")).await;
+    wait_for(&browser, ".error-page").await;
+    assert!(browser.text(".error-code").await.contains("403"));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn forged_posts_are_rejected_and_payloads_stay_inert() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    let payload = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\">";
+    server
+        .case(
+            &key,
+            json!({"name": payload, "description": format!("{payload}\n\n[click](javascript:window.__xss=3) **bold**")}),
+        )
+        .await;
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    wait_for(&browser, "table.cases").await;
+    assert!(browser.text("table.cases").await.contains("<script>"), "the name shows as text");
+    browser.goto(&server.url("/cases/1")).await;
+    wait_for(&browser, "#description").await;
+    assert_eq!(browser.script("return typeof window.__xss;").await, json!("undefined"));
+    assert_eq!(browser.text("#description strong").await, "bold");
+    assert!(!browser.source().await.contains("javascript:window"));
+    screenshot(&browser, "case-xss").await;
+
+    // A form posted without the session's CSRF token is refused.
+    browser
+        .script(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = '/cases';
+             const n = document.createElement('input'); n.name = 'name'; n.value = 'forged'; f.appendChild(n);
+             const t = document.createElement('input'); t.name = 'csrf_token'; t.value = 'not-the-token'; f.appendChild(t);
+             document.body.appendChild(f); f.submit(); return true;",
+        )
+        .await;
+    wait_for(&browser, ".error-page").await;
+    assert!(browser.text(".error-page").await.contains("CSRF"));
+    let (_, list) = server.get("/api/v1/cases", &key).await;
+    assert_eq!(list["total"], 1, "the forged post created nothing");
+    browser.close().await;
+}
