@@ -55,7 +55,13 @@ async fn click_and_wait(browser: &Browser, css: &str) {
 }
 
 async fn wait_for(browser: &Browser, css: &str) {
-    eventually(css, || browser.exists(css)).await;
+    for _ in 0..100 {
+        if browser.exists(css).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for `{css}` on {}:\n{}", browser.current_url().await, browser.source().await);
 }
 
 async fn log_in(browser: &Browser, server: &Server, username: &str, password: &str) {
@@ -268,5 +274,107 @@ async fn forged_posts_are_rejected_and_payloads_stay_inert() {
     assert!(browser.text(".error-page").await.contains("CSRF"));
     let (_, list) = server.get("/api/v1/cases", &key).await;
     assert_eq!(list["total"], 1, "the forged post created nothing");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn admin_manages_teams_roles_api_keys_and_settings() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    let (status, _) = server
+        .post("/api/v1/users", &key, json!({"username": "tina", "type": "agent", "password": "tina-password"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // A team with a member in a position.
+    browser.goto(&server.url("/admin/teams/new")).await;
+    browser.find("#name").await.type_text("Tier 1 Support").await;
+    browser.find("#member-tina").await.click().await;
+    browser.find("#position-tina").await.type_text("Lead").await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "table").await;
+    assert!(browser.text("table").await.contains("Tier 1 Support"));
+    let (_, teams) = server.get("/api/v1/teams", &key).await;
+    let members = &teams["items"][0]["members"];
+    assert_eq!(members[0]["position"], "Lead", "{teams}");
+
+    // A role with its own levels.
+    browser.goto(&server.url("/admin/roles/new")).await;
+    browser.find("#name").await.type_text("Read-only").await;
+    browser
+        .find("select[name='case.read'] option[value='all'], select[name='case.read'] option:first-child")
+        .await
+        .click()
+        .await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "table").await;
+    screenshot(&browser, "admin-roles").await;
+    let (_, roles) = server.get("/api/v1/roles", &key).await;
+    let role =
+        roles["items"].as_array().expect("roles").iter().find(|r| r["name"] == "Read-only").expect("role").clone();
+    assert_eq!(role["permissions"]["case"]["read"], "all");
+    assert_eq!(role["permissions"]["case"]["delete"], "no");
+
+    // An API key is shown once, works, and stops working when revoked.
+    browser.goto(&server.url("/admin/api-keys")).await;
+    browser.find("#key-user option:nth-child(2)").await.click().await;
+    browser.find("#key-name").await.type_text("billing sync").await;
+    click_and_wait(&browser, "#create-key").await;
+    wait_for(&browser, "#new-key").await;
+    let new_key = browser.text("#new-key").await;
+    assert!(new_key.starts_with("dk_"));
+    assert_eq!(server.get("/api/v1/me", &new_key).await.0, StatusCode::OK);
+    browser.goto(&server.url("/admin/api-keys")).await;
+    assert!(!browser.source().await.contains(&new_key), "the key is shown only once");
+    // Revoking asks first.
+    browser.find("td form button.danger").await.click().await;
+    browser.accept_alert().await;
+    wait_for(&browser, "td .badge").await;
+    assert_eq!(server.get("/api/v1/me", &new_key).await.0, StatusCode::UNAUTHORIZED);
+
+    // General settings: the helpdesk's name heads every page.
+    browser.goto(&server.url("/admin/settings")).await;
+    let name = browser.find("#helpdesk_name").await;
+    name.clear().await;
+    name.type_text("Acme Help").await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, ".alert.success").await;
+    browser.goto(&server.url("/")).await;
+    assert_eq!(browser.text("header .brand").await, "Acme Help");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn account_and_contact_pages_list_their_cases_and_passwords_change() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((_site, server, _driver, browser)) = setup(true).await else { return };
+    log_in(&browser, &server, "bob", "docket-demo").await;
+    wait_for(&browser, "table.cases").await;
+    browser.goto(&server.url("/accounts?q=initech")).await;
+    click_and_wait(&browser, "table a").await;
+    wait_for(&browser, "#account-name").await;
+    assert_eq!(browser.text("#account-name").await, "Initech");
+    let cases = browser.text("table.cases").await;
+    assert!(cases.contains("Export to CSV") || cases.contains("API returns 502"), "{cases}");
+    screenshot(&browser, "account").await;
+    click_and_wait(&browser, "aside a[href^='/contacts/']").await;
+    wait_for(&browser, "#contact-name").await;
+    assert!(browser.text("aside").await.contains("Initech"));
+    assert!(browser.exists("table.cases tbody tr").await);
+
+    // Password change, then the old password no longer works.
+    browser.goto(&server.url("/password")).await;
+    browser.find("#current_password").await.type_text("docket-demo").await;
+    browser.find("#new_password").await.type_text("bobs-new-password").await;
+    browser.find("#confirm_password").await.type_text("bobs-new-password").await;
+    click_and_wait(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, ".alert.success").await;
+    log_out(&browser).await;
+    submit_login(&browser, "bob", "docket-demo").await;
+    wait_for(&browser, ".alert.error").await;
+    submit_login(&browser, "bob", "bobs-new-password").await;
+    wait_for(&browser, "table.cases").await;
     browser.close().await;
 }

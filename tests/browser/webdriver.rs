@@ -169,6 +169,11 @@ impl Browser {
         std::fs::write(path, bytes).expect("write screenshot");
     }
 
+    /// Accepts a `confirm()` dialog.
+    pub async fn accept_alert(&self) {
+        self.command(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await;
+    }
+
     pub async fn close(self) {
         let _ = self.http.delete(&self.url).send().await;
     }

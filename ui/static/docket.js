@@ -2,16 +2,16 @@
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
-  // Ask before rejecting a case.
-  for (const button of document.querySelectorAll("button.danger")) {
+  // Ask before irreversible actions (buttons with data-confirm).
+  for (const button of document.querySelectorAll("button[data-confirm]")) {
     button.addEventListener("click", (event) => {
-      if (!window.confirm("Reject this case?")) {
+      if (!window.confirm(button.dataset.confirm)) {
         event.preventDefault();
       }
     });
   }
   // Filters apply as soon as a select changes.
-  for (const select of document.querySelectorAll("form.filters select")) {
+  for (const select of document.querySelectorAll("form.filters:not(.inline-form) select")) {
     select.addEventListener("change", () => select.form.submit());
   }
 });

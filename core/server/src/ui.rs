@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod cases;
+mod records;
 mod render;
 mod session;
 
@@ -26,6 +27,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(cases::router(state))
+        .merge(records::router())
         .merge(admin::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))

@@ -34,3 +34,18 @@ impl Store {
         Ok(inserted == 1)
     }
 }
+
+impl Store {
+    /// Sets a value, replacing the old one (admins only).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn set_setting(&self, actor: &docket_domain::Actor, key: &str, value: &serde_json::Value) -> Result<()> {
+        crate::users::require_admin(actor, "change settings")?;
+        let mut tx = self.pools.write().await?;
+        tx.query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
+            .bind(key)
+            .bind(value.to_string())
+            .execute()
+            .await?;
+        tx.commit().await
+    }
+}

@@ -149,10 +149,19 @@ async fn show(
     Ok(page(&state, "cases/show.html", &context))
 }
 
-async fn new_form(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {
+/// The new-case form; `?account_id=` and `?contact_id=` preselect (the
+/// account and contact pages link here).
+async fn new_form(
+    State(state): State<AppState>,
+    session: UiSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let pairs = query_pairs(raw.as_deref()).map_err(|_| UiError::NotFound)?;
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let values = json!({
-        "name": "", "description": "", "status": "New", "priority": "Normal", "type": "", "account_id": "",
-        "contact_id": "", "assigned_user_id": "", "team_ids": [], "is_internal": false, "version": "",
+        "name": "", "description": "", "status": "New", "priority": "Normal", "type": "",
+        "account_id": get("account_id"), "contact_id": get("contact_id"), "assigned_user_id": "", "team_ids": [],
+        "is_internal": false, "version": "",
     });
     form_page(&state, &session, None, values, BTreeMap::new(), None, StatusCode::OK).await
 }
@@ -455,7 +464,7 @@ fn case_row(case: &Case, names: &Names) -> Value {
         "account": Names::name(&names.accounts, case.account_id.as_deref()),
         "account_id": case.account_id,
         "contact": Names::name(&names.contacts, case.contact_id.as_deref()),
-        "contacts": case.contact_ids.iter().map(|id| Names::name(&names.contacts, Some(id))).collect::<Vec<_>>(),
+        "contacts": case.contact_ids.iter().map(|id| json!({"id": id, "name": Names::name(&names.contacts, Some(id))})).collect::<Vec<_>>(),
         "assignee": Names::name(&names.users, case.assigned_user_id.as_deref()),
         "teams": case.team_ids.iter().map(|id| Names::name(&names.teams, Some(id))).collect::<Vec<_>>(),
         "is_internal": case.is_internal,

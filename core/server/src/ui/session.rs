@@ -17,6 +17,8 @@ pub struct UiSession {
     pub actor: Actor,
     pub csrf_token: String,
     pub token_hash: String,
+    /// The helpdesk's name from the general settings, for the layout.
+    pub helpdesk_name: String,
 }
 
 impl FromRequestParts<AppState> for UiSession {
@@ -33,7 +35,13 @@ impl FromRequestParts<AppState> for UiSession {
         };
         let token_hash = sha256_hex(&token);
         match state.store.session(&token_hash).await {
-            Ok(Some(session)) => Ok(UiSession { actor: session.actor, csrf_token: session.csrf_token, token_hash }),
+            Ok(Some(session)) => {
+                let helpdesk_name = match state.store.setting(super::admin::HELPDESK_NAME).await {
+                    Ok(Some(serde_json::Value::String(name))) => name,
+                    _ => "Docket".to_string(),
+                };
+                Ok(UiSession { actor: session.actor, csrf_token: session.csrf_token, token_hash, helpdesk_name })
+            }
             Ok(None) => Err(to_login()),
             Err(error) => Err(UiError::from(error).into_response()),
         }
@@ -65,6 +73,7 @@ impl UiSession {
             }),
         );
         context.insert("csrf_token", &self.csrf_token);
+        context.insert("helpdesk_name", &self.helpdesk_name);
         // Forms override this; pages without errors need it defined.
         context.insert("errors", &std::collections::BTreeMap::<String, String>::new());
         context

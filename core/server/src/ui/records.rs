@@ -1,0 +1,132 @@
+//! Account and contact pages: searchable lists, and a page per record
+//! with its details and its cases.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use docket_domain::listing::{CaseFilter, SimpleFilter, Window};
+use serde_json::json;
+
+use super::render::{UiError, page};
+use super::session::UiSession;
+use crate::app::AppState;
+use crate::extract::query_pairs;
+
+const PAGE_SIZE: i64 = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/accounts", get(accounts))
+        .route("/accounts/{id}", get(account))
+        .route("/contacts", get(contacts))
+        .route("/contacts/{id}", get(contact))
+}
+
+/// `q` and `page` from the query string.
+fn list_filter(raw: Option<&str>) -> Result<(SimpleFilter, String, i64), UiError> {
+    let pairs = query_pairs(raw).map_err(|_| UiError::NotFound)?;
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let q = get("q").unwrap_or_default();
+    let page_number = get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).max(1);
+    let filter = SimpleFilter {
+        q: Some(q.clone()).filter(|q| !q.is_empty()),
+        account_id: None,
+        window: Window::new(Some(PAGE_SIZE), Some((page_number - 1) * PAGE_SIZE)),
+    };
+    Ok((filter, q, page_number))
+}
+
+async fn accounts(
+    State(state): State<AppState>,
+    session: UiSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let (filter, q, page_number) = list_filter(raw.as_deref())?;
+    let list = state.store.list_accounts(&session.actor, &filter).await?;
+    let mut context = session.context();
+    context.insert("accounts", &list.items);
+    context.insert("total", &list.total);
+    context.insert("q", &q);
+    context.insert("page", &page_number);
+    context.insert("pages", &((list.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1));
+    Ok(page(&state, "accounts/list.html", &context))
+}
+
+async fn account(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let account = state.store.get_account(&session.actor, &id).await?;
+    let cases = state
+        .store
+        .list_cases(
+            &session.actor,
+            &CaseFilter { account_id: Some(id.clone()), window: Window::new(Some(200), None), ..Default::default() },
+        )
+        .await?;
+    let contacts = state
+        .store
+        .list_contacts(
+            &session.actor,
+            &SimpleFilter { account_id: Some(id), window: Window::new(Some(200), None), ..Default::default() },
+        )
+        .await?;
+    let mut context = session.context();
+    context.insert("account", &account);
+    context.insert("cases", &cases.items.iter().map(case_summary).collect::<Vec<_>>());
+    context.insert("case_total", &cases.total);
+    context.insert("contacts", &contacts.items);
+    Ok(page(&state, "accounts/show.html", &context))
+}
+
+async fn contacts(
+    State(state): State<AppState>,
+    session: UiSession,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let (filter, q, page_number) = list_filter(raw.as_deref())?;
+    let list = state.store.list_contacts(&session.actor, &filter).await?;
+    let mut context = session.context();
+    context.insert("contacts", &list.items);
+    context.insert("total", &list.total);
+    context.insert("q", &q);
+    context.insert("page", &page_number);
+    context.insert("pages", &((list.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1));
+    Ok(page(&state, "contacts/list.html", &context))
+}
+
+async fn contact(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let contact = state.store.get_contact(&session.actor, &id).await?;
+    let cases = state
+        .store
+        .list_cases(
+            &session.actor,
+            &CaseFilter { contact_id: Some(id), window: Window::new(Some(200), None), ..Default::default() },
+        )
+        .await?;
+    let mut accounts = Vec::new();
+    for account_id in &contact.account_ids {
+        if let Ok(account) = state.store.get_account(&session.actor, account_id).await {
+            accounts.push(json!({"id": account.id, "name": account.name}));
+        }
+    }
+    let mut context = session.context();
+    context.insert("contact", &contact);
+    context.insert("accounts", &accounts);
+    context.insert("cases", &cases.items.iter().map(case_summary).collect::<Vec<_>>());
+    context.insert("case_total", &cases.total);
+    Ok(page(&state, "contacts/show.html", &context))
+}
+
+fn case_summary(case: &docket_domain::case::Case) -> serde_json::Value {
+    json!({
+        "number": case.number, "name": case.name, "status": case.status, "priority": case.priority,
+        "modified_at": case.modified_at.format("%Y-%m-%d %H:%M").to_string(),
+    })
+}
