@@ -182,8 +182,11 @@ async fn preferences_round_trip(site: Site) {
     let key = site.admin_key();
     let (status, defaults) = server.get("/api/v1/me/preferences", &key).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(defaults, json!({"auto_follow_entity_types": [], "follow_on_post": true, "email_notifications": false}));
-    let wanted = json!({"auto_follow_entity_types": ["Case"], "follow_on_post": false, "email_notifications": true});
+    assert_eq!(
+        defaults,
+        json!({"auto_follow_entity_types": [], "follow_on_post": true, "email_notifications": false, "follow_created": false})
+    );
+    let wanted = json!({"auto_follow_entity_types": ["Case"], "follow_on_post": false, "email_notifications": true, "follow_created": true});
     let (status, saved) = server.call(Method::PUT, "/api/v1/me/preferences", &key, Some(wanted.clone())).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
     assert_eq!(server.get("/api/v1/me/preferences", &key).await.1, wanted);

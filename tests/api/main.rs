@@ -10,3 +10,4 @@ mod bad_input;
 mod cases;
 mod operations;
 mod records;
+mod stream;

@@ -20,6 +20,9 @@ pub struct Preferences {
     /// Receive stream updates by email too.
     #[serde(default)]
     pub email_notifications: bool,
+    /// Follow the cases one creates (portal users always do).
+    #[serde(default)]
+    pub follow_created: bool,
 }
 
 fn yes() -> bool {
@@ -33,6 +36,7 @@ impl Preferences {
             auto_follow_entity_types: Vec::new(),
             follow_on_post: true,
             email_notifications: user_type == UserType::Portal,
+            follow_created: user_type == UserType::Portal,
         }
     }
 

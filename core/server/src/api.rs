@@ -8,6 +8,7 @@ mod cases;
 mod contacts;
 mod roles;
 mod session;
+mod stream;
 mod teams;
 mod users;
 
@@ -32,6 +33,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(attachments::router(state))
         .merge(session::router())
         .merge(api_keys::router())
+        .merge(stream::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

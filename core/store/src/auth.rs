@@ -282,7 +282,7 @@ async fn insert_api_key(
 }
 
 /// Loads an active user with their teams and merged role permissions.
-async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
+pub(crate) async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
     let row = tx
         .query("SELECT id, username, user_type, contact_id FROM users WHERE id = $1 AND is_active = $2")
         .bind(user_id)

@@ -12,6 +12,7 @@ use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
+use crate::stream::{initial_follows, notify_followers, reconcile_follows};
 use crate::{Result, Store, StoreError, now};
 
 const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case_type, c.description, \
@@ -60,6 +61,7 @@ impl Store {
         };
         let note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id }).to_string();
         let sql = insert_case_sql(tx.backend());
+        let create_note_id = new_id();
         let row = tx
             .query(&sql)
             .bind(case.id.as_str())
@@ -75,7 +77,7 @@ impl Store {
             .bind(case.assigned_user_id.as_deref())
             .bind(at)
             .bind(actor.user_id.as_str())
-            .bind(new_id())
+            .bind(create_note_id.as_str())
             .bind(note_data)
             .fetch_one()
             .await?;
@@ -84,6 +86,8 @@ impl Store {
         (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
         write_links(&mut tx, &case).await?;
         link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
+        initial_follows(&mut tx, &case, actor).await?;
+        notify_followers(&mut tx, &case, &create_note_id, NoteType::Create, false, Some(&actor.user_id)).await?;
         tx.commit().await?;
         Ok(case)
     }
@@ -181,13 +185,16 @@ impl Store {
             replace_links(&mut tx, "case_teams", "case_id", "team_id", &next.id, &next.team_ids, false).await?;
         }
         link_attachments(&mut tx, &next.id, &applied.added_attachment_ids).await?;
+        reconcile_follows(&mut tx, &current, &next).await?;
         if !applied.audited.is_empty() {
-            insert_note(&mut tx, &next.id, NoteType::Update, update_note_data(&applied.audited), Some(&actor.user_id))
-                .await?;
+            let data = update_note_data(&applied.audited);
+            let note_id = insert_note(&mut tx, &next.id, NoteType::Update, data, Some(&actor.user_id)).await?;
+            notify_followers(&mut tx, &next, &note_id, NoteType::Update, false, Some(&actor.user_id)).await?;
         }
         if applied.assignee_changed {
             let data = json!({ "assigned_user_id": next.assigned_user_id });
-            insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
+            let note_id = insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
+            notify_followers(&mut tx, &next, &note_id, NoteType::Assign, false, Some(&actor.user_id)).await?;
         }
         tx.commit().await?;
         Ok(Case {
@@ -453,7 +460,7 @@ async fn check_references(
 /// Attachments a case takes must exist, be unlinked (or already this
 /// case's) and have been uploaded by the actor, so nobody can steal a file
 /// by guessing its id.
-async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
+pub(crate) async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
     for id in ids {
         let row = tx
             .query("SELECT case_id, note_id, created_by_id FROM attachments WHERE id = $1")
@@ -528,7 +535,7 @@ pub(crate) async fn insert_note(
 }
 
 /// Loads one case with its links; `lock` takes a row lock for an update.
-async fn load_case(tx: &mut Tx, condition: &str, value: &str, lock: bool) -> Result<Case> {
+pub(crate) async fn load_case(tx: &mut Tx, condition: &str, value: &str, lock: bool) -> Result<Case> {
     if !docket_domain::ids::looks_like_id(value) {
         return Err(StoreError::NotFound);
     }
@@ -582,7 +589,7 @@ fn case_from_row(row: &Row) -> Result<Case> {
     })
 }
 
-fn note_from_row(row: &Row) -> Result<Note> {
+pub(crate) fn note_from_row(row: &Row) -> Result<Note> {
     let note_type: String = row.get("note_type")?;
     let data: String = row.get("data")?;
     Ok(Note {

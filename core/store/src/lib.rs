@@ -16,6 +16,7 @@ mod db;
 mod error;
 mod rows;
 mod settings;
+mod stream;
 mod teams;
 mod users;
 
@@ -23,6 +24,7 @@ pub use attachments::{AttachmentRecord, NewAttachment};
 pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
+pub use stream::{Follower, NotificationPage};
 
 use db::Pools;
 

@@ -166,7 +166,9 @@ impl Store {
             replace_links(&mut tx, "user_roles", "user_id", "role_id", id, &next.role_ids, false).await?;
         }
         if !next.is_active {
+            // Deactivated users leave: no sessions, no follows.
             tx.query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute().await?;
+            tx.query("DELETE FROM follows WHERE user_id = $1").bind(id).execute().await?;
         }
         tx.commit().await?;
         Ok(User { modified_at: at, version: current.version + 1, ..next })
@@ -207,6 +209,16 @@ impl Store {
             .bind(actor.user_id.as_str())
             .execute()
             .await?;
+        replace_links(
+            &mut tx,
+            "user_auto_follow",
+            "user_id",
+            "entity_type",
+            &actor.user_id,
+            &preferences.auto_follow_entity_types,
+            false,
+        )
+        .await?;
         tx.commit().await?;
         Ok(preferences.clone())
     }

@@ -1,0 +1,539 @@
+//! The stream around a case: posts, follows and in-app notifications.
+//!
+//! Every note fans out to the case's followers as notifications in the
+//! transaction that writes the note. Follows follow the rules of
+//! `domain.md`: creators (portal users always, agents by preference),
+//! assignees, posters (by preference), the primary contact's portal user,
+//! and users whose global auto-follow lists `Case`. Nobody follows a case
+//! they cannot read; losing access (or being deactivated) ends the follow.
+
+use chrono::{DateTime, Utc};
+use docket_domain::access::Decision;
+use docket_domain::case::Case;
+use docket_domain::ids::{looks_like_id, new_id};
+use docket_domain::listing::Window;
+use docket_domain::note::{DELETE_WINDOW, EDIT_WINDOW, NewPost, Note, NoteType, Notification, mentions, within};
+use docket_domain::{Action, Actor, Scope};
+use serde::Serialize;
+use tracing::instrument;
+
+use crate::auth::load_actor;
+use crate::cases::{check_attachments, load_case, note_from_row, page_window};
+use crate::db::{Sql, Tx};
+use crate::rows::{enforce, parse_stored};
+use crate::users::parse_preferences;
+use crate::{Result, Store, StoreError, now};
+
+/// A follower as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Follower {
+    pub user_id: String,
+    pub username: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub user_type: String,
+}
+
+/// A page of notifications with the unread count.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationPage {
+    pub items: Vec<Notification>,
+    pub total: i64,
+    pub unread: i64,
+}
+
+impl Store {
+    /// Posts to a case's stream: the note, its attachments, the author's
+    /// follow (by preference), `stream_updated_at`, and notifications for
+    /// followers and mentioned users.
+    #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
+    pub async fn create_post(&self, actor: &Actor, case_id: &str, post: &NewPost) -> Result<Note> {
+        post.validate(actor.is_staff())?;
+        let mut tx = self.pools.write().await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, true).await?;
+        enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "post to this case")?;
+        check_attachments(&mut tx, actor, &post.attachment_ids, None).await?;
+        let at = now();
+        let note = Note {
+            id: new_id(),
+            case_id: case.id.clone(),
+            note_type: NoteType::Post,
+            post: Some(post.post.trim().to_string()).filter(|p| !p.is_empty()),
+            data: serde_json::json!({}),
+            is_internal: post.is_internal,
+            author_id: Some(actor.user_id.clone()),
+            attachment_ids: post.attachment_ids.clone(),
+            created_at: at,
+        };
+        tx.query(
+            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
+             VALUES ($1, $2, 'Post', $3, '{}', $4, $5, $6, $6)",
+        )
+        .bind(note.id.as_str())
+        .bind(case.id.as_str())
+        .bind(note.post.as_deref())
+        .bind(note.is_internal)
+        .bind(actor.user_id.as_str())
+        .bind(at)
+        .execute()
+        .await?;
+        for attachment_id in &post.attachment_ids {
+            tx.query("UPDATE attachments SET note_id = $1 WHERE id = $2")
+                .bind(note.id.as_str())
+                .bind(attachment_id.as_str())
+                .execute()
+                .await?;
+        }
+        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(case.id.as_str())
+            .execute()
+            .await?;
+        if preferences_of(&mut tx, &actor.user_id).await?.follow_on_post {
+            add_follower(&mut tx, &case.id, &actor.user_id).await?;
+        }
+        notify_followers(&mut tx, &case, &note.id, NoteType::Post, note.is_internal, Some(&actor.user_id)).await?;
+        notify_mentions(&mut tx, &case, &note, actor).await?;
+        tx.commit().await?;
+        Ok(note)
+    }
+
+    /// Edits a post's text: its author within seven days, or an admin.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn edit_post(&self, actor: &Actor, note_id: &str, text: &str) -> Result<Note> {
+        let mut errors = docket_domain::ValidationErrors::new();
+        docket_domain::validation::required_text(&mut errors, "post", text, docket_domain::note::POST_MAX);
+        errors.into_result()?;
+        let mut tx = self.pools.write().await?;
+        let note = own_post(&mut tx, actor, note_id, EDIT_WINDOW, "edit").await?;
+        tx.query("UPDATE notes SET post = $1, modified_at = $2 WHERE id = $3")
+            .bind(text.trim())
+            .bind(now())
+            .bind(note_id)
+            .execute()
+            .await?;
+        tx.commit().await?;
+        Ok(Note { post: Some(text.trim().to_string()), ..note })
+    }
+
+    /// Deletes a post: its author within a month, or an admin.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn delete_post(&self, actor: &Actor, note_id: &str) -> Result<Vec<String>> {
+        let mut tx = self.pools.write().await?;
+        own_post(&mut tx, actor, note_id, DELETE_WINDOW, "delete").await?;
+        let keys: Vec<String> = tx
+            .query("SELECT storage_key FROM attachments WHERE note_id = $1")
+            .bind(note_id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("storage_key"))
+            .collect::<Result<_>>()?;
+        tx.query("DELETE FROM notes WHERE id = $1").bind(note_id).execute().await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    /// Who follows a case (for those who may read it).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn followers(&self, actor: &Actor, case_id: &str) -> Result<Vec<Follower>> {
+        let mut tx = self.pools.read().await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "read this case")?;
+        let mut sql = String::from(
+            "SELECT u.id, u.username, u.name, u.user_type FROM follows f JOIN users u ON u.id = f.user_id \
+             WHERE f.case_id = $1",
+        );
+        // Portal users see no staff names beyond their own follow.
+        if !actor.is_staff() {
+            sql.push_str(" AND u.id = $2");
+        }
+        sql.push_str(" ORDER BY u.username");
+        let mut query = tx.query(&sql).bind(case.id.as_str());
+        if !actor.is_staff() {
+            query = query.bind(actor.user_id.as_str());
+        }
+        let rows = query.fetch_all().await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Follower {
+                    user_id: row.get("id")?,
+                    username: row.get("username")?,
+                    name: row.get("name")?,
+                    user_type: row.get("user_type")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes a user follow a case: oneself, or anyone for an admin. The
+    /// follower must be able to read the case.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn follow(&self, actor: &Actor, case_id: &str, user_id: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "read this case")?;
+        if user_id != actor.user_id && !actor.is_admin() {
+            return Err(StoreError::Forbidden("only admins manage other users' follows".into()));
+        }
+        let follower =
+            load_actor(&mut tx, user_id).await?.ok_or_else(|| StoreError::invalid("user_id", "no such active user"))?;
+        if !follower.allows(Scope::Case, Action::Read, &case.ownership()) {
+            return Err(StoreError::invalid("user_id", "this user cannot read the case, so cannot follow it"));
+        }
+        add_follower(&mut tx, &case.id, user_id).await?;
+        tx.commit().await
+    }
+
+    /// Ends a follow: one's own, or anyone's for an admin.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn unfollow(&self, actor: &Actor, case_id: &str, user_id: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "read this case")?;
+        if user_id != actor.user_id && !actor.is_admin() {
+            return Err(StoreError::Forbidden("only admins manage other users' follows".into()));
+        }
+        tx.query("DELETE FROM follows WHERE case_id = $1 AND user_id = $2")
+            .bind(case.id.as_str())
+            .bind(user_id)
+            .execute()
+            .await?;
+        tx.commit().await
+    }
+
+    /// The actor's notifications, newest first.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn notifications(&self, actor: &Actor, unread_only: bool, window: Window) -> Result<NotificationPage> {
+        let mut tx = self.pools.read().await?;
+        let mut condition = Sql::new(" WHERE n.user_id = ");
+        condition.value(actor.user_id.as_str());
+        if unread_only {
+            condition.push(" AND n.is_read = ").value(false);
+        }
+        let total: i64 = tx
+            .built(&crate::cases::prefixed("SELECT COUNT(*) AS total FROM notifications n", &condition))
+            .fetch_one()
+            .await?
+            .get("total")?;
+        let unread: i64 = tx
+            .query("SELECT COUNT(*) AS unread FROM notifications WHERE user_id = $1 AND is_read = $2")
+            .bind(actor.user_id.as_str())
+            .bind(false)
+            .fetch_one()
+            .await?
+            .get("unread")?;
+        let mut select = crate::cases::prefixed(
+            "SELECT n.id, n.case_id, n.note_id, n.kind, n.is_highlighted, n.is_read, n.created_at, c.number, c.name, \
+             t.note_type, t.author_id FROM notifications n JOIN cases c ON c.id = n.case_id \
+             JOIN notes t ON t.id = n.note_id",
+            &condition,
+        );
+        select.push(" ORDER BY n.created_at DESC, n.id DESC");
+        page_window(&mut select, window);
+        let rows = tx.built(&select).fetch_all().await?;
+        tx.commit().await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let note_type: String = row.get("note_type")?;
+                Ok(Notification {
+                    id: row.get("id")?,
+                    case_id: row.get("case_id")?,
+                    case_number: row.get("number")?,
+                    case_name: row.get("name")?,
+                    note_id: row.get("note_id")?,
+                    kind: row.get("kind")?,
+                    note_type: parse_stored(&note_type, NoteType::parse)?,
+                    author_id: row.get("author_id")?,
+                    is_highlighted: row.get("is_highlighted")?,
+                    is_read: row.get("is_read")?,
+                    created_at: row.get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(NotificationPage { items, total, unread })
+    }
+
+    /// Marks one of the actor's notifications read.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn mark_notification_read(&self, actor: &Actor, id: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        let changed = tx
+            .query("UPDATE notifications SET is_read = $1 WHERE id = $2 AND user_id = $3")
+            .bind(true)
+            .bind(id)
+            .bind(actor.user_id.as_str())
+            .execute()
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await
+    }
+
+    /// Marks all the actor's notifications read; returns how many changed.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn mark_all_notifications_read(&self, actor: &Actor) -> Result<u64> {
+        let mut tx = self.pools.write().await?;
+        let changed = tx
+            .query("UPDATE notifications SET is_read = $1 WHERE user_id = $2 AND is_read = $3")
+            .bind(true)
+            .bind(actor.user_id.as_str())
+            .bind(false)
+            .execute()
+            .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
+
+/// A post the actor may still edit or delete (its author within the
+/// window, or an admin at any time).
+async fn own_post(tx: &mut Tx, actor: &Actor, note_id: &str, window: chrono::TimeDelta, what: &str) -> Result<Note> {
+    if !looks_like_id(note_id) {
+        return Err(StoreError::NotFound);
+    }
+    let sql = format!(
+        "SELECT id, case_id, note_type, post, data, is_internal, author_id, created_at FROM notes WHERE id = $1{}",
+        tx.for_update()
+    );
+    let row = tx.query(&sql).bind(note_id).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+    let note = note_from_row(&row)?;
+    let case = load_case(tx, "c.id = $1", &note.case_id, false).await?;
+    if actor.decide(Scope::Case, Action::Read, &case.ownership()) != Decision::Allow
+        || (note.is_internal && !actor.is_staff())
+    {
+        return Err(StoreError::NotFound);
+    }
+    if note.note_type != NoteType::Post {
+        return Err(StoreError::Forbidden(format!("system notes cannot be {what}ed")));
+    }
+    if actor.is_admin() {
+        return Ok(note);
+    }
+    if note.author_id.as_deref() != Some(actor.user_id.as_str()) {
+        return Err(StoreError::Forbidden(format!("only the author (or an admin) may {what} a post")));
+    }
+    if !within(note.created_at, window, now()) {
+        return Err(StoreError::Forbidden(format!("posts can be {what}ed for {} days only", window.num_days())));
+    }
+    Ok(note)
+}
+
+pub(crate) async fn preferences_of(tx: &mut Tx, user_id: &str) -> Result<docket_domain::preferences::Preferences> {
+    let row = tx.query("SELECT preferences, user_type FROM users WHERE id = $1").bind(user_id).fetch_one().await?;
+    let user_type: String = row.get("user_type")?;
+    let user_type = parse_stored(&user_type, docket_domain::user::UserType::parse)?;
+    parse_preferences(&row.get::<String>("preferences")?, user_type)
+}
+
+pub(crate) async fn add_follower(tx: &mut Tx, case_id: &str, user_id: &str) -> Result<()> {
+    tx.query("INSERT INTO follows (case_id, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(case_id)
+        .bind(user_id)
+        .bind(now())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// The follows a new case starts with (see the module comment).
+pub(crate) async fn initial_follows(tx: &mut Tx, case: &Case, creator: &Actor) -> Result<()> {
+    if creator.is_portal() || preferences_of(tx, &creator.user_id).await?.follow_created {
+        add_follower(tx, &case.id, &creator.user_id).await?;
+    }
+    if let Some(assignee) = &case.assigned_user_id {
+        add_follower(tx, &case.id, assignee).await?;
+    }
+    if let Some(contact_id) = &case.contact_id {
+        follow_contact_portal_user(tx, case, contact_id).await?;
+    }
+    let auto: Vec<String> = tx
+        .query("SELECT user_id FROM user_auto_follow WHERE entity_type = 'Case'")
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("user_id"))
+        .collect::<Result<_>>()?;
+    for user_id in auto {
+        if let Some(user) = load_actor(tx, &user_id).await?
+            && user.allows(Scope::Case, Action::Read, &case.ownership())
+        {
+            add_follower(tx, &case.id, &user_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The primary contact's active portal user follows (not internal cases).
+pub(crate) async fn follow_contact_portal_user(tx: &mut Tx, case: &Case, contact_id: &str) -> Result<()> {
+    if case.is_internal {
+        return Ok(());
+    }
+    let users: Vec<String> = tx
+        .query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2")
+        .bind(contact_id)
+        .bind(true)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("id"))
+        .collect::<Result<_>>()?;
+    for user_id in users {
+        add_follower(tx, &case.id, &user_id).await?;
+    }
+    Ok(())
+}
+
+/// After an update: followers who can no longer read the case stop
+/// following it (and lose its notifications); the old primary contact's
+/// portal user stops following when the contact changes.
+pub(crate) async fn reconcile_follows(tx: &mut Tx, before: &Case, after: &Case) -> Result<()> {
+    if before.contact_id != after.contact_id {
+        if let Some(old) = &before.contact_id {
+            tx.query(
+                "DELETE FROM follows WHERE case_id = $1 AND user_id IN \
+                 (SELECT id FROM users WHERE contact_id = $2 AND user_type = 'portal')",
+            )
+            .bind(after.id.as_str())
+            .bind(old.as_str())
+            .execute()
+            .await?;
+        }
+        if let Some(new) = &after.contact_id {
+            follow_contact_portal_user(tx, after, new).await?;
+        }
+    }
+    if let Some(assignee) = &after.assigned_user_id
+        && before.assigned_user_id.as_ref() != Some(assignee)
+    {
+        add_follower(tx, &after.id, assignee).await?;
+    }
+    let access_changed = before.team_ids != after.team_ids
+        || before.assigned_user_id != after.assigned_user_id
+        || before.is_internal != after.is_internal
+        || before.contact_ids != after.contact_ids;
+    if !access_changed {
+        return Ok(());
+    }
+    let followers: Vec<String> = tx
+        .query("SELECT user_id FROM follows WHERE case_id = $1")
+        .bind(after.id.as_str())
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("user_id"))
+        .collect::<Result<_>>()?;
+    for user_id in followers {
+        let keeps = match load_actor(tx, &user_id).await? {
+            Some(user) => user.allows(Scope::Case, Action::Read, &after.ownership()),
+            None => false,
+        };
+        if !keeps {
+            drop_follower(tx, &after.id, &user_id).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn drop_follower(tx: &mut Tx, case_id: &str, user_id: &str) -> Result<()> {
+    tx.query("DELETE FROM follows WHERE case_id = $1 AND user_id = $2").bind(case_id).bind(user_id).execute().await?;
+    tx.query("DELETE FROM notifications WHERE case_id = $1 AND user_id = $2")
+        .bind(case_id)
+        .bind(user_id)
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// One notification per follower except the author; portal users get
+/// none for internal notes; the assignee's notification of a Create or
+/// Assign note is highlighted.
+pub(crate) async fn notify_followers(
+    tx: &mut Tx,
+    case: &Case,
+    note_id: &str,
+    note_type: NoteType,
+    is_internal: bool,
+    author_id: Option<&str>,
+) -> Result<()> {
+    let rows = tx
+        .query(
+            "SELECT f.user_id, u.user_type FROM follows f JOIN users u ON u.id = f.user_id \
+             WHERE f.case_id = $1 AND u.is_active = $2",
+        )
+        .bind(case.id.as_str())
+        .bind(true)
+        .fetch_all()
+        .await?;
+    let at = now();
+    for row in rows {
+        let user_id: String = row.get("user_id")?;
+        let user_type: String = row.get("user_type")?;
+        if Some(user_id.as_str()) == author_id || (is_internal && user_type == "portal") {
+            continue;
+        }
+        let highlighted = matches!(note_type, NoteType::Create | NoteType::Assign)
+            && case.assigned_user_id.as_deref() == Some(user_id.as_str());
+        insert_notification(tx, &user_id, &case.id, note_id, "note", highlighted, at).await?;
+    }
+    Ok(())
+}
+
+/// `@username` mentions notify active staff users who may read the case
+/// (never portal users); a mention replaces their plain notification.
+async fn notify_mentions(tx: &mut Tx, case: &Case, note: &Note, author: &Actor) -> Result<()> {
+    let Some(text) = &note.post else { return Ok(()) };
+    for username in mentions(text) {
+        let row = tx
+            .query("SELECT id FROM users WHERE username = $1 AND user_type <> 'portal' AND is_active = $2")
+            .bind(username.as_str())
+            .bind(true)
+            .fetch_optional()
+            .await?;
+        let Some(row) = row else { continue };
+        let user_id: String = row.get("id")?;
+        if user_id == author.user_id {
+            continue;
+        }
+        let Some(user) = load_actor(tx, &user_id).await? else { continue };
+        if !user.allows(Scope::Case, Action::Read, &case.ownership()) {
+            continue;
+        }
+        tx.query("DELETE FROM notifications WHERE note_id = $1 AND user_id = $2")
+            .bind(note.id.as_str())
+            .bind(user_id.as_str())
+            .execute()
+            .await?;
+        insert_notification(tx, &user_id, &case.id, &note.id, "mention", false, now()).await?;
+    }
+    Ok(())
+}
+
+async fn insert_notification(
+    tx: &mut Tx,
+    user_id: &str,
+    case_id: &str,
+    note_id: &str,
+    kind: &str,
+    highlighted: bool,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    tx.query(
+        "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id())
+    .bind(user_id)
+    .bind(case_id)
+    .bind(note_id)
+    .bind(kind)
+    .bind(highlighted)
+    .bind(false)
+    .bind(at)
+    .execute()
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The stream: posts (public and internal), follows, notifications and
+//! mentions, over HTTP on both backends.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::{Server, Site, error_of};
+
+const ALL_CASES: &str = r#"{"create": "all", "read": "all", "edit": "all", "delete": "no"}"#;
+
+fn levels() -> Value {
+    serde_json::from_str(ALL_CASES).expect("json")
+}
+
+async fn followers(server: &Server, key: &str, case_id: &str) -> Vec<String> {
+    let (status, body) = server.get(&format!("/api/v1/cases/{case_id}/followers"), key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|f| f["username"].as_str().expect("name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn notifications(server: &Server, key: &str) -> Value {
+    let (status, body) = server.get("/api/v1/notifications", key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn posts_follows_and_notifications(site: Site) {
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let (ann, ann_key) = server.agent(&site, &admin, "ann", levels(), json!([])).await;
+    let (_bob, bob_key) = server.agent(&site, &admin, "bob", levels(), json!([])).await;
+    let (_watcher, watcher_key) = server.agent(&site, &admin, "watcher", levels(), json!([])).await;
+    // Global auto-follow: watcher follows every new case.
+    let (status, _) = server
+        .call(Method::PUT, "/api/v1/me/preferences", &watcher_key, Some(json!({"auto_follow_entity_types": ["Case"]})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, contact) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Customer"})).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let portal = site.api_key_for("cust");
+
+    // Created by admin (no follow-created preference), assigned to ann,
+    // primary contact with a portal user.
+    let case = server
+        .case(&admin, json!({"name": "Printer on fire", "assigned_user_id": ann["id"], "contact_id": contact["id"]}))
+        .await;
+    let id = case["id"].as_str().expect("id").to_string();
+    assert_eq!(followers(&server, &admin, &id).await, vec!["ann", "cust", "watcher"]);
+
+    // The assignee's Create notification is highlighted.
+    let ann_notes = notifications(&server, &ann_key).await;
+    assert_eq!(ann_notes["unread"], 1);
+    assert_eq!(ann_notes["items"][0]["note_type"], "Create");
+    assert_eq!(ann_notes["items"][0]["is_highlighted"], true);
+    assert_eq!(ann_notes["items"][0]["case_number"], case["number"]);
+    assert_eq!(notifications(&server, &watcher_key).await["items"][0]["is_highlighted"], false);
+
+    // An internal post: staff followers are notified, portal users are not
+    // and never see it; bob is mentioned although he does not follow.
+    let (status, internal) = server
+        .post(
+            &format!("/api/v1/cases/{id}/posts"),
+            &ann_key,
+            json!({"post": "Toner is **flammable**, @bob check stock", "is_internal": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{internal}");
+    assert_eq!(internal["type"], "Post");
+    assert_eq!(notifications(&server, &portal).await["total"], 1, "only the Create note");
+    let bob_notes = notifications(&server, &bob_key).await;
+    assert_eq!(bob_notes["items"][0]["kind"], "mention");
+    assert_eq!(notifications(&server, &watcher_key).await["unread"], 2);
+    assert_eq!(notifications(&server, &ann_key).await["unread"], 1, "no notification for one's own post");
+
+    let (_, portal_stream) = server.get(&format!("/api/v1/cases/{id}/stream"), &portal).await;
+    assert!(portal_stream["items"].as_array().expect("items").iter().all(|n| n["is_internal"] == false));
+    let (_, staff_stream) = server.get(&format!("/api/v1/cases/{id}/stream"), &bob_key).await;
+    assert_eq!(staff_stream["items"][0]["post"], "Toner is **flammable**, @bob check stock");
+
+    // The customer replies: public, the author does not get notified,
+    // staff followers do; portal users cannot post internal notes.
+    let (status, body) =
+        server.post(&format!("/api/v1/cases/{id}/posts"), &portal, json!({"post": "x", "is_internal": true})).await;
+    assert!(error_of(status, &body, "validation")["fields"]["is_internal"].is_string());
+    let (status, reply) =
+        server.post(&format!("/api/v1/cases/{id}/posts"), &portal, json!({"post": "It is still smoking"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    assert_eq!(notifications(&server, &ann_key).await["unread"], 2);
+    let (_, after) = server.get(&format!("/api/v1/cases/{id}"), &admin).await;
+    assert!(after["stream_updated_at"].as_str() > case["stream_updated_at"].as_str());
+    // Posting makes bob a follower (follow on post is on by default).
+    server.post(&format!("/api/v1/cases/{id}/posts"), &bob_key, json!({"post": "Ordered more toner"})).await;
+    assert!(followers(&server, &admin, &id).await.contains(&"bob".to_string()));
+
+    // Edits: the author may, another agent may not, system notes never.
+    let note_path = format!("/api/v1/notes/{}", internal["id"].as_str().expect("id"));
+    let (status, edited) = server.patch(&note_path, &ann_key, json!({"post": "Toner is flammable"})).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["post"], "Toner is flammable");
+    let (status, _) = server.patch(&note_path, &bob_key, json!({"post": "hijack"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.patch(&note_path, &portal, json!({"post": "peek"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "portal users cannot even see internal notes");
+    let create_note = staff_stream["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|n| n["type"] == "Create")
+        .expect("create")
+        .clone();
+    let (status, _) = server
+        .patch(&format!("/api/v1/notes/{}", create_note["id"].as_str().expect("id")), &admin, json!({"post": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.call(Method::DELETE, &note_path, &bob_key, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.call(Method::DELETE, &note_path, &ann_key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Mark read, one and all.
+    let ann_notes = notifications(&server, &ann_key).await;
+    let first = ann_notes["items"][0]["id"].as_str().expect("id").to_string();
+    let (status, _) = server.post(&format!("/api/v1/notifications/{first}/read"), &ann_key, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server.post(&format!("/api/v1/notifications/{first}/read"), &bob_key, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nobody marks another user's notifications");
+    let (_, unread) = server.get("/api/v1/notifications?unread=true", &ann_key).await;
+    assert!(unread["items"].as_array().expect("items").iter().all(|n| n["is_read"] == false));
+    let (_, marked) = server.post("/api/v1/notifications/read-all", &ann_key, json!({})).await;
+    assert!(marked["marked"].as_u64().expect("count") >= 1);
+    assert_eq!(notifications(&server, &ann_key).await["unread"], 0);
+}
+
+async fn follows_end_when_access_ends(site: Site) {
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let (_, team_a) = server.post("/api/v1/teams", &admin, json!({"name": "A"})).await;
+    let (_, team_b) = server.post("/api/v1/teams", &admin, json!({"name": "B"})).await;
+    let team_levels = json!({"create": "all", "read": "team", "edit": "team", "delete": "no"});
+    let (tess, tess_key) = server.agent(&site, &admin, "tess", team_levels, json!([team_a["id"]])).await;
+    let (_, contact) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Customer"})).await;
+    server
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}),
+        )
+        .await;
+    let case = server
+        .case(&admin, json!({"name": "Team A case", "team_ids": [team_a["id"]], "contact_id": contact["id"]}))
+        .await;
+    let id = case["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/cases/{id}");
+
+    let (status, _) = server.call(Method::PUT, &format!("{path}/follow"), &tess_key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(followers(&server, &admin, &id).await, vec!["cust", "tess"]);
+    // Moving the case to team B ends tess's follow (she cannot read it now).
+    let (status, _) = server.patch(&path, &admin, json!({"team_ids": [team_b["id"]]})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(followers(&server, &admin, &id).await, vec!["cust"]);
+    let (status, _) = server.call(Method::PUT, &format!("{path}/follow"), &tess_key, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Admins manage followers, but not for users without access.
+    let (status, body) =
+        server.call(Method::PUT, &format!("{path}/followers/{}", tess["id"].as_str().expect("id")), &admin, None).await;
+    assert!(error_of(status, &body, "validation")["fields"]["user_id"].is_string());
+    // Making the case internal removes portal followers.
+    let (status, _) = server.patch(&path, &admin, json!({"is_internal": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(followers(&server, &admin, &id).await.is_empty());
+    // Deactivated users stop following.
+    let (status, _) = server.patch(&path, &admin, json!({"is_internal": false, "team_ids": [team_a["id"]]})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.call(Method::PUT, &format!("{path}/follow"), &tess_key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    server
+        .patch(&format!("/api/v1/users/{}", tess["id"].as_str().expect("id")), &admin, json!({"is_active": false}))
+        .await;
+    assert!(!followers(&server, &admin, &id).await.contains(&"tess".to_string()));
+}
+
+on_both_backends!(posts_follows_and_notifications, follows_end_when_access_ends);
