@@ -134,7 +134,15 @@ async fn portal_users_only_reach_their_own_cases(site: Site) {
     assert_eq!(accounts["total"], 0);
     let (status, _) = server.post("/api/v1/cases", &portal, json!({"name": "hidden?", "is_internal": true})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let mine = server.case(&portal, json!({"name": "from the portal"})).await;
+    // Portal users choose subject and text; contact, account, status,
+    // assignee and teams are not theirs to set.
+    let (_, me) = server.get("/api/v1/me", &admin).await;
+    let mine = server
+        .case(&portal, json!({"name": "from the portal", "status": "Closed", "assigned_user_id": me["id"]}))
+        .await;
+    assert_eq!(mine["status"], "New");
+    assert_eq!(mine["contact_id"], contact["id"]);
+    assert_eq!(mine["assigned_user_id"], serde_json::Value::Null);
     let (status, _) = server.get(&format!("/api/v1/cases/{}", mine["id"].as_str().expect("id")), &portal).await;
     assert_eq!(status, StatusCode::OK);
 }

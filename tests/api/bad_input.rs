@@ -89,6 +89,10 @@ async fn bad_input_gets_documented_errors(site: Site) {
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
         error_of(status, &body, "not_found");
     }
+    for path in ["/api/v1/api-keys/%00", "/api/v1/roles/%00", "/api/v1/teams/%00", "/api/v1/users/%00"] {
+        let (status, body) = server.call(Method::DELETE, path, &key, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
     let (status, body) = server.get("/api/v1/no-such-endpoint", &key).await;
     error_of(status, &body, "not_found");
     let (status, body) = server.call(Method::PUT, "/api/v1/cases", &key, Some(json!({}))).await;

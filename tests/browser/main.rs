@@ -231,7 +231,7 @@ async fn admin_creates_a_user_who_then_logs_in() {
 
     log_in(&browser, &server, "newagent", "a-long-enough-password").await;
     wait_for(&browser, "header .user").await;
-    assert_eq!(browser.text("header .user a").await, "newagent");
+    assert_eq!(browser.text("header .user a[href='/preferences']").await, "newagent");
     // Agents are not admins: the admin area answers with a 403 page.
     browser.goto(&server.url("/admin/users")).await;
     wait_for(&browser, ".error-page").await;
@@ -376,5 +376,69 @@ async fn account_and_contact_pages_list_their_cases_and_passwords_change() {
     wait_for(&browser, ".alert.error").await;
     submit_login(&browser, "bob", "bobs-new-password").await;
     wait_for(&browser, "table.cases").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn posting_following_and_notifications() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    let (_, ann) = server
+        .post(
+            "/api/v1/users",
+            &key,
+            json!({"username": "ann", "type": "agent", "password": "ann-password", "role_ids": []}),
+        )
+        .await;
+    let (_, roles) = server.get("/api/v1/roles", &key).await;
+    server
+        .patch(
+            &format!("/api/v1/users/{}", ann["id"].as_str().expect("id")),
+            &key,
+            json!({"role_ids": [roles["items"][0]["id"]]}),
+        )
+        .await;
+    server.case(&key, json!({"name": "Printer on fire", "assigned_user_id": ann["id"]})).await;
+
+    // Ann is the assignee: she follows and has a (highlighted) notification.
+    log_in(&browser, &server, "ann", "ann-password").await;
+    wait_for(&browser, "#unread-count").await;
+    assert_eq!(browser.text("#unread-count").await, "1");
+    click_and_wait(&browser, "#notifications-link").await;
+    assert!(browser.text("ul.notifications").await.contains("Printer on fire"));
+    click_and_wait(&browser, "ul.notifications a").await;
+    wait_for(&browser, "#followers").await;
+    assert!(browser.text("#followers").await.contains("ann"));
+    assert!(!browser.exists("#unread-count").await || browser.text("#unread-count").await == "0");
+
+    // An empty post is refused; an internal post with Markdown appears,
+    // marked internal and rendered.
+    click_and_wait(&browser, "#post-submit").await;
+    wait_for(&browser, "#post-error").await;
+    browser.find("#post-text").await.type_text("Toner is **flammable**, @admin FYI").await;
+    browser.find("#post-internal").await.click().await;
+    click_and_wait(&browser, "#post-submit").await;
+    wait_for(&browser, ".note.internal strong").await;
+    assert_eq!(browser.text(".note.internal strong").await, "flammable");
+    screenshot(&browser, "case-stream").await;
+    let (_, admin_notes) = server.get("/api/v1/notifications", &key).await;
+    assert_eq!(admin_notes["items"][0]["kind"], "mention");
+
+    // Unfollow and follow again.
+    click_and_wait(&browser, "#follow-toggle").await;
+    assert_eq!(browser.text("#follow-toggle").await, "Follow");
+    click_and_wait(&browser, "#follow-toggle").await;
+    assert_eq!(browser.text("#follow-toggle").await, "Unfollow");
+
+    // Preferences: global auto-follow makes ann follow new cases.
+    browser.goto(&server.url("/preferences")).await;
+    browser.find("#auto_follow_cases").await.click().await;
+    click_and_wait(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, ".alert.success").await;
+    let other = server.case(&key, json!({"name": "Unrelated case"})).await;
+    let (_, followers) =
+        server.get(&format!("/api/v1/cases/{}/followers", other["id"].as_str().expect("id")), &key).await;
+    assert_eq!(followers["items"][0]["username"], "ann");
     browser.close().await;
 }

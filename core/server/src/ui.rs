@@ -8,6 +8,7 @@ mod cases;
 mod records;
 mod render;
 mod session;
+mod stream;
 
 use axum::Router;
 use axum::http::header;
@@ -28,6 +29,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(auth::router())
         .merge(cases::router(state))
         .merge(records::router())
+        .merge(stream::router())
         .merge(admin::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))

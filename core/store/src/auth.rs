@@ -236,6 +236,9 @@ impl Store {
     /// Revokes a key: it stops working at once on every node.
     #[instrument(level = "debug", skip_all)]
     pub async fn revoke_api_key(&self, actor: &Actor, id: &str) -> Result<()> {
+        if !docket_domain::ids::looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.write().await?;
         let changed = tx
             .query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND ($3 OR user_id = $4)")

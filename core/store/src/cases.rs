@@ -31,6 +31,7 @@ impl Store {
             return Err(StoreError::invalid("is_internal", "portal users cannot create internal cases"));
         }
         let mut tx = self.pools.write().await?;
+        let draft = if actor.is_portal() { portal_draft(&mut tx, actor, draft).await? } else { draft };
         check_references(&mut tx, &draft.account_id, &draft.contact_ids, &draft.assigned_user_id, &draft.team_ids)
             .await?;
         check_attachments(&mut tx, actor, &draft.attachment_ids, None).await?;
@@ -296,6 +297,39 @@ impl Store {
         tx.commit().await?;
         Ok(Page { items: notes, total })
     }
+}
+
+/// What a portal user may decide about a new case: its subject, text,
+/// priority, type and attachments. The contact is theirs, the account one
+/// of their contact's (the first when they name none); status, assignee and
+/// teams are the helpdesk's to set.
+async fn portal_draft(tx: &mut Tx, actor: &Actor, draft: CaseDraft) -> Result<CaseDraft> {
+    let Some(contact_id) = actor.contact_id.clone() else {
+        return Err(StoreError::Forbidden("this portal user is not linked to a contact".into()));
+    };
+    let accounts: Vec<String> = tx
+        .query("SELECT account_id FROM contact_accounts WHERE contact_id = $1 ORDER BY account_id")
+        .bind(contact_id.as_str())
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("account_id"))
+        .collect::<Result<_>>()?;
+    let account_id = match draft.account_id {
+        Some(requested) if accounts.contains(&requested) => Some(requested),
+        Some(_) => return Err(StoreError::invalid("account_id", "not one of your accounts")),
+        None => accounts.first().cloned(),
+    };
+    Ok(CaseDraft {
+        status: CaseStatus::New,
+        account_id,
+        contact_id: Some(contact_id.clone()),
+        contact_ids: vec![contact_id],
+        assigned_user_id: None,
+        team_ids: Vec::new(),
+        is_internal: false,
+        ..draft
+    })
 }
 
 /// The statement that takes the next case number, inserts the case and its

@@ -153,7 +153,11 @@ impl Pools {
     pub(crate) async fn read(&self) -> Result<Tx> {
         Ok(match self {
             Pools::Sqlite { reader, .. } => Tx::Sqlite(reader.begin().await?),
-            Pools::Postgres { pool } => Tx::Postgres(pool.begin().await?),
+            // One snapshot for the whole read, so a page and its total agree
+            // even while others write.
+            Pools::Postgres { pool } => {
+                Tx::Postgres(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?)
+            }
         })
     }
 

@@ -259,6 +259,9 @@ impl Store {
     /// Marks one of the actor's notifications read.
     #[instrument(level = "debug", skip_all)]
     pub async fn mark_notification_read(&self, actor: &Actor, id: &str) -> Result<()> {
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.write().await?;
         let changed = tx
             .query("UPDATE notifications SET is_read = $1 WHERE id = $2 AND user_id = $3")
@@ -536,4 +539,32 @@ async fn insert_notification(
     .execute()
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// How many unread notifications the actor has (the header badge).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn unread_notifications(&self, actor: &Actor) -> Result<i64> {
+        let mut tx = self.pools.read_autocommit().await?;
+        tx.query("SELECT COUNT(*) AS unread FROM notifications WHERE user_id = $1 AND is_read = $2")
+            .bind(actor.user_id.as_str())
+            .bind(false)
+            .fetch_one()
+            .await?
+            .get("unread")
+    }
+
+    /// Marks the actor's notifications about one case read (they opened it).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn mark_case_notifications_read(&self, actor: &Actor, case_id: &str) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        tx.query("UPDATE notifications SET is_read = $1 WHERE user_id = $2 AND case_id = $3 AND is_read = $4")
+            .bind(true)
+            .bind(actor.user_id.as_str())
+            .bind(case_id)
+            .bind(false)
+            .execute()
+            .await?;
+        tx.commit().await
+    }
 }

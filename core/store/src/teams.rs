@@ -120,6 +120,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn delete_team(&self, actor: &Actor, id: &str) -> Result<()> {
         require_admin(actor, "manage teams")?;
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.write().await?;
         if tx.query("DELETE FROM teams WHERE id = $1").bind(id).execute().await? == 0 {
             return Err(StoreError::NotFound);

@@ -157,7 +157,9 @@ impl Store {
         .execute()
         .await?;
         if let Some(hash) = password_hash {
+            // A reset password also ends every session of the old one.
             tx.query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute().await?;
+            tx.query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute().await?;
         }
         if patch.team_ids.is_some() {
             replace_team_memberships(&mut tx, id, &next.team_ids).await?;
@@ -180,6 +182,9 @@ impl Store {
         require_admin(actor, "delete users")?;
         if id == actor.user_id {
             return Err(StoreError::Forbidden("you cannot delete yourself".into()));
+        }
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
         }
         let mut tx = self.pools.write().await?;
         let deleted = tx.query("DELETE FROM users WHERE id = $1").bind(id).execute().await?;
@@ -247,6 +252,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn get_role(&self, actor: &Actor, id: &str) -> Result<Role> {
         require_admin(actor, "see roles")?;
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.read().await?;
         let row = tx.query("SELECT * FROM roles WHERE id = $1").bind(id).fetch_optional().await?;
         tx.commit().await?;
@@ -256,6 +264,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn update_role(&self, actor: &Actor, id: &str, patch: &RolePatch) -> Result<Role> {
         require_admin(actor, "manage roles")?;
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         if let Some(name) = &patch.name {
             check_role_name(name)?;
         }
@@ -284,6 +295,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn delete_role(&self, actor: &Actor, id: &str) -> Result<()> {
         require_admin(actor, "manage roles")?;
+        if !looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.write().await?;
         if tx.query("DELETE FROM roles WHERE id = $1").bind(id).execute().await? == 0 {
             return Err(StoreError::NotFound);
@@ -307,10 +321,23 @@ impl Store {
             is_active: true,
             ..Default::default()
         };
-        insert_user(&mut tx, &admin, Some(admin_password_hash)).await?;
-        insert_role(&mut tx, "Agent", &Permissions::default_agent()).await?;
-        tx.commit().await?;
-        Ok(true)
+        // Nodes starting together on one PostgreSQL race here: the loser's
+        // insert hits the unique username (or sees it taken) and backs off.
+        match insert_user(&mut tx, &admin, Some(admin_password_hash)).await {
+            Ok(_) => {}
+            Err(StoreError::Duplicate(_) | StoreError::Invalid(_)) => return Ok(false),
+            Err(other) => return Err(other),
+        }
+        match insert_role(&mut tx, "Agent", &Permissions::default_agent()).await {
+            Ok(_) => {}
+            Err(StoreError::Duplicate(_) | StoreError::Invalid(_)) => return Ok(false),
+            Err(other) => return Err(other),
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Duplicate(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// Finds a role id by name (CLI and demo data).

@@ -457,6 +457,20 @@ async fn deactivated_users_lose_sessions_and_keys(db: TestDb) {
         .expect("session");
     db.store.create_api_key(&db.admin, &agent.user_id, "ci", "dk_abc", "key-hash").await.expect("key");
     assert!(db.store.session("session-hash").await.expect("session").is_some());
+    // An admin's password reset ends the user's sessions.
+    db.store
+        .create_session(&agent.user_id, "other-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("session");
+    db.store
+        .update_user(&db.admin, &agent.user_id, &UserPatch::default(), Some("new-hash".into()))
+        .await
+        .expect("reset");
+    assert!(db.store.session("other-hash").await.expect("session").is_none());
+    db.store
+        .create_session(&agent.user_id, "session-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .expect("session");
     assert!(db.store.actor_by_api_key("key-hash").await.expect("key").is_some());
     db.store
         .update_user(&db.admin, &agent.user_id, &UserPatch { is_active: Some(false), ..Default::default() }, None)
@@ -483,6 +497,40 @@ async fn usernames_and_team_names_are_unique(db: TestDb) {
     assert!(db.store.create_team(&db.admin, &NewTeam { name: "T".into(), members: vec![] }).await.is_err());
     // Bootstrap runs once.
     assert!(!db.store.bootstrap("x".into()).await.expect("bootstrap"));
+}
+
+/// Nodes starting together race to bootstrap: exactly one wins, none fails.
+async fn bootstrap_is_safe_to_race(url: String) {
+    let store = Store::open(&url, &StoreOptions::default()).await.expect("open");
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.bootstrap("hash".into()).await })
+        })
+        .collect();
+    let mut created = 0;
+    for racer in racers {
+        if racer.await.expect("task").expect("bootstrap never fails") {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_races_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    bootstrap_is_safe_to_race(format!("sqlite://{}", dir.path().join("d.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bootstrap_races_on_postgres() {
+    let Ok(admin_url) = std::env::var("DOCKET_TEST_POSTGRES_URL") else {
+        assert_ne!(std::env::var("DOCKET_REQUIRE_POSTGRES").as_deref(), Ok("1"), "PostgreSQL required");
+        eprintln!("skipped: DOCKET_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+        return;
+    };
+    bootstrap_is_safe_to_race(fresh_postgres_database(&admin_url).await).await;
 }
 
 macro_rules! conformance {

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use docket_domain::case::{Case, CasePatch, CasePriority, CaseStatus, CaseType, NewCase};
 use docket_domain::listing::{CaseFilter, CaseSortField, SimpleFilter, Window, parse_sort};
 use docket_domain::note::NoteType;
+use docket_domain::{Action, Scope};
 use docket_store::StoreError;
 use serde_json::{Value, json};
 
@@ -69,7 +70,7 @@ async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
         filter.sort = parsed;
     }
     let page_number = get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).max(1);
-    filter.window = Window::new(Some(PAGE_SIZE), Some((page_number - 1) * PAGE_SIZE));
+    filter.window = Window::new(Some(PAGE_SIZE), Some((page_number - 1).saturating_mul(PAGE_SIZE)));
 
     let cases = state.store.list_cases(&session.actor, &filter).await?;
     let names = Names::load(&state, &session).await?;
@@ -130,6 +131,7 @@ async fn show(
     State(state): State<AppState>,
     session: UiSession,
     Path(number): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     let case = load(&state, &session, &number).await?;
     let names = Names::load(&state, &session).await?;
@@ -146,6 +148,13 @@ async fn show(
     }
     context.insert("attachments", &attachments);
     context.insert("can_finish", &case.status.is_open());
+    let followers = state.store.followers(&session.actor, &case.id).await?;
+    context.insert("following", &followers.iter().any(|f| f.user_id == session.actor.user_id));
+    context.insert("followers", &followers);
+    context.insert("post_error", &raw.as_deref().is_some_and(|q| q.contains("post_error=1")));
+    // Opening the case reads its notifications (and the header says so).
+    state.store.mark_case_notifications_read(&session.actor, &case.id).await?;
+    context.insert("unread", &state.store.unread_notifications(&session.actor).await?);
     Ok(page(&state, "cases/show.html", &context))
 }
 
@@ -271,6 +280,9 @@ async fn upload(
     mut multipart: Multipart,
 ) -> Result<Response, UiError> {
     let case = load(&state, &session, &number).await?;
+    if !session.actor.allows(Scope::Case, Action::Edit, &case.ownership()) {
+        return Err(UiError::Forbidden("You may not change this case, so you cannot attach files to it.".into()));
+    }
     let unreadable = |_| UiError::Forbidden("The upload could not be read. Try again.".into());
     let mut csrf_ok = false;
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
@@ -330,7 +342,9 @@ async fn finish(
     session.check_csrf(&form)?;
     let case = load(&state, &session, &number).await?;
     if case.status.is_open() {
-        let patch = CasePatch { status: Some(status), ..Default::default() };
+        // The version read above: if someone closed or changed the case in
+        // between, this fails instead of overwriting their outcome.
+        let patch = CasePatch { status: Some(status), version: Some(case.version), ..Default::default() };
         state.store.update_case(&session.actor, &case.id, &patch).await?;
     }
     Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response())
@@ -381,6 +395,27 @@ async fn form_page(
 ) -> Result<Response, UiError> {
     let names = Names::load(state, session).await?;
     let mut context = session.context();
+    // The case's current links are always options, even when the agent
+    // cannot list them (or they are past the first 200): saving the form
+    // must never clear a value the agent did not touch.
+    let keep = |list: Vec<Value>, ids: Vec<String>| -> Vec<Value> {
+        let mut list = list;
+        for id in ids.into_iter().filter(|id| !id.is_empty()) {
+            if !list.iter().any(|item| item["id"] == id.as_str()) {
+                list.push(json!({"id": id, "name": "(current value)"}));
+            }
+        }
+        list
+    };
+    let one = |field: &str| values[field].as_str().map(str::to_string).into_iter().collect::<Vec<_>>();
+    let team_ids: Vec<String> = values["team_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    context.insert("teams", &keep(names.teams_list(), team_ids));
+    context.insert("accounts", &keep(names.accounts_list(), one("account_id")));
+    context.insert("contacts", &keep(names.contacts_list(), one("contact_id")));
+    context.insert("users", &keep(names.users_list(), one("assigned_user_id")));
     context.insert("case", &case.map(|c| case_row(c, &names)));
     context.insert("values", &values);
     context.insert("errors", &errors);
@@ -499,6 +534,13 @@ fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value {
                 })
                 .collect();
             format!("changed {}", changes.join(", "))
+        }
+        NoteType::Post => {
+            if note.is_internal {
+                "wrote an internal note".to_string()
+            } else {
+                "wrote".to_string()
+            }
         }
         other => other.as_str().to_string(),
     };

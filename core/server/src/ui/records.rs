@@ -32,7 +32,7 @@ fn list_filter(raw: Option<&str>) -> Result<(SimpleFilter, String, i64), UiError
     let filter = SimpleFilter {
         q: Some(q.clone()).filter(|q| !q.is_empty()),
         account_id: None,
-        window: Window::new(Some(PAGE_SIZE), Some((page_number - 1) * PAGE_SIZE)),
+        window: Window::new(Some(PAGE_SIZE), Some((page_number - 1).saturating_mul(PAGE_SIZE))),
     };
     Ok((filter, q, page_number))
 }

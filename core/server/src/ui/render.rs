@@ -20,6 +20,8 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("login.html", include_str!("../../../../ui/templates/login.html")),
     ("password.html", include_str!("../../../../ui/templates/password.html")),
     ("macros.html", include_str!("../../../../ui/templates/macros.html")),
+    ("notifications.html", include_str!("../../../../ui/templates/notifications.html")),
+    ("preferences.html", include_str!("../../../../ui/templates/preferences.html")),
     ("cases/list.html", include_str!("../../../../ui/templates/cases/list.html")),
     ("cases/form.html", include_str!("../../../../ui/templates/cases/form.html")),
     ("cases/show.html", include_str!("../../../../ui/templates/cases/show.html")),

@@ -19,6 +19,8 @@ pub struct UiSession {
     pub token_hash: String,
     /// The helpdesk's name from the general settings, for the layout.
     pub helpdesk_name: String,
+    /// Unread notifications, for the header badge.
+    pub unread: i64,
 }
 
 impl FromRequestParts<AppState> for UiSession {
@@ -35,12 +37,22 @@ impl FromRequestParts<AppState> for UiSession {
         };
         let token_hash = sha256_hex(&token);
         match state.store.session(&token_hash).await {
+            Ok(Some(session)) if session.actor.is_portal() => {
+                Err(UiError::Forbidden("Customers use the portal; the agent area is for staff.".into()).into_response())
+            }
             Ok(Some(session)) => {
                 let helpdesk_name = match state.store.setting(super::admin::HELPDESK_NAME).await {
                     Ok(Some(serde_json::Value::String(name))) => name,
                     _ => "Docket".to_string(),
                 };
-                Ok(UiSession { actor: session.actor, csrf_token: session.csrf_token, token_hash, helpdesk_name })
+                let unread = state.store.unread_notifications(&session.actor).await.unwrap_or(0);
+                Ok(UiSession {
+                    actor: session.actor,
+                    csrf_token: session.csrf_token,
+                    token_hash,
+                    helpdesk_name,
+                    unread,
+                })
             }
             Ok(None) => Err(to_login()),
             Err(error) => Err(UiError::from(error).into_response()),
@@ -74,6 +86,7 @@ impl UiSession {
         );
         context.insert("csrf_token", &self.csrf_token);
         context.insert("helpdesk_name", &self.helpdesk_name);
+        context.insert("unread", &self.unread);
         // Forms override this; pages without errors need it defined.
         context.insert("errors", &std::collections::BTreeMap::<String, String>::new());
         context
@@ -130,11 +143,13 @@ pub fn url_encode(value: &str) -> String {
 
 /// Only local paths are followed after login, never another site.
 pub fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next.to_string()
-    } else {
-        "/".to_string()
-    }
+    // Browsers drop tabs and newlines from URLs, so "/\t/evil" would become
+    // "//evil": no whitespace or control characters at all.
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_whitespace() || c.is_control());
+    if local { next.to_string() } else { "/".to_string() }
 }
 
 #[cfg(test)]
@@ -147,6 +162,8 @@ mod tests {
         assert_eq!(safe_next("//evil.example/x"), "/");
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
     }
 
     #[test]
