@@ -8,6 +8,7 @@ mod attachments;
 mod auth;
 mod bad_input;
 mod cases;
+mod email;
 mod operations;
 mod records;
 mod stream;

@@ -288,3 +288,79 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A real SMTP server (aiosmtpd, from PyPI) that stores what it receives
+/// in a Maildir; killed when dropped.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Starts the server, or `None` when aiosmtpd is not installed (and
+    /// not required: scripts/test sets DOCKET_REQUIRE_SMTP=1).
+    pub fn start() -> Option<SmtpSink> {
+        let available = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            if std::env::var("DOCKET_REQUIRE_SMTP").as_deref() == Ok("1") {
+                panic!("DOCKET_REQUIRE_SMTP=1 but the aiosmtpd Python package is not installed");
+            }
+            eprintln!("skipped: aiosmtpd is not installed (scripts/test installs it)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let maildir = tempfile::tempdir().expect("maildir");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        // Owned by the sink from here on: dropping it kills and reaps the process.
+        let sink = SmtpSink { child, port, maildir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(sink);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not start");
+    }
+
+    /// Every message received so far, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for folder in ["new", "cur"] {
+            for path in files_under(&self.maildir.path().join("box").join(folder)) {
+                out.push(std::fs::read_to_string(path).expect("message"));
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `count` messages arrived.
+    pub async fn wait_for(&self, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let messages = self.messages();
+            if messages.len() >= count {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {count} messages, got {:?}", self.messages());
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

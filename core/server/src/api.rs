@@ -6,6 +6,7 @@ mod api_keys;
 pub mod attachments;
 mod cases;
 mod contacts;
+pub mod email_settings;
 mod roles;
 mod session;
 mod stream;
@@ -34,6 +35,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(session::router())
         .merge(api_keys::router())
         .merge(stream::router())
+        .merge(email_settings::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

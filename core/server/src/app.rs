@@ -23,6 +23,8 @@ use crate::metrics::{self, Metrics};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Wakes the job workers when a request enqueued work.
+    pub jobs_wakeup: Arc<tokio::sync::Notify>,
     pub templates: Arc<crate::ui::Templates>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
@@ -33,6 +35,7 @@ impl AppState {
     pub fn new(store: Store, config: Config) -> anyhow::Result<AppState> {
         Ok(AppState {
             store,
+            jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
             templates: Arc::new(crate::ui::Templates::load()?),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
@@ -97,10 +100,13 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     println!("Docket listening on http://{address}");
     tracing::info!(%address, backend = state.store.backend().name(), "listening");
     let store = state.store.clone();
+    let workers = crate::jobs::start(state.clone());
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracing::info!("shutting down: closing the database");
+    tracing::info!("shutting down: finishing running jobs");
+    workers.stop().await;
+    tracing::info!("closing the database");
     store.close().await;
     Ok(())
 }

@@ -30,6 +30,11 @@ pub struct Config {
     pub log_format: String,
     /// PostgreSQL connections per node (SQLite: readers).
     pub max_connections: u32,
+    /// Seconds a stream email waits before it is sent (authors may fix
+    /// typos; readers who saw it in-app get no email).
+    pub email_delay_secs: u64,
+    /// The address users reach Docket at, for links in emails.
+    pub public_url: String,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -46,6 +51,8 @@ struct FileConfig {
     admin_password: Option<String>,
     log_format: Option<String>,
     max_connections: Option<u32>,
+    email_delay_secs: Option<u64>,
+    public_url: Option<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -88,6 +95,8 @@ impl Config {
             admin_password: env("DOCKET_ADMIN_PASSWORD").or(file.admin_password).filter(|p| !p.is_empty()),
             log_format: env("DOCKET_LOG_FORMAT").or(file.log_format).unwrap_or_else(|| "text".into()),
             max_connections: parse_env(&env, "DOCKET_MAX_CONNECTIONS")?.or(file.max_connections).unwrap_or(16),
+            email_delay_secs: parse_env(&env, "DOCKET_EMAIL_DELAY_SECONDS")?.or(file.email_delay_secs).unwrap_or(30),
+            public_url: env("DOCKET_PUBLIC_URL").or(file.public_url).unwrap_or_default(),
         };
         if config.max_upload_bytes == 0 {
             bail!("max_upload_bytes must be positive");

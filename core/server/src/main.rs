@@ -6,7 +6,9 @@ mod config;
 mod demo;
 mod error;
 mod extract;
+mod jobs;
 mod limiter;
+mod mail;
 mod metrics;
 mod secrets;
 mod ui;
@@ -140,7 +142,11 @@ fn init_logging(config: &Config) {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = StoreOptions { max_connections: config.max_connections, ..StoreOptions::default() };
+    let options = StoreOptions {
+        max_connections: config.max_connections,
+        email_delay: std::time::Duration::from_secs(config.email_delay_secs),
+        ..StoreOptions::default()
+    };
     Store::open(&config.database_url, &options)
         .await
         .with_context(|| format!("opening the database at {}", redact(&config.database_url)))

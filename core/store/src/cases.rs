@@ -12,7 +12,7 @@ use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
-use crate::stream::{initial_follows, notify_followers, reconcile_follows};
+use crate::stream::{FanOut, initial_follows, notify_followers, reconcile_follows};
 use crate::{Result, Store, StoreError, now};
 
 const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case_type, c.description, \
@@ -88,7 +88,14 @@ impl Store {
         write_links(&mut tx, &case).await?;
         link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
         initial_follows(&mut tx, &case, actor).await?;
-        notify_followers(&mut tx, &case, &create_note_id, NoteType::Create, false, Some(&actor.user_id)).await?;
+        let fan_out = FanOut {
+            note_id: &create_note_id,
+            note_type: NoteType::Create,
+            is_internal: false,
+            author_id: Some(&actor.user_id),
+            emailed: false,
+        };
+        notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
         tx.commit().await?;
         Ok(case)
     }
@@ -190,12 +197,28 @@ impl Store {
         if !applied.audited.is_empty() {
             let data = update_note_data(&applied.audited);
             let note_id = insert_note(&mut tx, &next.id, NoteType::Update, data, Some(&actor.user_id)).await?;
-            notify_followers(&mut tx, &next, &note_id, NoteType::Update, false, Some(&actor.user_id)).await?;
+            // Status changes reach customers by email too (domain.md).
+            let emailed = applied.audited.iter().any(|change| change.field == "status");
+            let fan_out = FanOut {
+                note_id: &note_id,
+                note_type: NoteType::Update,
+                is_internal: false,
+                author_id: Some(&actor.user_id),
+                emailed,
+            };
+            notify_followers(&mut tx, &next, &fan_out, self.email_delay).await?;
         }
         if applied.assignee_changed {
             let data = json!({ "assigned_user_id": next.assigned_user_id });
             let note_id = insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
-            notify_followers(&mut tx, &next, &note_id, NoteType::Assign, false, Some(&actor.user_id)).await?;
+            let fan_out = FanOut {
+                note_id: &note_id,
+                note_type: NoteType::Assign,
+                is_internal: false,
+                author_id: Some(&actor.user_id),
+                emailed: false,
+            };
+            notify_followers(&mut tx, &next, &fan_out, self.email_delay).await?;
         }
         tx.commit().await?;
         Ok(Case {

@@ -53,6 +53,8 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a lock held by another process.
     pub busy_timeout: Duration,
+    /// Delay before a stream notification is also sent by email.
+    pub email_delay: Duration,
 }
 
 impl Default for StoreOptions {
@@ -61,6 +63,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(10),
+            email_delay: Duration::from_secs(30),
         }
     }
 }

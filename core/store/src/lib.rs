@@ -14,6 +14,7 @@ mod cases;
 mod contacts;
 mod db;
 mod error;
+mod jobs;
 mod rows;
 mod settings;
 mod stream;
@@ -24,7 +25,8 @@ pub use attachments::{AttachmentRecord, NewAttachment};
 pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
-pub use stream::{Follower, NotificationPage};
+pub use jobs::{Job, JobOutcome, NewJob, backoff};
+pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 
 use db::Pools;
 
@@ -35,6 +37,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pools: Pools,
+    /// How long a stream email waits before it is sent (so authors can fix
+    /// typos, and readers who already saw it in-app get no email).
+    email_delay: chrono::Duration,
 }
 
 impl Store {
@@ -43,7 +48,8 @@ impl Store {
     /// migrations.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         let pools = Pools::open(url, options).await?;
-        Ok(Store { pools })
+        let email_delay = chrono::Duration::from_std(options.email_delay).unwrap_or(chrono::Duration::seconds(30));
+        Ok(Store { pools, email_delay })
     }
 
     pub fn backend(&self) -> Backend {

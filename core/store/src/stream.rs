@@ -20,6 +20,7 @@ use tracing::instrument;
 use crate::auth::load_actor;
 use crate::cases::{check_attachments, load_case, note_from_row, page_window};
 use crate::db::{Sql, Tx};
+use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};
 use crate::users::parse_preferences;
 use crate::{Result, Store, StoreError, now};
@@ -92,8 +93,15 @@ impl Store {
         if preferences_of(&mut tx, &actor.user_id).await?.follow_on_post {
             add_follower(&mut tx, &case.id, &actor.user_id).await?;
         }
-        notify_followers(&mut tx, &case, &note.id, NoteType::Post, note.is_internal, Some(&actor.user_id)).await?;
-        notify_mentions(&mut tx, &case, &note, actor).await?;
+        let fan_out = FanOut {
+            note_id: &note.id,
+            note_type: NoteType::Post,
+            is_internal: note.is_internal,
+            author_id: Some(&actor.user_id),
+            emailed: true,
+        };
+        notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
+        notify_mentions(&mut tx, &case, &note, actor, self.email_delay).await?;
         tx.commit().await?;
         Ok(note)
     }
@@ -451,20 +459,30 @@ async fn drop_follower(tx: &mut Tx, case_id: &str, user_id: &str) -> Result<()> 
     Ok(())
 }
 
+/// A note about to be fanned out to followers.
+pub(crate) struct FanOut<'a> {
+    pub note_id: &'a str,
+    pub note_type: NoteType,
+    pub is_internal: bool,
+    pub author_id: Option<&'a str>,
+    /// Whether followers who asked for email get this note by email
+    /// (posts, status changes, received emails).
+    pub emailed: bool,
+}
+
 /// One notification per follower except the author; portal users get
 /// none for internal notes; the assignee's notification of a Create or
-/// Assign note is highlighted.
+/// Assign note is highlighted. Followers who want email get a delayed
+/// email job too.
 pub(crate) async fn notify_followers(
     tx: &mut Tx,
     case: &Case,
-    note_id: &str,
-    note_type: NoteType,
-    is_internal: bool,
-    author_id: Option<&str>,
+    fan_out: &FanOut<'_>,
+    email_delay: chrono::Duration,
 ) -> Result<()> {
     let rows = tx
         .query(
-            "SELECT f.user_id, u.user_type FROM follows f JOIN users u ON u.id = f.user_id \
+            "SELECT f.user_id, u.user_type, u.email, u.preferences FROM follows f JOIN users u ON u.id = f.user_id \
              WHERE f.case_id = $1 AND u.is_active = $2",
         )
         .bind(case.id.as_str())
@@ -475,23 +493,58 @@ pub(crate) async fn notify_followers(
     for row in rows {
         let user_id: String = row.get("user_id")?;
         let user_type: String = row.get("user_type")?;
-        if Some(user_id.as_str()) == author_id || (is_internal && user_type == "portal") {
+        if Some(user_id.as_str()) == fan_out.author_id || (fan_out.is_internal && user_type == "portal") {
             continue;
         }
-        let highlighted = matches!(note_type, NoteType::Create | NoteType::Assign)
+        let highlighted = matches!(fan_out.note_type, NoteType::Create | NoteType::Assign)
             && case.assigned_user_id.as_deref() == Some(user_id.as_str());
-        insert_notification(tx, &user_id, &case.id, note_id, "note", highlighted, at).await?;
+        let id = insert_notification(tx, &user_id, &case.id, fan_out.note_id, "note", highlighted, at).await?;
+        if fan_out.emailed && wants_email(&row)? {
+            enqueue_email(tx, &id, at + email_delay).await?;
+        }
     }
     Ok(())
 }
 
+/// Whether a user row (with `user_type`, `email`, `preferences`) asked
+/// for stream email and has an address to send it to.
+fn wants_email(row: &crate::db::Row) -> Result<bool> {
+    let email: Option<String> = row.get("email")?;
+    let user_type: String = row.get("user_type")?;
+    let user_type = parse_stored(&user_type, docket_domain::user::UserType::parse)?;
+    let preferences = parse_preferences(&row.get::<String>("preferences")?, user_type)?;
+    Ok(email.is_some() && preferences.email_notifications)
+}
+
+async fn enqueue_email(tx: &mut Tx, notification_id: &str, run_at: DateTime<Utc>) -> Result<()> {
+    let job = NewJob {
+        kind: EMAIL_NOTIFICATION_JOB,
+        payload: serde_json::json!({ "notification_id": notification_id }),
+        run_at,
+        idempotency_key: Some(format!("email-notification:{notification_id}")),
+    };
+    enqueue(tx, &job).await
+}
+
+/// The job kind that emails one notification.
+pub const EMAIL_NOTIFICATION_JOB: &str = "email_notification";
+
 /// `@username` mentions notify active staff users who may read the case
 /// (never portal users); a mention replaces their plain notification.
-async fn notify_mentions(tx: &mut Tx, case: &Case, note: &Note, author: &Actor) -> Result<()> {
+async fn notify_mentions(
+    tx: &mut Tx,
+    case: &Case,
+    note: &Note,
+    author: &Actor,
+    email_delay: chrono::Duration,
+) -> Result<()> {
     let Some(text) = &note.post else { return Ok(()) };
     for username in mentions(text) {
         let row = tx
-            .query("SELECT id FROM users WHERE username = $1 AND user_type <> 'portal' AND is_active = $2")
+            .query(
+                "SELECT id, user_type, email, preferences FROM users \
+                 WHERE username = $1 AND user_type <> 'portal' AND is_active = $2",
+            )
             .bind(username.as_str())
             .bind(true)
             .fetch_optional()
@@ -510,7 +563,11 @@ async fn notify_mentions(tx: &mut Tx, case: &Case, note: &Note, author: &Actor) 
             .bind(user_id.as_str())
             .execute()
             .await?;
-        insert_notification(tx, &user_id, &case.id, &note.id, "mention", false, now()).await?;
+        let at = now();
+        let id = insert_notification(tx, &user_id, &case.id, &note.id, "mention", false, at).await?;
+        if wants_email(&row)? {
+            enqueue_email(tx, &id, at + email_delay).await?;
+        }
     }
     Ok(())
 }
@@ -523,12 +580,13 @@ async fn insert_notification(
     kind: &str,
     highlighted: bool,
     at: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<String> {
+    let id = new_id();
     tx.query(
         "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(new_id())
+    .bind(id.as_str())
     .bind(user_id)
     .bind(case_id)
     .bind(note_id)
@@ -538,7 +596,7 @@ async fn insert_notification(
     .bind(at)
     .execute()
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 impl Store {
@@ -566,5 +624,73 @@ impl Store {
             .execute()
             .await?;
         tx.commit().await
+    }
+}
+
+/// What the email job needs to know about one notification.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationEmail {
+    pub notification_id: String,
+    pub is_read: bool,
+    pub to_address: String,
+    pub to_name: String,
+    pub to_is_portal: bool,
+    pub case_id: String,
+    pub case_number: i64,
+    pub case_name: String,
+    pub case_status: String,
+    pub note_id: String,
+    pub note_type: String,
+    pub kind: String,
+    pub post: Option<String>,
+    pub data: serde_json::Value,
+    pub author_name: String,
+}
+
+impl Store {
+    /// The facts of a notification for its email; `None` when it, its note
+    /// or its user are gone, or the user stopped wanting email.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn notification_email(&self, notification_id: &str) -> Result<Option<NotificationEmail>> {
+        let mut tx = self.pools.read().await?;
+        let row = tx
+            .query(
+                "SELECT n.id, n.is_read, n.kind, u.email, u.name AS user_name, u.user_type, u.is_active, \
+                 c.id AS case_id, c.number, c.name AS case_name, c.status, t.id AS note_id, t.note_type, t.post, \
+                 t.data, t.is_internal, a.name AS author_name FROM notifications n \
+                 JOIN users u ON u.id = n.user_id JOIN cases c ON c.id = n.case_id JOIN notes t ON t.id = n.note_id \
+                 LEFT JOIN users a ON a.id = t.author_id WHERE n.id = $1",
+            )
+            .bind(notification_id)
+            .fetch_optional()
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let email: Option<String> = row.get("email")?;
+        let user_type: String = row.get("user_type")?;
+        let is_internal: bool = row.get("is_internal")?;
+        let is_active: bool = row.get("is_active")?;
+        // Internal notes never reach portal users, by any channel.
+        let (Some(to_address), true, false) = (email, is_active, is_internal && user_type == "portal") else {
+            return Ok(None);
+        };
+        let data: String = row.get("data")?;
+        Ok(Some(NotificationEmail {
+            notification_id: row.get("id")?,
+            is_read: row.get("is_read")?,
+            to_address,
+            to_name: row.get("user_name")?,
+            to_is_portal: user_type == "portal",
+            case_id: row.get("case_id")?,
+            case_number: row.get("number")?,
+            case_name: row.get("case_name")?,
+            case_status: row.get("status")?,
+            note_id: row.get("note_id")?,
+            note_type: row.get("note_type")?,
+            kind: row.get("kind")?,
+            post: row.get("post")?,
+            data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("note data: {e}")))?,
+            author_name: row.get::<Option<String>>("author_name")?.unwrap_or_else(|| "Docket".into()),
+        }))
     }
 }

@@ -533,6 +533,74 @@ async fn bootstrap_races_on_postgres() {
     bootstrap_is_safe_to_race(fresh_postgres_database(&admin_url).await).await;
 }
 
+async fn jobs_are_leased_once_and_retried(db: TestDb) {
+    use docket_store::{JobOutcome, NewJob};
+    use std::time::Duration;
+    for i in 0..20 {
+        let job = NewJob {
+            kind: "test",
+            payload: serde_json::json!({ "i": i }),
+            run_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+            idempotency_key: Some(format!("test-{i}")),
+        };
+        db.store.enqueue_job(&job).await.expect("enqueue");
+        // The same idempotency key makes no second job.
+        db.store.enqueue_job(&job).await.expect("enqueue again");
+    }
+    // Four workers race for the jobs: each is claimed exactly once while
+    // its lease holds.
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(job) = store.claim_job(&format!("w{w}"), Duration::from_secs(60)).await.expect("claim") {
+                    claimed.push(job.payload["i"].as_i64().expect("i"));
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("task"));
+    }
+    all.sort();
+    assert_eq!(all, (0..20).collect::<Vec<i64>>());
+
+    // An expired lease lets another worker take the job over; the first
+    // worker's late outcome then changes nothing.
+    let job =
+        NewJob { kind: "lease", payload: serde_json::json!({}), run_at: chrono::Utc::now(), idempotency_key: None };
+    db.store.enqueue_job(&job).await.expect("enqueue");
+    let first = db.store.claim_job("slow", Duration::from_millis(1)).await.expect("claim").expect("job");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = db.store.claim_job("fast", Duration::from_secs(60)).await.expect("claim").expect("taken over");
+    assert_eq!(first.id, second.id);
+    assert_eq!(second.attempts, 2);
+    db.store.finish_job(&first, "slow", &JobOutcome::Permanent("late".into())).await.expect("finish");
+    db.store.finish_job(&second, "fast", &JobOutcome::Retry("flaky".into())).await.expect("finish");
+    let queued = db.store.list_jobs(&db.admin, Some("queued"), Window::default()).await.expect("list");
+    let retried = queued.items.iter().find(|j| j.id == second.id).expect("queued again");
+    assert_eq!(retried.last_error.as_deref(), Some("flaky"));
+    assert!(retried.run_at > chrono::Utc::now(), "retried with back-off");
+    assert!(db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").is_none(), "not due yet");
+
+    // Permanent failures stop; an admin can retry them.
+    let done_count = db.store.list_jobs(&db.admin, Some("running"), Window::default()).await.expect("list").total;
+    assert_eq!(done_count, 20, "the raced jobs are still leased (nobody finished them)");
+    let failing =
+        NewJob { kind: "fail", payload: serde_json::json!({}), run_at: chrono::Utc::now(), idempotency_key: None };
+    db.store.enqueue_job(&failing).await.expect("enqueue");
+    let job = db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").expect("job");
+    db.store.finish_job(&job, "w", &JobOutcome::Permanent("bad address".into())).await.expect("finish");
+    let failed = db.store.list_jobs(&db.admin, Some("failed"), Window::default()).await.expect("list");
+    assert_eq!(failed.total, 1);
+    db.store.retry_job(&db.admin, &job.id).await.expect("retry");
+    let again = db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").expect("job");
+    assert_eq!((again.id, again.attempts), (job.id, 1));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -566,4 +634,5 @@ conformance!(
     filters_sorting_and_pagination,
     deactivated_users_lose_sessions_and_keys,
     usernames_and_team_names_are_unique,
+    jobs_are_leased_once_and_retried,
 );

@@ -1,0 +1,167 @@
+//! Stream emails: settings, the editable template, and the job that sends
+//! one notification by email.
+
+use docket_email::{OutgoingEmail, SendError, SmtpSettings};
+use docket_store::{Job, JobOutcome, NotificationEmail};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+
+/// Settings keys.
+pub const SMTP_SETTINGS: &str = "smtp";
+pub const NOTIFICATION_TEMPLATE: &str = "email_template_notification";
+
+/// The stream email's subject and body: tera templates, plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+impl Default for EmailTemplate {
+    fn default() -> Self {
+        EmailTemplate {
+            // Every outgoing mail keeps the [#number] tag, so replies thread.
+            subject: "[#{{ case.number }}] {{ case.name }}".into(),
+            body: "{{ author }} {% if kind == \"mention\" %}mentioned you{% elif note_type == \"Post\" %}wrote{% elif note_type == \"Update\" %}changed the status to {{ case.status }}{% else %}updated the case{% endif %}:\n\n{% if post %}{{ post }}\n\n{% endif %}Case #{{ case.number }}: {{ case.name }} (status: {{ case.status }})\n{% if link %}{{ link }}\n{% endif %}\nYou receive this because you follow this case.\n".into(),
+        }
+    }
+}
+
+impl EmailTemplate {
+    /// Renders with the notification's facts; errors name the template.
+    pub fn render(&self, context: &tera::Context) -> Result<(String, String), String> {
+        let subject =
+            tera::Tera::one_off(&self.subject, context, false).map_err(|e| format!("subject: {}", chain(&e)))?;
+        let body = tera::Tera::one_off(&self.body, context, false).map_err(|e| format!("body: {}", chain(&e)))?;
+        // A subject is one line, whatever the template does.
+        Ok((subject.lines().collect::<Vec<_>>().join(" ").trim().to_string(), body))
+    }
+
+    /// Checks that both parts render with example data.
+    pub fn validate(&self) -> Result<(), String> {
+        self.render(&example_context()).map(|_| ())
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn example_context() -> tera::Context {
+    let mut context = tera::Context::new();
+    context
+        .insert("case", &serde_json::json!({"id": "x", "number": 42, "name": "Printer on fire", "status": "Pending"}));
+    context.insert("author", "Ann Agent");
+    context.insert("kind", "note");
+    context.insert("note_type", "Post");
+    context.insert("post", "Have you tried turning it off and on again?");
+    context.insert("link", "https://help.example.com/cases/42");
+    context.insert("recipient", "Bo Customer");
+    context
+}
+
+pub async fn smtp_settings(state: &AppState) -> Option<SmtpSettings> {
+    let value = state.store.setting(SMTP_SETTINGS).await.ok()??;
+    serde_json::from_value(value).ok()
+}
+
+pub async fn notification_template(state: &AppState) -> EmailTemplate {
+    match state.store.setting(NOTIFICATION_TEMPLATE).await {
+        Ok(Some(value)) => serde_json::from_value(value).unwrap_or_default(),
+        _ => EmailTemplate::default(),
+    }
+}
+
+/// The `email_notification` job: skipped when the notification was read
+/// in-app meanwhile, or is gone.
+pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
+    let Some(id) = job.payload["notification_id"].as_str() else {
+        return JobOutcome::Permanent("payload has no notification_id".into());
+    };
+    let facts = match state.store.notification_email(id).await {
+        Ok(Some(facts)) => facts,
+        Ok(None) => return JobOutcome::Done,
+        Err(error) => return JobOutcome::Retry(error.to_string()),
+    };
+    if facts.is_read {
+        return JobOutcome::Done;
+    }
+    let Some(settings) = smtp_settings(state).await else {
+        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    };
+    let template = notification_template(state).await;
+    let (subject, body) = match template.render(&context(state, &facts)) {
+        Ok(rendered) => rendered,
+        Err(error) => return JobOutcome::Permanent(format!("the email template failed: {error}")),
+    };
+    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let email = OutgoingEmail {
+        to_address: facts.to_address.clone(),
+        to_name: Some(facts.to_name.clone()),
+        subject,
+        text_body: body,
+        // The Message-ID names the case, so a reply's In-Reply-To leads back
+        // to it; the notification id keeps it unique per recipient.
+        message_id: format!("case-{}.note-{}.{}@{domain}", facts.case_id, facts.note_id, facts.notification_id),
+        in_reply_to: Some(format!("case-{}@{domain}", facts.case_id)),
+        reply_to: None,
+        headers: vec![("Auto-Submitted", "auto-generated".into()), ("X-Auto-Response-Suppress", "All".into())],
+    };
+    match docket_email::send(&settings, &email).await {
+        Ok(()) => JobOutcome::Done,
+        Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
+        Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),
+    }
+}
+
+fn context(state: &AppState, facts: &NotificationEmail) -> tera::Context {
+    let mut context = tera::Context::new();
+    context.insert(
+        "case",
+        &serde_json::json!({"id": facts.case_id, "number": facts.case_number, "name": facts.case_name, "status": facts.case_status}),
+    );
+    context.insert("author", &facts.author_name);
+    context.insert("kind", &facts.kind);
+    context.insert("note_type", &facts.note_type);
+    context.insert("post", &facts.post);
+    context.insert("recipient", &facts.to_name);
+    let base = state.config.public_url.trim_end_matches('/');
+    // Portal links arrive with the portal; staff get the agent page.
+    let link = if base.is_empty() || facts.to_is_portal {
+        String::new()
+    } else {
+        format!("{base}/cases/{}", facts.case_number)
+    };
+    context.insert("link", &link);
+    context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_template_renders() {
+        let (subject, body) = EmailTemplate::default().render(&example_context()).expect("renders");
+        assert_eq!(subject, "[#42] Printer on fire");
+        assert!(body.starts_with("Ann Agent wrote:"), "{body}");
+        assert!(body.contains("turning it off"));
+    }
+
+    #[test]
+    fn broken_templates_are_refused_with_a_reason() {
+        let broken = EmailTemplate { subject: "{{ case.number".into(), body: "x".into() };
+        assert!(broken.validate().expect_err("broken").starts_with("subject"));
+        let unknown = EmailTemplate { subject: "x".into(), body: "{{ nope.field }}".into() };
+        assert!(unknown.validate().is_err());
+    }
+}

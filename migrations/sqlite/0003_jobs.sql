@@ -1,0 +1,19 @@
+-- The durable job queue (SQLite). Jobs are written in the transaction of
+-- the change that causes them and run after commit by leased workers.
+
+CREATE TABLE jobs (
+    id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL,
+    run_at          TEXT NOT NULL,
+    leased_until    TEXT,
+    leased_by       TEXT,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    finished_at     TEXT
+);
+CREATE INDEX jobs_due ON jobs (status, run_at);
