@@ -442,3 +442,76 @@ async fn posting_following_and_notifications() {
     assert_eq!(followers["items"][0]["username"], "ann");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn admin_configures_email_and_sees_jobs() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some(smtp) = support::SmtpSink::start() else { return };
+    let Some(driver) = Driver::start().await else { return };
+    let site = Site::new(Backend::Sqlite).await.expect("site").with_env("DOCKET_EMAIL_DELAY_SECONDS", "0");
+    let server = site.start(&[]);
+    let browser = driver.session().await;
+    let key = site.admin_key();
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    wait_for(&browser, "header .user").await;
+
+    browser.goto(&server.url("/admin/email")).await;
+    for (field, value) in [("#host", "127.0.0.1".to_string()), ("#from_address", "support@docket.test".to_string())] {
+        browser.find(field).await.type_text(&value).await;
+    }
+    let port = browser.find("#port").await;
+    port.clear().await;
+    port.type_text(&smtp.port.to_string()).await;
+    browser.find("#security option[value=none], #security option:last-child").await.click().await;
+    click_and_wait(&browser, "#save-smtp").await;
+    wait_for(&browser, "#email-message").await;
+    click_and_wait(&browser, "#test-smtp").await;
+    assert!(browser.text("#email-message").await.starts_with("Connected"), "{}", browser.text("#email-message").await);
+
+    // A broken template is refused with the reason; a good one is saved.
+    let subject = browser.find("#subject").await;
+    subject.clear().await;
+    subject.type_text("{{ case.number").await;
+    click_and_wait(&browser, "#save-template").await;
+    wait_for(&browser, "#subject-error").await;
+    let subject = browser.find("#subject").await;
+    subject.clear().await;
+    subject.type_text("Case {{ case.number }} [#{{ case.number }}]: {{ case.name }}").await;
+    click_and_wait(&browser, "#save-template").await;
+    wait_for(&browser, "#email-message").await;
+    screenshot(&browser, "admin-email").await;
+
+    // An email goes out with the new subject; the jobs page shows it done.
+    let (_, me) = server.get("/api/v1/me", &key).await;
+    server
+        .patch(
+            &format!("/api/v1/users/{}", me["id"].as_str().expect("id")),
+            &key,
+            json!({"email": "admin@docket.test"}),
+        )
+        .await;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/me/preferences",
+            &key,
+            Some(json!({"email_notifications": true, "follow_created": true})),
+        )
+        .await;
+    let case = server.case(&key, json!({"name": "Mail me"})).await;
+    let (_, agent_key) =
+        server.agent(&site, &key, "ann", json!({"create": "all", "read": "all", "edit": "all"}), json!([])).await;
+    server
+        .post(
+            &format!("/api/v1/cases/{}/posts", case["id"].as_str().expect("id")),
+            &agent_key,
+            json!({"post": "Hello admin"}),
+        )
+        .await;
+    let messages = smtp.wait_for(1).await;
+    assert!(messages[0].contains("Subject: Case 1 [#1]: Mail me"), "{}", messages[0]);
+    browser.goto(&server.url("/admin/jobs?status=done")).await;
+    wait_for(&browser, "table").await;
+    assert!(browser.text("table").await.contains("email_notification"));
+    browser.close().await;
+}

@@ -3,6 +3,7 @@
 //! carries the session's CSRF token.
 
 mod admin;
+mod admin_email;
 mod auth;
 mod cases;
 mod records;
@@ -31,6 +32,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(records::router())
         .merge(stream::router())
         .merge(admin::router())
+        .merge(admin_email::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

@@ -38,6 +38,8 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("admin/role_form.html", include_str!("../../../../ui/templates/admin/role_form.html")),
     ("admin/api_keys.html", include_str!("../../../../ui/templates/admin/api_keys.html")),
     ("admin/settings.html", include_str!("../../../../ui/templates/admin/settings.html")),
+    ("admin/email.html", include_str!("../../../../ui/templates/admin/email.html")),
+    ("admin/jobs.html", include_str!("../../../../ui/templates/admin/jobs.html")),
     ("admin/user_form.html", include_str!("../../../../ui/templates/admin/user_form.html")),
 ];
 
