@@ -515,3 +515,50 @@ async fn admin_configures_email_and_sees_jobs() {
     assert!(browser.text("table").await.contains("email_notification"));
     browser.close().await;
 }
+
+/// New notes appear on an open case page without a reload, also when they
+/// are written through another node on the same PostgreSQL database.
+#[tokio::test]
+async fn live_stream_updates_across_nodes() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some(driver) = Driver::start().await else { return };
+    let Some(site) = Site::new(Backend::Postgres).await else { return };
+    let node_a = site.start(&[]);
+    let node_b = site.start(&[]);
+    let key = site.admin_key();
+    let case = node_a.case(&key, json!({"name": "Watch me"})).await;
+    let browser = driver.session().await;
+    log_in(&browser, &node_a, "admin", ADMIN_PASSWORD).await;
+    browser.goto(&node_a.url("/cases/1")).await;
+    wait_for(&browser, "ol.stream").await;
+    // Give the event stream a moment to connect, and mark the page so a
+    // reload would show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.script("window.__same_page = true; return true;").await;
+
+    let (status, _) = node_b
+        .post(
+            &format!("/api/v1/cases/{}/posts", case["id"].as_str().expect("id")),
+            &key,
+            json!({"post": "Written on **node B**"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    eventually("the live note", || async { browser.exists(".note-post strong").await }).await;
+    assert_eq!(browser.text(".note-post strong").await, "node B");
+    assert_eq!(browser.script("return window.__same_page === true;").await, json!(true), "no reload happened");
+
+    // A status change through node B arrives too.
+    node_b
+        .patch(&format!("/api/v1/cases/{}", case["id"].as_str().expect("id")), &key, json!({"status": "Pending"}))
+        .await;
+    eventually("the live update note", || async { browser.exists(".note-update").await }).await;
+
+    // An open event stream does not hold up a graceful shutdown.
+    let mut node_a = node_a;
+    let stopping = tokio::task::spawn_blocking(move || node_a.signal_and_wait("TERM"));
+    let exited =
+        tokio::time::timeout(Duration::from_secs(15), stopping).await.expect("shut down in time").expect("join");
+    assert!(exited, "node A exits cleanly");
+    browser.close().await;
+}

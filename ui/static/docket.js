@@ -14,4 +14,14 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const select of document.querySelectorAll("form.filters:not(.inline-form) select")) {
     select.addEventListener("change", () => select.form.submit());
   }
+  // Live stream: new notes appear without a reload (server-sent events).
+  const stream = document.querySelector("ol.stream[data-events]");
+  if (stream && window.EventSource) {
+    const events = new EventSource(stream.dataset.events);
+    events.addEventListener("note", (event) => {
+      // The server renders (and sanitises) the note's HTML.
+      stream.insertAdjacentHTML("afterbegin", event.data);
+    });
+    events.addEventListener("reload", () => window.location.reload());
+  }
 });

@@ -25,6 +25,9 @@ pub struct AppState {
     pub store: Store,
     /// Wakes the job workers when a request enqueued work.
     pub jobs_wakeup: Arc<tokio::sync::Notify>,
+    /// Set when the server begins to shut down: long-lived responses (live
+    /// event streams) end so that the graceful shutdown can finish.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     pub templates: Arc<crate::ui::Templates>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
@@ -36,6 +39,7 @@ impl AppState {
         Ok(AppState {
             store,
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             templates: Arc::new(crate::ui::Templates::load()?),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
@@ -101,8 +105,12 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(%address, backend = state.store.backend().name(), "listening");
     let store = state.store.clone();
     let workers = crate::jobs::start(state.clone());
+    let shutdown = state.shutdown.clone();
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = shutdown.send(true);
+        })
         .await?;
     tracing::info!("shutting down: finishing running jobs");
     workers.stop().await;

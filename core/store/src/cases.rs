@@ -97,6 +97,7 @@ impl Store {
         };
         notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
         tx.commit().await?;
+        self.announce(&case.id, &create_note_id).await;
         Ok(case)
     }
 
@@ -156,6 +157,7 @@ impl Store {
         check_attachments(&mut tx, actor, &applied.added_attachment_ids, Some(&current.id)).await?;
 
         let at = now();
+        let mut new_notes = Vec::new();
         let stream_bumped = applied.assignee_changed || applied.audited.iter().any(|c| c.field == "status");
         let stream_updated_at = if stream_bumped { at } else { current.stream_updated_at };
         let updated = tx
@@ -197,6 +199,7 @@ impl Store {
         if !applied.audited.is_empty() {
             let data = update_note_data(&applied.audited);
             let note_id = insert_note(&mut tx, &next.id, NoteType::Update, data, Some(&actor.user_id)).await?;
+            new_notes.push(note_id.clone());
             // Status changes reach customers by email too (domain.md).
             let emailed = applied.audited.iter().any(|change| change.field == "status");
             let fan_out = FanOut {
@@ -211,6 +214,7 @@ impl Store {
         if applied.assignee_changed {
             let data = json!({ "assigned_user_id": next.assigned_user_id });
             let note_id = insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
+            new_notes.push(note_id.clone());
             let fan_out = FanOut {
                 note_id: &note_id,
                 note_type: NoteType::Assign,
@@ -221,6 +225,9 @@ impl Store {
             notify_followers(&mut tx, &next, &fan_out, self.email_delay).await?;
         }
         tx.commit().await?;
+        for note_id in &new_notes {
+            self.announce(&next.id, note_id).await;
+        }
         Ok(Case {
             modified_at: at,
             modified_by_id: Some(actor.user_id.clone()),

@@ -14,6 +14,7 @@ mod cases;
 mod contacts;
 mod db;
 mod error;
+mod events;
 mod jobs;
 mod rows;
 mod settings;
@@ -25,6 +26,7 @@ pub use attachments::{AttachmentRecord, NewAttachment};
 pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
+pub use events::StreamEvent;
 pub use jobs::{Job, JobOutcome, NewJob, backoff};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 
@@ -40,6 +42,8 @@ pub struct Store {
     /// How long a stream email waits before it is sent (so authors can fix
     /// typos, and readers who already saw it in-app get no email).
     email_delay: chrono::Duration,
+    /// New notes, for live pages (see `events.rs`).
+    events: events::Events,
 }
 
 impl Store {
@@ -49,7 +53,8 @@ impl Store {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         let pools = Pools::open(url, options).await?;
         let email_delay = chrono::Duration::from_std(options.email_delay).unwrap_or(chrono::Duration::seconds(30));
-        Ok(Store { pools, email_delay })
+        let events = events::Events::start(&pools).await?;
+        Ok(Store { pools, email_delay, events })
     }
 
     pub fn backend(&self) -> Backend {
@@ -66,6 +71,7 @@ impl Store {
     /// Waits for open connections to finish and closes them; SQLite
     /// checkpoints its write-ahead log on the last close.
     pub async fn close(&self) {
+        self.events.stop();
         self.pools.close().await;
     }
 }

@@ -103,6 +103,7 @@ impl Store {
         notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
         notify_mentions(&mut tx, &case, &note, actor, self.email_delay).await?;
         tx.commit().await?;
+        self.announce(&case.id, &note.id).await;
         Ok(note)
     }
 

@@ -435,7 +435,7 @@ async fn form_page(
 }
 
 /// Display names of the records cases point at, loaded once per page.
-struct Names {
+pub(super) struct Names {
     users: BTreeMap<String, String>,
     teams: BTreeMap<String, String>,
     accounts: BTreeMap<String, String>,
@@ -443,7 +443,7 @@ struct Names {
 }
 
 impl Names {
-    async fn load(state: &AppState, session: &UiSession) -> Result<Names, UiError> {
+    pub(super) async fn load(state: &AppState, session: &UiSession) -> Result<Names, UiError> {
         let all = SimpleFilter { window: Window::new(Some(200), None), ..Default::default() };
         let actor = &session.actor;
         let users = state
@@ -509,7 +509,7 @@ fn case_row(case: &Case, names: &Names) -> Value {
     })
 }
 
-fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value {
+pub(super) fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value {
     let author = Names::name(&names.users, note.author_id.as_deref()).unwrap_or_else(|| "Docket".into());
     let text = match note.note_type {
         NoteType::Create => "created this case".to_string(),

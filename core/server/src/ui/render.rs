@@ -26,6 +26,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("cases/form.html", include_str!("../../../../ui/templates/cases/form.html")),
     ("cases/show.html", include_str!("../../../../ui/templates/cases/show.html")),
     ("cases/table.html", include_str!("../../../../ui/templates/cases/table.html")),
+    ("cases/note.html", include_str!("../../../../ui/templates/cases/note.html")),
     ("accounts/list.html", include_str!("../../../../ui/templates/accounts/list.html")),
     ("accounts/show.html", include_str!("../../../../ui/templates/accounts/show.html")),
     ("contacts/list.html", include_str!("../../../../ui/templates/contacts/list.html")),

@@ -1,5 +1,5 @@
-//! Stream pages: posting on a case, following it, the notifications page
-//! and the user's preferences.
+//! Stream pages: posting on a case, following it, live updates, the
+//! notifications page and the user's preferences.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{number}/posts", post(create_post))
         .route("/cases/{number}/follow", post(follow))
         .route("/cases/{number}/unfollow", post(unfollow))
+        .route("/cases/{number}/events", get(events))
         .route("/notifications", get(notifications))
         .route("/notifications/read-all", post(read_all))
         .route("/preferences", get(preferences).post(save_preferences))
@@ -140,4 +141,53 @@ async fn save_preferences(State(state): State<AppState>, session: UiSession, bod
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     }
     Ok(response)
+}
+
+/// Live updates of a case page: each new note the viewer may see, as
+/// server-rendered HTML (`note` events). Ends when the server shuts down.
+async fn events(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+) -> Result<Response, UiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let (case_id, _) = case_id(&state, &session, &number).await?;
+    let receiver = state.store.subscribe_stream();
+    let shutdown = state.shutdown.subscribe();
+    let stream = futures::stream::unfold(
+        (receiver, shutdown, state, session, case_id),
+        |(mut receiver, mut shutdown, state, session, case_id)| async move {
+            loop {
+                if *shutdown.borrow() {
+                    return None;
+                }
+                let event = tokio::select! {
+                    _ = shutdown.changed() => return None,
+                    received = receiver.recv() => match received {
+                        Ok(event) if event.case_id == case_id => match note_html(&state, &session, &event.note_id).await {
+                            Some(html) => Event::default().event("note").data(html),
+                            None => continue,
+                        },
+                        Ok(_) => continue,
+                        // Too far behind: the page reloads instead.
+                        Err(RecvError::Lagged(_)) => Event::default().event("reload").data("lagged"),
+                        Err(RecvError::Closed) => return None,
+                    },
+                };
+                return Some((Ok::<_, std::convert::Infallible>(event), (receiver, shutdown, state, session, case_id)));
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// A note rendered like the case page renders it, if the viewer may see it.
+async fn note_html(state: &AppState, session: &UiSession, note_id: &str) -> Option<String> {
+    let note = state.store.visible_note(&session.actor, note_id).await.ok()?;
+    let names = super::cases::Names::load(state, session).await.ok()?;
+    let mut context = tera::Context::new();
+    context.insert("n", &super::cases::note_row(&note, &names));
+    state.templates.render("cases/note.html", &context).ok()
 }
