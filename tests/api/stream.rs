@@ -195,4 +195,50 @@ async fn follows_end_when_access_ends(site: Site) {
     assert!(!followers(&server, &admin, &id).await.contains(&"tess".to_string()));
 }
 
-on_both_backends!(posts_follows_and_notifications, follows_end_when_access_ends);
+async fn contacts_relate_and_silent_saves(site: Site) {
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let (_, agent) = server.agent(&site, &admin, "ann", levels(), json!([])).await;
+    let (_, first) = server.post("/api/v1/contacts", &admin, json!({"last_name": "First"})).await;
+    let (_, second) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Second"})).await;
+    let case = server.case(&admin, json!({"name": "Linked", "contact_id": first["id"]})).await;
+    let path = format!("/api/v1/cases/{}", case["id"].as_str().expect("id"));
+    let types = |stream: &Value| -> Vec<String> {
+        stream["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|n| n["type"].as_str().expect("type").to_string())
+            .collect()
+    };
+
+    server.patch(&path, &admin, json!({"contact_ids": [first["id"], second["id"]]})).await;
+    let (_, stream) = server.get(&format!("{path}/stream"), &admin).await;
+    assert_eq!(types(&stream), vec!["Relate", "Create"]);
+    assert_eq!(stream["items"][0]["data"]["entity_id"], second["id"]);
+    server.patch(&path, &admin, json!({"contact_ids": [first["id"]]})).await;
+    let (_, stream) = server.get(&format!("{path}/stream"), &admin).await;
+    assert_eq!(types(&stream)[0], "Unrelate");
+
+    // Silent saves (imports) write no notes; only admins may.
+    let (status, body) =
+        server.call(Method::PATCH, &format!("{path}?silent=true"), &agent, Some(json!({"status": "Closed"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, silent) =
+        server.call(Method::PATCH, &format!("{path}?silent=true"), &admin, Some(json!({"status": "Closed"}))).await;
+    assert_eq!(status, StatusCode::OK, "{silent}");
+    assert_eq!(silent["status"], "Closed");
+    let (_, stream) = server.get(&format!("{path}/stream"), &admin).await;
+    assert_eq!(stream["total"], 3, "no note for the silent save: {stream}");
+    let (status, imported) =
+        server.call(Method::POST, "/api/v1/cases?silent=true", &admin, Some(json!({"name": "Imported"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{imported}");
+    let (_, stream) =
+        server.get(&format!("/api/v1/cases/{}/stream", imported["id"].as_str().expect("id")), &admin).await;
+    assert_eq!(stream["total"], 0);
+    let (status, body) =
+        server.call(Method::POST, "/api/v1/cases?silnet=true", &admin, Some(json!({"name": "x"}))).await;
+    error_of(status, &body, "validation");
+}
+
+on_both_backends!(posts_follows_and_notifications, follows_end_when_access_ends, contacts_relate_and_silent_saves);

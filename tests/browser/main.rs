@@ -425,6 +425,17 @@ async fn posting_following_and_notifications() {
     let (_, admin_notes) = server.get("/api/v1/notifications", &key).await;
     assert_eq!(admin_notes["items"][0]["kind"], "mention");
 
+    // A post with an attached file.
+    let file = tempfile::Builder::new().prefix("trace-").suffix(".txt").tempfile().expect("file");
+    std::fs::write(file.path(), "stack trace here").expect("write");
+    browser.find("#post-text").await.type_text("See the trace").await;
+    browser.find("#post-files").await.type_text(&file.path().display().to_string()).await;
+    click_and_wait(&browser, "#post-submit").await;
+    wait_for(&browser, ".note-attachments a").await;
+    let href = browser.find(".note-attachments a").await.attribute("href").await.expect("href");
+    let downloaded = browser.script(&format!("return fetch('{href}').then(r => r.text());")).await;
+    assert_eq!(downloaded.as_str(), Some("stack trace here"));
+
     // Unfollow and follow again.
     click_and_wait(&browser, "#follow-toggle").await;
     assert_eq!(browser.text("#follow-toggle").await, "Follow");

@@ -181,6 +181,10 @@ pub struct NewCase {
     pub is_internal: bool,
     #[serde(default)]
     pub attachment_ids: Vec<String>,
+    /// Save without stream notes or notifications (imports); admins only.
+    /// Set from the `silent=true` query parameter, never from the body.
+    #[serde(skip)]
+    pub silent: bool,
 }
 
 /// A validated new case: defaults filled in, contacts normalised.
@@ -198,6 +202,7 @@ pub struct CaseDraft {
     pub team_ids: Vec<String>,
     pub is_internal: bool,
     pub attachment_ids: Vec<String>,
+    pub silent: bool,
 }
 
 impl NewCase {
@@ -229,6 +234,7 @@ impl NewCase {
             team_ids: self.team_ids,
             is_internal: self.is_internal,
             attachment_ids: self.attachment_ids,
+            silent: self.silent,
         })
     }
 }
@@ -273,6 +279,10 @@ pub struct CasePatch {
     /// The version the client last saw; a stale one is a conflict.
     #[serde(default)]
     pub version: Option<i64>,
+    /// Save without stream notes or notifications (imports); admins only.
+    /// Set from the `silent=true` query parameter, never from the body.
+    #[serde(skip)]
+    pub silent: bool,
 }
 
 /// One audited field's change, written into an `Update` note.
@@ -403,10 +413,18 @@ pub fn audited_changes(old: &Case, new: &Case) -> Vec<FieldChange> {
     push("priority", json!(old.priority), json!(new.priority));
     push("type", json!(old.case_type), json!(new.case_type));
     push("account_id", json!(old.account_id), json!(new.account_id));
+    // Contacts added or removed get Relate and Unrelate notes instead (see
+    // `linked_contacts`); the primary contact is audited here.
     push("contact_id", json!(old.contact_id), json!(new.contact_id));
-    push("contact_ids", json!(old.contact_ids), json!(new.contact_ids));
     push("is_internal", json!(old.is_internal), json!(new.is_internal));
     changes
+}
+
+/// Contacts linked and unlinked by a change: (added, removed), in order.
+pub fn linked_contacts(old: &Case, new: &Case) -> (Vec<String>, Vec<String>) {
+    let added = new.contact_ids.iter().filter(|c| !old.contact_ids.contains(c)).cloned().collect();
+    let removed = old.contact_ids.iter().filter(|c| !new.contact_ids.contains(c)).cloned().collect();
+    (added, removed)
 }
 
 /// The `data` of an `Update` note: the changed fields with old and new

@@ -30,7 +30,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(auth::router())
         .merge(cases::router(state))
         .merge(records::router())
-        .merge(stream::router())
+        .merge(stream::router(state))
         .merge(admin::router())
         .merge(admin_email::router())
         .route("/static/docket.css", get(css))

@@ -2,7 +2,9 @@
 //! notes, in one transaction.
 
 use docket_domain::access::{Decision, ListScope};
-use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, update_note_data};
+use docket_domain::case::{
+    AppliedPatch, Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, linked_contacts, update_note_data,
+};
 use docket_domain::ids::new_id;
 use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
 use docket_domain::note::{Note, NoteType};
@@ -27,6 +29,9 @@ impl Store {
         if !actor.may_create(Scope::Case) {
             return Err(StoreError::Forbidden("you may not create cases".into()));
         }
+        if draft.silent && !actor.is_admin() {
+            return Err(StoreError::Forbidden("only admins save silently".into()));
+        }
         if actor.is_portal() && draft.is_internal {
             return Err(StoreError::invalid("is_internal", "portal users cannot create internal cases"));
         }
@@ -36,6 +41,7 @@ impl Store {
             .await?;
         check_attachments(&mut tx, actor, &draft.attachment_ids, None).await?;
 
+        let silent = draft.silent;
         let at = now();
         let mut case = Case {
             id: new_id(),
@@ -61,7 +67,7 @@ impl Store {
             version: 1,
         };
         let note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id }).to_string();
-        let sql = insert_case_sql(tx.backend());
+        let sql = insert_case_sql(tx.backend(), !silent);
         let create_note_id = new_id();
         let row = tx
             .query(&sql)
@@ -88,16 +94,20 @@ impl Store {
         write_links(&mut tx, &case).await?;
         link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
         initial_follows(&mut tx, &case, actor).await?;
-        let fan_out = FanOut {
-            note_id: &create_note_id,
-            note_type: NoteType::Create,
-            is_internal: false,
-            author_id: Some(&actor.user_id),
-            emailed: false,
-        };
-        notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
+        if !silent {
+            let fan_out = FanOut {
+                note_id: &create_note_id,
+                note_type: NoteType::Create,
+                is_internal: false,
+                author_id: Some(&actor.user_id),
+                emailed: false,
+            };
+            notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
+        }
         tx.commit().await?;
-        self.announce(&case.id, &create_note_id).await;
+        if !silent {
+            self.announce(&case.id, &create_note_id).await;
+        }
         Ok(case)
     }
 
@@ -141,6 +151,9 @@ impl Store {
         {
             return Err(StoreError::VersionConflict { current: current.version });
         }
+        if patch.silent && !actor.is_admin() {
+            return Err(StoreError::Forbidden("only admins save silently".into()));
+        }
         if patch.is_internal.is_some() && !actor.is_staff() {
             return Err(StoreError::Forbidden("portal users cannot change the internal flag".into()));
         }
@@ -149,7 +162,7 @@ impl Store {
             tx.commit().await?;
             return Ok(current);
         }
-        let next = applied.case;
+        let next = applied.case.clone();
         check_references(&mut tx, &next.account_id, &next.contact_ids, &None, &next.team_ids).await?;
         if applied.assignee_changed {
             check_assignee(&mut tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;
@@ -158,7 +171,8 @@ impl Store {
 
         let at = now();
         let mut new_notes = Vec::new();
-        let stream_bumped = applied.assignee_changed || applied.audited.iter().any(|c| c.field == "status");
+        let stream_bumped =
+            !patch.silent && (applied.assignee_changed || applied.audited.iter().any(|c| c.field == "status"));
         let stream_updated_at = if stream_bumped { at } else { current.stream_updated_at };
         let updated = tx
             .query(
@@ -196,33 +210,8 @@ impl Store {
         }
         link_attachments(&mut tx, &next.id, &applied.added_attachment_ids).await?;
         reconcile_follows(&mut tx, &current, &next).await?;
-        if !applied.audited.is_empty() {
-            let data = update_note_data(&applied.audited);
-            let note_id = insert_note(&mut tx, &next.id, NoteType::Update, data, Some(&actor.user_id)).await?;
-            new_notes.push(note_id.clone());
-            // Status changes reach customers by email too (domain.md).
-            let emailed = applied.audited.iter().any(|change| change.field == "status");
-            let fan_out = FanOut {
-                note_id: &note_id,
-                note_type: NoteType::Update,
-                is_internal: false,
-                author_id: Some(&actor.user_id),
-                emailed,
-            };
-            notify_followers(&mut tx, &next, &fan_out, self.email_delay).await?;
-        }
-        if applied.assignee_changed {
-            let data = json!({ "assigned_user_id": next.assigned_user_id });
-            let note_id = insert_note(&mut tx, &next.id, NoteType::Assign, data, Some(&actor.user_id)).await?;
-            new_notes.push(note_id.clone());
-            let fan_out = FanOut {
-                note_id: &note_id,
-                note_type: NoteType::Assign,
-                is_internal: false,
-                author_id: Some(&actor.user_id),
-                emailed: false,
-            };
-            notify_followers(&mut tx, &next, &fan_out, self.email_delay).await?;
+        if !patch.silent {
+            new_notes = self.change_notes(&mut tx, actor, &current, &next, &applied).await?;
         }
         tx.commit().await?;
         for note_id in &new_notes {
@@ -367,35 +356,103 @@ async fn portal_draft(tx: &mut Tx, actor: &Actor, draft: CaseDraft) -> Result<Ca
 ///
 /// The counter row is the lock: concurrent creators queue on it, so numbers
 /// are unique and increase in commit order on both backends. SQLite runs
-/// the three statements as one batch (its single writer makes reading the
+/// the statements as one batch (its single writer makes reading the
 /// counter back race-free); PostgreSQL chains them as data-modifying CTEs
 /// and stamps the time after the counter lock is held, so that on both
-/// backends a later number never has an earlier creation time.
-/// Parameters: $1 id, $2 name, $3 status, $4 priority, $5 type, $6
+/// backends a later number never has an earlier creation time. A silent
+/// save (`with_note` false) leaves the note out; $14 and $15 are then
+/// unused. Parameters: $1 id, $2 name, $3 status, $4 priority, $5 type, $6
 /// description, $7 account, $8 contact, $9 mailbox, $10 internal, $11
 /// assignee, $12 time (SQLite), $13 actor, $14 note id, $15 note data.
-fn insert_case_sql(backend: Backend) -> String {
+fn insert_case_sql(backend: Backend, with_note: bool) -> String {
     const COLUMNS: &str = "id, number, name, status, priority, case_type, description, account_id, contact_id, \
         inbound_mailbox_id, is_internal, assigned_user_id, created_at, created_by_id, modified_at, modified_by_id, \
         stream_updated_at, version";
     const NOTE_COLUMNS: &str = "id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at";
     match backend {
-        Backend::Sqlite => format!(
-            "UPDATE counters SET value = value + 1 WHERE name = 'case_number'; \
-             INSERT INTO cases ({COLUMNS}) VALUES ($1, (SELECT value FROM counters WHERE name = 'case_number'), \
-             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, $13, $12, 1); \
-             INSERT INTO notes ({NOTE_COLUMNS}) VALUES ($14, $1, 'Create', NULL, $15, FALSE, $13, $12, $12); \
-             SELECT number, created_at FROM cases WHERE id = $1"
-        ),
-        Backend::Postgres => format!(
-            "WITH counter AS (UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value), \
-             stamp AS (SELECT counter.value, clock_timestamp() AS at FROM counter), \
-             created AS (INSERT INTO cases ({COLUMNS}) SELECT $1, stamp.value, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, stamp.at, $13, stamp.at, $13, stamp.at, 1 FROM stamp RETURNING id, number, created_at), \
-             note AS (INSERT INTO notes ({NOTE_COLUMNS}) SELECT $14, created.id, 'Create', NULL, $15, FALSE, $13, \
-             created.created_at, created.created_at FROM created) \
-             SELECT number, created_at FROM created"
-        ),
+        Backend::Sqlite => {
+            let note = if with_note {
+                format!(
+                    "INSERT INTO notes ({NOTE_COLUMNS}) VALUES ($14, $1, 'Create', NULL, $15, FALSE, $13, $12, $12); "
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "UPDATE counters SET value = value + 1 WHERE name = 'case_number'; \
+                 INSERT INTO cases ({COLUMNS}) VALUES ($1, (SELECT value FROM counters WHERE name = 'case_number'), \
+                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, $13, $12, 1); \
+                 {note}SELECT number, created_at FROM cases WHERE id = $1"
+            )
+        }
+        Backend::Postgres => {
+            let note = if with_note {
+                format!(
+                    "note AS (INSERT INTO notes ({NOTE_COLUMNS}) SELECT $14, created.id, 'Create', NULL, $15, FALSE, \
+                     $13, created.created_at, created.created_at FROM created), "
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "WITH counter AS (UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value), \
+                 stamp AS (SELECT counter.value, clock_timestamp() AS at FROM counter), \
+                 created AS (INSERT INTO cases ({COLUMNS}) SELECT $1, stamp.value, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, stamp.at, $13, stamp.at, $13, stamp.at, 1 FROM stamp RETURNING id, number, created_at), \
+                 {note}done AS (SELECT 1) \
+                 SELECT number, created_at FROM created"
+            )
+        }
+    }
+}
+
+impl Store {
+    /// The stream notes of a change, each fanned out to the followers: an
+    /// `Update` for audited fields, `Relate`/`Unrelate` per contact linked
+    /// or unlinked, an `Assign` for a new assignee. Returns the note ids.
+    async fn change_notes(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        current: &Case,
+        next: &Case,
+        applied: &AppliedPatch,
+    ) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        if !applied.audited.is_empty() {
+            // Status changes reach customers by email too (domain.md).
+            let emailed = applied.audited.iter().any(|change| change.field == "status");
+            let data = update_note_data(&applied.audited);
+            notes.push(self.note_and_notify(tx, actor, next, NoteType::Update, data, emailed).await?);
+        }
+        let (added, removed) = linked_contacts(current, next);
+        for (note_type, contact_ids) in [(NoteType::Relate, added), (NoteType::Unrelate, removed)] {
+            for contact_id in contact_ids {
+                let data = json!({ "entity_type": "Contact", "entity_id": contact_id });
+                notes.push(self.note_and_notify(tx, actor, next, note_type, data, false).await?);
+            }
+        }
+        if applied.assignee_changed {
+            let data = json!({ "assigned_user_id": next.assigned_user_id });
+            notes.push(self.note_and_notify(tx, actor, next, NoteType::Assign, data, false).await?);
+        }
+        Ok(notes)
+    }
+
+    async fn note_and_notify(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        case: &Case,
+        note_type: NoteType,
+        data: Json,
+        emailed: bool,
+    ) -> Result<String> {
+        let note_id = insert_note(tx, &case.id, note_type, data, Some(&actor.user_id)).await?;
+        let fan_out =
+            FanOut { note_id: &note_id, note_type, is_internal: false, author_id: Some(&actor.user_id), emailed };
+        notify_followers(tx, case, &fan_out, self.email_delay).await?;
+        Ok(note_id)
     }
 }
 

@@ -27,8 +27,10 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     auth: Auth,
-    ApiJson(new): ApiJson<NewCase>,
+    RawQuery(raw): RawQuery,
+    ApiJson(mut new): ApiJson<NewCase>,
 ) -> ApiResult<(StatusCode, Json<Case>)> {
+    new.silent = silent(raw.as_deref())?;
     let draft = new.validate()?;
     let case = state.store.create_case(&auth.actor, draft).await?;
     state.metrics.cases_created.fetch_add(1, Ordering::Relaxed);
@@ -54,9 +56,11 @@ async fn update(
     auth: Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     ApiJson(mut patch): ApiJson<CasePatch>,
 ) -> ApiResult<Json<Case>> {
     patch.version = expected_version(patch.version, &headers)?;
+    patch.silent = silent(raw.as_deref())?;
     Ok(Json(state.store.update_case(&auth.actor, &id, &patch).await?))
 }
 
@@ -74,6 +78,21 @@ async fn stream(
 ) -> ApiResult<Json<Page<Note>>> {
     let filter = super::simple_filter(raw.as_deref(), &[])?;
     Ok(Json(state.store.case_stream(&auth.actor, &id, filter.window).await?))
+}
+
+/// `?silent=true`: save without stream notes or notifications (imports,
+/// migrations). Admins only; any other parameter is an error.
+fn silent(raw: Option<&str>) -> ApiResult<bool> {
+    let mut silent = false;
+    for (key, value) in query_pairs(raw)? {
+        match (key.as_str(), value.as_str()) {
+            ("silent", "true" | "1") => silent = true,
+            ("silent", "false" | "0") => silent = false,
+            ("silent", _) => return Err(ApiError::field("silent", "must be true or false")),
+            (other, _) => return Err(ApiError::field(other, "unknown parameter; allowed: silent")),
+        }
+    }
+    Ok(silent)
 }
 
 /// Optional body of the Close and Reject actions.

@@ -542,10 +542,16 @@ pub(super) fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value
                 "wrote".to_string()
             }
         }
+        NoteType::Relate | NoteType::Unrelate => {
+            let verb = if note.note_type == NoteType::Relate { "linked" } else { "unlinked" };
+            let contact = Names::name(&names.contacts, note.data["entity_id"].as_str()).unwrap_or_default();
+            format!("{verb} contact {contact}")
+        }
         other => other.as_str().to_string(),
     };
     json!({
         "type": note.note_type,
+        "attachments": note.attachment_ids,
         "author": author,
         "text": text,
         "post_html": note.post.as_deref().map(markdown),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,11 +17,15 @@ use serde_json::json;
 
 use super::render::{UiError, page};
 use super::session::{FormData, UiSession};
+use crate::api::attachments::save_upload;
 use crate::app::AppState;
+use crate::error::ApiError;
+use crate::secrets::constant_time_eq;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     Router::new()
-        .route("/cases/{number}/posts", post(create_post))
+        .route("/cases/{number}/posts", post(create_post).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/cases/{number}/follow", post(follow))
         .route("/cases/{number}/unfollow", post(unfollow))
         .route("/cases/{number}/events", get(events))
@@ -36,20 +40,46 @@ async fn case_id(state: &AppState, session: &UiSession, number: &str) -> Result<
     Ok((case.id, case.number))
 }
 
+/// The post form (multipart: the CSRF field first, then text, the
+/// internal flag and files). Files are stored only after the CSRF check and
+/// only for users who may read the case.
 async fn create_post(
     State(state): State<AppState>,
     session: UiSession,
     Path(number): Path<String>,
-    body: Bytes,
+    mut multipart: Multipart,
 ) -> Result<Response, UiError> {
-    let form = FormData::parse(&body)?;
-    session.check_csrf(&form)?;
     let (id, number) = case_id(&state, &session, &number).await?;
-    let post = NewPost {
-        post: form.get("post").to_string(),
-        is_internal: form.checked("is_internal"),
-        attachment_ids: Vec::new(),
-    };
+    let unreadable = |_| UiError::Forbidden("The form could not be read. Try again.".into());
+    let csrf_failed =
+        || UiError::Forbidden("This form expired or did not come from Docket (CSRF check failed).".into());
+    let (mut csrf_ok, mut text, mut is_internal, mut attachment_ids) = (false, String::new(), false, Vec::new());
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf_token") => {
+                csrf_ok = constant_time_eq(&field.text().await.map_err(unreadable)?, &session.csrf_token)
+            }
+            _ if !csrf_ok => return Err(csrf_failed()),
+            Some("post") => text = field.text().await.map_err(unreadable)?,
+            Some("is_internal") => {
+                is_internal = matches!(field.text().await.map_err(unreadable)?.as_str(), "on" | "true")
+            }
+            Some("file") if field.file_name().is_none_or(str::is_empty) => {}
+            Some("file") => {
+                let record = save_upload(&state, &session.actor, field).await.map_err(|error| match error {
+                    ApiError::PayloadTooLarge(message) => UiError::PayloadTooLarge(message),
+                    ApiError::Internal(cause) => UiError::from(cause),
+                    other => UiError::Forbidden(other.to_string()),
+                })?;
+                attachment_ids.push(record.id);
+            }
+            _ => {}
+        }
+    }
+    if !csrf_ok {
+        return Err(csrf_failed());
+    }
+    let post = NewPost { post: text, is_internal, attachment_ids };
     match state.store.create_post(&session.actor, &id, &post).await {
         Ok(_) => Ok(Redirect::to(&format!("/cases/{number}#stream")).into_response()),
         // An empty post: back to the case, which shows the form again.
