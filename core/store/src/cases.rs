@@ -14,7 +14,7 @@ use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
-use crate::stream::{FanOut, initial_follows, notify_followers, reconcile_follows};
+use crate::stream::{FanOut, initial_follows, notify_created, notify_followers, reconcile_follows};
 use crate::{Result, Store, StoreError, now};
 
 const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case_type, c.description, \
@@ -35,6 +35,7 @@ impl Store {
         if actor.is_portal() && draft.is_internal {
             return Err(StoreError::invalid("is_internal", "portal users cannot create internal cases"));
         }
+        let plan = self.follow_plan(actor).await?;
         let mut tx = self.pools.write().await?;
         let draft = if actor.is_portal() { portal_draft(&mut tx, actor, draft).await? } else { draft };
         check_references(&mut tx, &draft.account_id, &draft.contact_ids, &draft.assigned_user_id, &draft.team_ids)
@@ -93,16 +94,9 @@ impl Store {
         (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
         write_links(&mut tx, &case).await?;
         link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
-        initial_follows(&mut tx, &case, actor).await?;
+        let followers = initial_follows(&mut tx, &case, actor, &plan).await?;
         if !silent {
-            let fan_out = FanOut {
-                note_id: &create_note_id,
-                note_type: NoteType::Create,
-                is_internal: false,
-                author_id: Some(&actor.user_id),
-                emailed: false,
-            };
-            notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
+            notify_created(&mut tx, &case, &create_note_id, &followers, &actor.user_id).await?;
         }
         tx.commit().await?;
         if !silent {

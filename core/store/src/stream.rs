@@ -351,32 +351,107 @@ pub(crate) async fn add_follower(tx: &mut Tx, case_id: &str, user_id: &str) -> R
     Ok(())
 }
 
-/// The follows a new case starts with (see the module comment).
-pub(crate) async fn initial_follows(tx: &mut Tx, case: &Case, creator: &Actor) -> Result<()> {
-    if creator.is_portal() || preferences_of(tx, &creator.user_id).await?.follow_created {
-        add_follower(tx, &case.id, &creator.user_id).await?;
+/// Who may auto-follow a new case, read before the write transaction so
+/// that the single SQLite writer (and PostgreSQL's counter lock) are held
+/// only for the writes.
+pub(crate) struct FollowPlan {
+    creator_follows: bool,
+    /// Users whose global auto-follow lists `Case`, with their access.
+    auto_followers: Vec<Actor>,
+}
+
+impl Store {
+    pub(crate) async fn follow_plan(&self, creator: &Actor) -> Result<FollowPlan> {
+        let mut tx = self.pools.read_autocommit().await?;
+        // One round trip: the creator's preferences and the auto-followers.
+        let rows = tx
+            .query(
+                "SELECT 'preferences' AS kind, preferences AS value FROM users WHERE id = $1 \
+                 UNION ALL SELECT 'auto' AS kind, user_id AS value FROM user_auto_follow WHERE entity_type = 'Case'",
+            )
+            .bind(creator.user_id.as_str())
+            .fetch_all()
+            .await?;
+        let mut creator_follows = creator.is_portal();
+        let mut ids = Vec::new();
+        for row in rows {
+            let kind: String = row.get("kind")?;
+            let value: String = row.get("value")?;
+            if kind == "preferences" {
+                creator_follows |= parse_preferences(&value, creator.user_type)?.follow_created;
+            } else {
+                ids.push(value);
+            }
+        }
+        let mut auto_followers = Vec::new();
+        for id in ids {
+            if let Some(user) = load_actor(&mut tx, &id).await? {
+                auto_followers.push(user);
+            }
+        }
+        Ok(FollowPlan { creator_follows, auto_followers })
+    }
+}
+
+/// The follows a new case starts with (see the module comment); returns
+/// the followers.
+pub(crate) async fn initial_follows(
+    tx: &mut Tx,
+    case: &Case,
+    creator: &Actor,
+    plan: &FollowPlan,
+) -> Result<Vec<String>> {
+    let mut followers: Vec<String> = Vec::new();
+    if plan.creator_follows {
+        followers.push(creator.user_id.clone());
     }
     if let Some(assignee) = &case.assigned_user_id {
-        add_follower(tx, &case.id, assignee).await?;
+        followers.push(assignee.clone());
     }
-    if let Some(contact_id) = &case.contact_id {
-        follow_contact_portal_user(tx, case, contact_id).await?;
+    if let Some(contact_id) = &case.contact_id
+        && !case.is_internal
+    {
+        followers.extend(contact_portal_users(tx, contact_id).await?);
     }
-    let auto: Vec<String> = tx
-        .query("SELECT user_id FROM user_auto_follow WHERE entity_type = 'Case'")
+    for user in &plan.auto_followers {
+        if user.allows(Scope::Case, Action::Read, &case.ownership()) {
+            followers.push(user.user_id.clone());
+        }
+    }
+    followers.sort();
+    followers.dedup();
+    for user_id in &followers {
+        add_follower(tx, &case.id, user_id).await?;
+    }
+    Ok(followers)
+}
+
+/// Notifies the first followers of a new case about its `Create` note
+/// (the assignee's highlighted), without reading the follows back.
+pub(crate) async fn notify_created(
+    tx: &mut Tx,
+    case: &Case,
+    note_id: &str,
+    followers: &[String],
+    author: &str,
+) -> Result<()> {
+    let at = now();
+    for user_id in followers.iter().filter(|id| id.as_str() != author) {
+        let highlighted = case.assigned_user_id.as_deref() == Some(user_id.as_str());
+        insert_notification(tx, user_id, &case.id, note_id, "note", highlighted, at).await?;
+    }
+    Ok(())
+}
+
+async fn contact_portal_users(tx: &mut Tx, contact_id: &str) -> Result<Vec<String>> {
+    tx.query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2")
+        .bind(contact_id)
+        .bind(true)
         .fetch_all()
         .await?
         .iter()
-        .map(|row| row.get("user_id"))
-        .collect::<Result<_>>()?;
-    for user_id in auto {
-        if let Some(user) = load_actor(tx, &user_id).await?
-            && user.allows(Scope::Case, Action::Read, &case.ownership())
-        {
-            add_follower(tx, &case.id, &user_id).await?;
-        }
-    }
-    Ok(())
+        .map(|row| row.get("id"))
+        .collect()
 }
 
 /// The primary contact's active portal user follows (not internal cases).
@@ -384,16 +459,7 @@ pub(crate) async fn follow_contact_portal_user(tx: &mut Tx, case: &Case, contact
     if case.is_internal {
         return Ok(());
     }
-    let users: Vec<String> = tx
-        .query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2")
-        .bind(contact_id)
-        .bind(true)
-        .fetch_all()
-        .await?
-        .iter()
-        .map(|row| row.get("id"))
-        .collect::<Result<_>>()?;
-    for user_id in users {
+    for user_id in contact_portal_users(tx, contact_id).await? {
         add_follower(tx, &case.id, &user_id).await?;
     }
     Ok(())
