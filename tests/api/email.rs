@@ -148,6 +148,96 @@ async fn read_notifications_skip_email_and_failures_retry(site: Site) {
     assert_eq!(kept["password_set"], true);
     let (_, shown) = server.get("/api/v1/settings/smtp", &admin).await;
     assert!(!shown.to_string().contains("s3cret"));
+    // A new host never receives the stored password: it must be typed again.
+    let mut elsewhere = json!({"host": "127.0.0.2", "port": 25, "security": "starttls", "from_address": "a@b.test", "username": "mailer"});
+    let (_, moved) = server.call(reqwest::Method::PUT, "/api/v1/settings/smtp", &admin, Some(elsewhere.clone())).await;
+    assert_eq!(moved["password_set"], false);
+    elsewhere["password"] = json!("again");
+    let (_, retyped) = server.call(reqwest::Method::PUT, "/api/v1/settings/smtp", &admin, Some(elsewhere)).await;
+    assert_eq!(retyped["password_set"], true);
 }
 
-on_both_backends!(followers_get_stream_email, read_notifications_skip_email_and_failures_retry);
+async fn a_crash_after_commit_still_sends_once(site: Site) {
+    let Some(smtp) = SmtpSink::start() else { return };
+    let site = site.with_env("DOCKET_EMAIL_DELAY_SECONDS", "2");
+    let mut server = site.start(&[]);
+    let admin = site.admin_key();
+    configure_smtp(&server, &admin, smtp.port).await;
+    let (id, agent) = customer_case(&server, &site, &admin).await;
+    let (status, _) =
+        server.post(&format!("/api/v1/cases/{id}/posts"), &agent, json!({"post": "Survives a crash"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Killed between the commit and the send.
+    assert!(!tokio::task::spawn_blocking(move || server.signal_and_wait("KILL")).await.expect("join"));
+    assert!(smtp.messages().is_empty());
+    let _restarted = site.start(&[]);
+    let messages = smtp.wait_for(1).await;
+    assert!(messages[0].contains("Survives a crash"));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+}
+
+async fn mail_held_while_smtp_is_down_is_delivered_when_it_returns(site: Site) {
+    let Some(smtp) = SmtpSink::start() else { return };
+    let port = smtp.port;
+    let site = site.with_env("DOCKET_EMAIL_DELAY_SECONDS", "0").with_env("DOCKET_JOB_RETRY_BASE_SECONDS", "1");
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    configure_smtp(&server, &admin, port).await;
+    let (id, agent) = customer_case(&server, &site, &admin).await;
+    drop(smtp);
+    server.post(&format!("/api/v1/cases/{id}/posts"), &agent, json!({"post": "Held back"})).await;
+    // Wait until a delivery attempt failed.
+    for _ in 0..100 {
+        let (_, page) = server.get("/api/v1/jobs?status=queued", &admin).await;
+        if page["items"][0]["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let Some(back) = SmtpSink::start_on(port) else { return };
+    let messages = back.wait_for(1).await;
+    assert!(messages[0].contains("Held back"));
+    let (_, done) = server.get("/api/v1/jobs?status=done", &admin).await;
+    assert_eq!(done["total"], 1, "{done}");
+}
+
+on_both_backends!(
+    followers_get_stream_email,
+    read_notifications_skip_email_and_failures_retry,
+    a_crash_after_commit_still_sends_once,
+    mail_held_while_smtp_is_down_is_delivered_when_it_returns,
+);
+
+/// Two server processes on one PostgreSQL: every email job runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_once_across_two_nodes_on_postgres() {
+    let Some(site) = Site::new(crate::support::Backend::Postgres).await else { return };
+    let Some(smtp) = SmtpSink::start() else { return };
+    let site = site.with_env("DOCKET_EMAIL_DELAY_SECONDS", "1");
+    let node_a = site.start(&[]);
+    let node_b = site.start(&[]);
+    let admin = site.admin_key();
+    configure_smtp(&node_a, &admin, smtp.port).await;
+    let (id, agent) = customer_case(&node_a, &site, &admin).await;
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &node_a } else { &node_b };
+        let (status, _) =
+            node.post(&format!("/api/v1/cases/{id}/posts"), &agent, json!({"post": format!("post {i}")})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    smtp.wait_for(20).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 20, "each job ran exactly once");
+    for i in 0..20 {
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains(&format!("post {i}\n")) || m.contains(&format!("post {i}\r\n")))
+                .count(),
+            1,
+            "post {i}"
+        );
+    }
+}

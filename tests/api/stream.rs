@@ -180,6 +180,15 @@ async fn follows_end_when_access_ends(site: Site) {
     let (status, body) =
         server.call(Method::PUT, &format!("{path}/followers/{}", tess["id"].as_str().expect("id")), &admin, None).await;
     assert!(error_of(status, &body, "validation")["fields"]["user_id"].is_string());
+    // A portal user moved to another contact stops following.
+    let (_, other_contact) = server.post("/api/v1/contacts", &admin, json!({"last_name": "Elsewhere"})).await;
+    let (_, users) = server.get("/api/v1/users?q=cust", &admin).await;
+    let cust_id = users["items"][0]["id"].as_str().expect("id").to_string();
+    server.patch(&format!("/api/v1/users/{cust_id}"), &admin, json!({"contact_id": other_contact["id"]})).await;
+    assert!(!followers(&server, &admin, &id).await.contains(&"cust".to_string()));
+    server.patch(&format!("/api/v1/users/{cust_id}"), &admin, json!({"contact_id": contact["id"]})).await;
+    server.call(Method::PUT, &format!("{path}/followers/{cust_id}"), &admin, None).await;
+    assert_eq!(followers(&server, &admin, &id).await, vec!["cust"]);
     // Making the case internal removes portal followers.
     let (status, _) = server.patch(&path, &admin, json!({"is_internal": true})).await;
     assert_eq!(status, StatusCode::OK);

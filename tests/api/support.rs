@@ -301,6 +301,12 @@ impl SmtpSink {
     /// Starts the server, or `None` when aiosmtpd is not installed (and
     /// not required: scripts/test sets DOCKET_REQUIRE_SMTP=1).
     pub fn start() -> Option<SmtpSink> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Self::start_on(port)
+    }
+
+    /// Starts on a given port (to bring a "crashed" mail server back).
+    pub fn start_on(port: u16) -> Option<SmtpSink> {
         let available = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .stdout(Stdio::null())
@@ -314,7 +320,6 @@ impl SmtpSink {
             eprintln!("skipped: aiosmtpd is not installed (scripts/test installs it)");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let maildir = tempfile::tempdir().expect("maildir");
         let child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])

@@ -1,5 +1,10 @@
-//! `docket-bench`: creates N cases over HTTP at concurrency C against a
-//! running Docket and prints throughput and latency percentiles.
+//! `docket-bench`: measures Docket's hot paths.
+//!
+//! - `cases`: creates N cases over HTTP at concurrency C against a running
+//!   server (the default).
+//! - `posts`: posts N notes over HTTP to one case with F followers.
+//! - `jobs`: pushes N jobs through the durable queue of a fresh SQLite
+//!   store (enqueue, lease, finish), with W workers.
 //!
 //! The load generator runs on the same machine as the server in our
 //! figures; it competes for the same cores, so the numbers are a floor.
@@ -9,57 +14,152 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
-use serde_json::json;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "docket-bench", about = "Create cases over HTTP and measure throughput and latency")]
+#[command(name = "docket-bench", about = "Measure Docket's hot paths")]
 struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create cases over HTTP.
+    Cases(Http),
+    /// Post notes over HTTP to one case with many followers.
+    Posts {
+        #[command(flatten)]
+        http: Http,
+        /// Followers of the case (users created for the run).
+        #[arg(long, default_value_t = 50)]
+        followers: usize,
+    },
+    /// Push jobs through the queue of a fresh SQLite store.
+    Jobs {
+        #[arg(long, short = 'n', default_value_t = 20_000)]
+        jobs: u64,
+        #[arg(long, short = 'w', default_value_t = 2)]
+        workers: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct Http {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// API key to act with (needs case create rights).
+    /// An admin API key.
     #[arg(long, env = "DOCKET_API_KEY", hide_env_values = true)]
     key: String,
-    /// How many cases to create.
+    /// How many requests.
     #[arg(long, short = 'n', default_value_t = 10_000)]
-    cases: u64,
+    count: u64,
     /// How many requests in flight at once.
     #[arg(long, short = 'c', default_value_t = 16)]
     concurrency: u64,
-    /// Requests sent before measuring (connection set-up, caches).
-    #[arg(long, default_value_t = 200)]
-    warmup: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.concurrency == 0 || args.cases == 0 {
-        bail!("--cases and --concurrency must be positive");
+    match Args::parse().command {
+        Command::Cases(http) => cases(http).await,
+        Command::Posts { http, followers } => posts(http, followers).await,
+        Command::Jobs { jobs: count, workers } => jobs(count, workers).await,
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency as usize)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let endpoint = format!("{}/api/v1/cases", args.url.trim_end_matches('/'));
+}
 
+fn client(concurrency: u64) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+async fn cases(http: Http) -> anyhow::Result<()> {
+    let client = client(http.concurrency)?;
+    let endpoint = format!("{}/api/v1/cases", http.url.trim_end_matches('/'));
     // Warm-up: also checks the key and the URL before the clock starts.
-    for i in 0..args.warmup {
-        let response = create(&client, &endpoint, &args.key, i).await.context("warm-up request")?;
-        if response != 201 {
-            bail!("warm-up request answered {response}: check --url and --key");
+    for i in 0..200 {
+        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
+        if status != 201 {
+            bail!("warm-up request answered {status}: check --url and --key");
         }
     }
+    let report = run(&client, &endpoint, &http, case_body).await?;
+    report.print("cases created");
+    report.check()
+}
 
+fn case_body(i: u64) -> Value {
+    let priority = ["Low", "Normal", "High", "Urgent"][(i % 4) as usize];
+    json!({
+        "name": format!("Benchmark case {i}: printer on floor {} is offline", i % 40),
+        "description": "Created by docket-bench. The printer shows error E-42 and will not print.",
+        "priority": priority,
+        "type": "Incident",
+    })
+}
+
+async fn posts(http: Http, followers: usize) -> anyhow::Result<()> {
+    let client = client(http.concurrency)?;
+    let base = http.url.trim_end_matches('/').to_string();
+    let run_id = chrono::Utc::now().timestamp_millis();
+    let created: Value = client
+        .post(format!("{base}/api/v1/cases"))
+        .bearer_auth(&http.key)
+        .json(&json!({"name": "Benchmark: a case many people follow"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let case_id = created["id"].as_str().context("no case id: check --url and --key")?.to_string();
+    for i in 0..followers {
+        let user: Value = client
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(&http.key)
+            .json(&json!({"username": format!("follower-{run_id}-{i}"), "type": "api"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let user_id = user["id"].as_str().context("could not create a follower (admin key needed)")?;
+        // API users without roles cannot read the case; admins can, so the
+        // followers are made admins for the run.
+        client
+            .patch(format!("{base}/api/v1/users/{user_id}"))
+            .bearer_auth(&http.key)
+            .json(&json!({"type": "admin"}))
+            .send()
+            .await?;
+        let status = client
+            .put(format!("{base}/api/v1/cases/{case_id}/followers/{user_id}"))
+            .bearer_auth(&http.key)
+            .send()
+            .await?
+            .status();
+        if !status.is_success() {
+            bail!("could not add follower {i}: {status}");
+        }
+    }
+    let endpoint = format!("{base}/api/v1/cases/{case_id}/posts");
+    let report =
+        run(&client, &endpoint, &http, |i| json!({"post": format!("Benchmark post {i}: still investigating")})).await?;
+    report.print(&format!("posts to a case with {followers} followers"));
+    report.check()
+}
+
+/// Sends `http.count` requests built by `body`, `http.concurrency` at a time.
+async fn run(client: &reqwest::Client, endpoint: &str, http: &Http, body: fn(u64) -> Value) -> anyhow::Result<Report> {
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, endpoint, key) = (client.clone(), endpoint.clone(), args.key.clone());
+    for _ in 0..http.concurrency.max(1) {
+        let (client, endpoint, key) = (client.clone(), endpoint.to_string(), http.key.clone());
         let (next, failures) = (next.clone(), failures.clone());
-        let total = args.cases;
+        let total = http.count;
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -68,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
                     return latencies;
                 }
                 let sent = Instant::now();
-                match create(&client, &endpoint, &key, i).await {
+                match send(&client, &endpoint, &key, body(i)).await {
                     Ok(201) => latencies.push(sent.elapsed()),
                     _ => {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -77,45 +177,116 @@ async fn main() -> anyhow::Result<()> {
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(args.cases as usize);
+    let mut latencies = Vec::new();
     for worker in workers {
         latencies.extend(worker.await?);
     }
-    let elapsed = started.elapsed();
     latencies.sort();
-    let ok = latencies.len();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let index = ((p / 100.0) * (latencies.len() - 1) as f64).round() as usize;
-        latencies[index].as_secs_f64() * 1000.0
-    };
-    println!("cases created:  {ok} ({} failed)", failures.load(Ordering::Relaxed));
-    println!("concurrency:    {}", args.concurrency);
-    println!("elapsed:        {:.2} s", elapsed.as_secs_f64());
-    println!("throughput:     {:.0} cases/s", ok as f64 / elapsed.as_secs_f64());
-    println!("latency p50:    {:.2} ms", percentile(50.0));
-    println!("latency p90:    {:.2} ms", percentile(90.0));
-    println!("latency p99:    {:.2} ms", percentile(99.0));
-    println!("latency max:    {:.2} ms", percentile(100.0));
-    if failures.load(Ordering::Relaxed) > 0 {
-        bail!("some requests failed");
-    }
-    Ok(())
+    Ok(Report {
+        latencies,
+        failures: failures.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        concurrency: http.concurrency,
+    })
 }
 
-async fn create(client: &reqwest::Client, endpoint: &str, key: &str, i: u64) -> anyhow::Result<u16> {
-    let priority = ["Low", "Normal", "High", "Urgent"][(i % 4) as usize];
-    let body = json!({
-        "name": format!("Benchmark case {i}: printer on floor {} is offline", i % 40),
-        "description": "Created by docket-bench. The printer shows error E-42 and will not print.",
-        "priority": priority,
-        "type": "Incident",
-    });
+async fn send(client: &reqwest::Client, endpoint: &str, key: &str, body: Value) -> anyhow::Result<u16> {
     let response = client.post(endpoint).bearer_auth(key).json(&body).send().await?;
     let status = response.status().as_u16();
     // Read the body so the connection is reused.
     let _ = response.bytes().await?;
     Ok(status)
+}
+
+struct Report {
+    latencies: Vec<Duration>,
+    failures: u64,
+    elapsed: Duration,
+    concurrency: u64,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    fn print(&self, what: &str) {
+        let ok = self.latencies.len();
+        println!("{what}: {ok} ({} failed)", self.failures);
+        println!("concurrency:    {}", self.concurrency);
+        println!("elapsed:        {:.2} s", self.elapsed.as_secs_f64());
+        println!("throughput:     {:.0} requests/s", ok as f64 / self.elapsed.as_secs_f64());
+        println!("latency p50:    {:.2} ms", self.percentile(50.0));
+        println!("latency p90:    {:.2} ms", self.percentile(90.0));
+        println!("latency p99:    {:.2} ms", self.percentile(99.0));
+        println!("latency max:    {:.2} ms", self.percentile(100.0));
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.failures > 0 { bail!("some requests failed") } else { Ok(()) }
+    }
+}
+
+/// Enqueues `count` jobs, then drains them with `workers` leasing workers.
+async fn jobs(count: u64, workers: u64) -> anyhow::Result<()> {
+    use docket_store::{JobOutcome, NewJob, Store, StoreOptions};
+    let dir = tempfile::tempdir()?;
+    let store =
+        Store::open(&format!("sqlite://{}", dir.path().join("jobs.db").display()), &StoreOptions::default()).await?;
+    let started = Instant::now();
+    let enqueuers: Vec<_> = (0..4u64)
+        .map(|part| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut i = part;
+                while i < count {
+                    let job = NewJob {
+                        kind: "bench",
+                        payload: json!({ "i": i }),
+                        run_at: chrono::Utc::now(),
+                        idempotency_key: Some(format!("bench-{i}")),
+                    };
+                    store.enqueue_job(&job).await?;
+                    i += 4;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for enqueuer in enqueuers {
+        enqueuer.await??;
+    }
+    let enqueued = started.elapsed();
+    let started = Instant::now();
+    let done = Arc::new(AtomicU64::new(0));
+    let runners: Vec<_> = (0..workers.max(1))
+        .map(|w| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let worker = format!("bench-{w}");
+                while let Some(job) = store.claim_job(&worker, Duration::from_secs(60)).await? {
+                    store.finish_job(&job, &worker, &JobOutcome::Done).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for runner in runners {
+        runner.await??;
+    }
+    let drained = started.elapsed();
+    store.close().await;
+    let done = done.load(Ordering::Relaxed);
+    if done != count {
+        bail!("ran {done} jobs of {count}");
+    }
+    println!("jobs:           {count} on SQLite, {workers} workers");
+    println!("enqueue:        {:.0} jobs/s (one transaction each)", count as f64 / enqueued.as_secs_f64());
+    println!("lease + finish: {:.0} jobs/s", count as f64 / drained.as_secs_f64());
+    Ok(())
 }

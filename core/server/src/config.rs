@@ -35,6 +35,8 @@ pub struct Config {
     pub email_delay_secs: u64,
     /// The address users reach Docket at, for links in emails.
     pub public_url: String,
+    /// Seconds before the first retry of a failed job (doubling after).
+    pub job_retry_base_secs: u64,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -53,6 +55,7 @@ struct FileConfig {
     max_connections: Option<u32>,
     email_delay_secs: Option<u64>,
     public_url: Option<String>,
+    job_retry_base_secs: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,6 +100,10 @@ impl Config {
             max_connections: parse_env(&env, "DOCKET_MAX_CONNECTIONS")?.or(file.max_connections).unwrap_or(16),
             email_delay_secs: parse_env(&env, "DOCKET_EMAIL_DELAY_SECONDS")?.or(file.email_delay_secs).unwrap_or(30),
             public_url: env("DOCKET_PUBLIC_URL").or(file.public_url).unwrap_or_default(),
+            job_retry_base_secs: parse_env(&env, "DOCKET_JOB_RETRY_BASE_SECONDS")?
+                .or(file.job_retry_base_secs)
+                .unwrap_or(15)
+                .max(1),
         };
         if config.max_upload_bytes == 0 {
             bail!("max_upload_bytes must be positive");

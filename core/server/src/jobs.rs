@@ -51,7 +51,14 @@ async fn work(state: AppState, worker: String, mut stopped: watch::Receiver<bool
         }
         match state.store.claim_job(&worker, LEASE).await {
             Ok(Some(job)) => {
-                let outcome = run(&state, &job).await;
+                // A run must end before its lease does, or another worker
+                // would start the same job.
+                let outcome = match tokio::time::timeout(LEASE - Duration::from_secs(10), run(&state, &job)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        JobOutcome::Retry(format!("timed out after {} s", (LEASE - Duration::from_secs(10)).as_secs()))
+                    }
+                };
                 match &outcome {
                     JobOutcome::Done => tracing::debug!(job = %job.id, kind = %job.kind, "job done"),
                     JobOutcome::Retry(error) => {

@@ -32,9 +32,14 @@ impl Default for EmailTemplate {
 impl EmailTemplate {
     /// Renders with the notification's facts; errors name the template.
     pub fn render(&self, context: &tera::Context) -> Result<(String, String), String> {
-        let subject =
-            tera::Tera::one_off(&self.subject, context, false).map_err(|e| format!("subject: {}", chain(&e)))?;
-        let body = tera::Tera::one_off(&self.body, context, false).map_err(|e| format!("body: {}", chain(&e)))?;
+        // Admin-written templates must not read the server's environment
+        // (database URLs, passwords): tera's `get_env` is replaced.
+        let mut tera = tera::Tera::default();
+        tera.register_function("get_env", |_: &std::collections::HashMap<String, tera::Value>| {
+            Err(tera::Error::msg("get_env is not available in Docket templates"))
+        });
+        let subject = tera.render_str(&self.subject, context).map_err(|e| format!("subject: {}", chain(&e)))?;
+        let body = tera.render_str(&self.body, context).map_err(|e| format!("body: {}", chain(&e)))?;
         // A subject is one line, whatever the template does.
         Ok((subject.lines().collect::<Vec<_>>().join(" ").trim().to_string(), body))
     }
@@ -163,5 +168,7 @@ mod tests {
         assert!(broken.validate().expect_err("broken").starts_with("subject"));
         let unknown = EmailTemplate { subject: "x".into(), body: "{{ nope.field }}".into() };
         assert!(unknown.validate().is_err());
+        let snooping = EmailTemplate { subject: "x".into(), body: "{{ get_env(name=\"PATH\") }}".into() };
+        assert!(snooping.validate().is_err(), "templates cannot read the environment");
     }
 }

@@ -145,6 +145,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         max_connections: config.max_connections,
         email_delay: std::time::Duration::from_secs(config.email_delay_secs),
+        job_retry_base: std::time::Duration::from_secs(config.job_retry_base_secs),
         ..StoreOptions::default()
     };
     Store::open(&config.database_url, &options)

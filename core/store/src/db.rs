@@ -55,6 +55,8 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// Delay before a stream notification is also sent by email.
     pub email_delay: Duration,
+    /// The first retry delay of a failed job; later ones double.
+    pub job_retry_base: Duration,
 }
 
 impl Default for StoreOptions {
@@ -64,6 +66,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(10),
             email_delay: Duration::from_secs(30),
+            job_retry_base: Duration::from_secs(15),
         }
     }
 }

@@ -113,7 +113,15 @@ impl Store {
             .fetch_optional()
             .await?
             .ok_or(crate::StoreError::NotFound)?;
-        let note = crate::cases::note_from_row(&row)?;
+        let mut note = crate::cases::note_from_row(&row)?;
+        note.attachment_ids = tx
+            .query("SELECT id FROM attachments WHERE note_id = $1 ORDER BY created_at")
+            .bind(note_id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("id"))
+            .collect::<Result<_>>()?;
         let case = crate::cases::load_case(&mut tx, "c.id = $1", &note.case_id, false).await?;
         tx.commit().await?;
         if !actor.allows(Scope::Case, Action::Read, &case.ownership()) || (note.is_internal && !actor.is_staff()) {

@@ -78,11 +78,20 @@ pub(crate) async fn enqueue(tx: &mut Tx, job: &NewJob) -> Result<()> {
     Ok(())
 }
 
-/// Back-off after `attempts` failed runs: 15 s, 30 s, 1 min, ... capped at
-/// one hour.
-pub fn backoff(attempts: i64) -> Duration {
+/// The time all nodes agree on: PostgreSQL's clock (node clocks may
+/// drift, and leases must not); SQLite has one node.
+async fn database_now(tx: &mut Tx) -> Result<DateTime<Utc>> {
+    match tx.backend() {
+        Backend::Postgres => tx.query("SELECT CURRENT_TIMESTAMP AS now").fetch_one().await?.get("now"),
+        Backend::Sqlite => Ok(now()),
+    }
+}
+
+/// Back-off after `attempts` failed runs: `base` (15 s by default), then
+/// doubling, capped at one hour.
+pub fn backoff(base: Duration, attempts: i64) -> Duration {
     let exponent = u32::try_from(attempts.clamp(1, 12) - 1).unwrap_or(0);
-    Duration::from_secs((15u64 << exponent).min(3600))
+    base.saturating_mul(1 << exponent).min(Duration::from_secs(3600))
 }
 
 impl Store {
@@ -98,8 +107,18 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
         let mut tx = self.pools.write().await?;
-        let at = now();
+        let at = database_now(&mut tx).await?;
         let until = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        // A job whose lease ran out after its last attempt (its worker died
+        // or hung) fails instead of running forever.
+        tx.query(
+            "UPDATE jobs SET status = 'failed', finished_at = $1, \
+             last_error = COALESCE(last_error, 'the worker stopped answering (lease expired) on the last attempt') \
+             WHERE status = 'running' AND leased_until < $1 AND attempts >= max_attempts",
+        )
+        .bind(at)
+        .execute()
+        .await?;
         // PostgreSQL: SKIP LOCKED lets workers on several nodes claim
         // different jobs at once. SQLite: the single writer serialises claims.
         let lock = match tx.backend() {
@@ -135,11 +154,12 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn finish_job(&self, job: &Job, worker: &str, outcome: &JobOutcome) -> Result<()> {
         let mut tx = self.pools.write().await?;
-        let at = now();
+        let at = database_now(&mut tx).await?;
         let (status, run_at, error) = match outcome {
             JobOutcome::Done => ("done", job.run_at, None),
             JobOutcome::Retry(error) if job.attempts < job.max_attempts => {
-                let delay = chrono::Duration::from_std(backoff(job.attempts)).unwrap_or(chrono::Duration::hours(1));
+                let delay = chrono::Duration::from_std(backoff(self.job_retry_base, job.attempts))
+                    .unwrap_or(chrono::Duration::hours(1));
                 ("queued", at + delay, Some(error.as_str()))
             }
             JobOutcome::Retry(error) | JobOutcome::Permanent(error) => ("failed", job.run_at, Some(error.as_str())),
@@ -229,9 +249,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(15));
-        assert_eq!(backoff(2), Duration::from_secs(30));
-        assert_eq!(backoff(5), Duration::from_secs(240));
-        assert_eq!(backoff(40), Duration::from_secs(3600));
+        let base = Duration::from_secs(15);
+        assert_eq!(backoff(base, 1), Duration::from_secs(15));
+        assert_eq!(backoff(base, 2), Duration::from_secs(30));
+        assert_eq!(backoff(base, 5), Duration::from_secs(240));
+        assert_eq!(backoff(base, 40), Duration::from_secs(3600));
     }
 }

@@ -27,7 +27,7 @@ pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use events::StreamEvent;
-pub use jobs::{Job, JobOutcome, NewJob, backoff};
+pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 
 use db::Pools;
@@ -44,6 +44,8 @@ pub struct Store {
     email_delay: chrono::Duration,
     /// New notes, for live pages (see `events.rs`).
     events: events::Events,
+    /// The first retry delay of a failed job (doubling after).
+    job_retry_base: std::time::Duration,
 }
 
 impl Store {
@@ -54,7 +56,7 @@ impl Store {
         let pools = Pools::open(url, options).await?;
         let email_delay = chrono::Duration::from_std(options.email_delay).unwrap_or(chrono::Duration::seconds(30));
         let events = events::Events::start(&pools).await?;
-        Ok(Store { pools, email_delay, events })
+        Ok(Store { pools, email_delay, events, job_retry_base: options.job_retry_base })
     }
 
     pub fn backend(&self) -> Backend {

@@ -420,6 +420,16 @@ pub(crate) async fn initial_follows(
     }
     followers.sort();
     followers.dedup();
+    if followers.is_empty() {
+        return Ok(followers);
+    }
+    // The plan was read before this transaction: keep only users still
+    // active now.
+    let mut sql = Sql::new("SELECT id FROM users WHERE is_active = ");
+    sql.value(true).push(" AND id IN ").list(&followers);
+    let active: Vec<String> =
+        tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
+    followers.retain(|id| active.contains(id));
     for user_id in &followers {
         add_follower(tx, &case.id, user_id).await?;
     }
@@ -511,6 +521,33 @@ pub(crate) async fn reconcile_follows(tx: &mut Tx, before: &Case, after: &Case) 
         };
         if !keeps {
             drop_follower(tx, &after.id, &user_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// After a user's access may have changed (type, contact, teams, roles,
+/// active flag): they stop following the cases they can no longer read.
+pub(crate) async fn reconcile_user_follows(tx: &mut Tx, user_id: &str) -> Result<()> {
+    let cases: Vec<String> = tx
+        .query("SELECT case_id FROM follows WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("case_id"))
+        .collect::<Result<_>>()?;
+    let user = load_actor(tx, user_id).await?;
+    for case_id in cases {
+        let keeps = match &user {
+            Some(user) => {
+                let case = load_case(tx, "c.id = $1", &case_id, false).await?;
+                user.allows(Scope::Case, Action::Read, &case.ownership())
+            }
+            None => false,
+        };
+        if !keeps {
+            drop_follower(tx, &case_id, user_id).await?;
         }
     }
     Ok(())
@@ -722,7 +759,8 @@ impl Store {
         let mut tx = self.pools.read().await?;
         let row = tx
             .query(
-                "SELECT n.id, n.is_read, n.kind, u.email, u.name AS user_name, u.user_type, u.is_active, \
+                "SELECT n.id, n.is_read, n.kind, n.user_id, u.email, u.name AS user_name, u.user_type, u.is_active, \
+                 u.preferences, \
                  c.id AS case_id, c.number, c.name AS case_name, c.status, t.id AS note_id, t.note_type, t.post, \
                  t.data, t.is_internal, a.name AS author_name FROM notifications n \
                  JOIN users u ON u.id = n.user_id JOIN cases c ON c.id = n.case_id JOIN notes t ON t.id = n.note_id \
@@ -731,8 +769,24 @@ impl Store {
             .bind(notification_id)
             .fetch_optional()
             .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        // Access and preferences are checked again at send time: both may
+        // have changed since the notification was written.
+        let user_id: String = row.get("user_id")?;
+        let case_id: String = row.get("case_id")?;
+        let reader = load_actor(&mut tx, &user_id).await?;
+        let case = load_case(&mut tx, "c.id = $1", &case_id, false).await?;
         tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
+        let may_read = reader.as_ref().is_some_and(|r| r.allows(Scope::Case, Action::Read, &case.ownership()));
+        let user_type_text: String = row.get("user_type")?;
+        let user_type = parse_stored(&user_type_text, docket_domain::user::UserType::parse)?;
+        let wants = parse_preferences(&row.get::<String>("preferences")?, user_type)?.email_notifications;
+        if !may_read || !wants {
+            return Ok(None);
+        }
         let email: Option<String> = row.get("email")?;
         let user_type: String = row.get("user_type")?;
         let is_internal: bool = row.get("is_internal")?;

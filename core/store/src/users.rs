@@ -171,6 +171,13 @@ impl Store {
             // Deactivated users leave: no sessions, no follows.
             tx.query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute().await?;
             tx.query("DELETE FROM follows WHERE user_id = $1").bind(id).execute().await?;
+        } else if next.user_type != current.user_type
+            || next.contact_id != current.contact_id
+            || patch.team_ids.is_some()
+            || patch.role_ids.is_some()
+        {
+            // What they may read changed: follows follow.
+            crate::stream::reconcile_user_follows(&mut tx, id).await?;
         }
         tx.commit().await?;
         Ok(User { modified_at: at, version: current.version + 1, ..next })
@@ -281,6 +288,14 @@ impl Store {
         let name = patch.name.as_deref().map(str::trim).unwrap_or(&current.name).to_string();
         let permissions = patch.permissions.unwrap_or(current.permissions);
         let at = now();
+        let holders: Vec<String> = tx
+            .query("SELECT user_id FROM user_roles WHERE role_id = $1")
+            .bind(id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("user_id"))
+            .collect::<Result<_>>()?;
         tx.query("UPDATE roles SET name = $1, permissions = $2, modified_at = $3, version = version + 1 WHERE id = $4")
             .bind(name.as_str())
             .bind(permissions_json(&permissions)?)
@@ -288,6 +303,10 @@ impl Store {
             .bind(id)
             .execute()
             .await?;
+        // Narrower levels may end some follows of the role's holders.
+        for user_id in &holders {
+            crate::stream::reconcile_user_follows(&mut tx, user_id).await?;
+        }
         tx.commit().await?;
         Ok(Role { name, permissions, modified_at: at, version: current.version + 1, ..current })
     }

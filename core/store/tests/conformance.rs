@@ -586,6 +586,27 @@ async fn jobs_are_leased_once_and_retried(db: TestDb) {
     assert!(retried.run_at > chrono::Utc::now(), "retried with back-off");
     assert!(db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").is_none(), "not due yet");
 
+    // A job whose worker keeps dying fails after its last attempt instead
+    // of running forever.
+    let doomed =
+        NewJob { kind: "doomed", payload: serde_json::json!({}), run_at: chrono::Utc::now(), idempotency_key: None };
+    db.store.enqueue_job(&doomed).await.expect("enqueue");
+    let mut doomed_id = String::new();
+    for _ in 0..docket_store::DEFAULT_MAX_ATTEMPTS {
+        let job = db.store.claim_job("dies", Duration::from_millis(1)).await.expect("claim").expect("job");
+        assert_eq!(job.kind, "doomed");
+        doomed_id = job.id;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").is_none());
+    let failed = db.store.list_jobs(&db.admin, Some("failed"), Window::default()).await.expect("list");
+    assert!(
+        failed.items.iter().any(|j| j.id == doomed_id && j.last_error.as_deref().is_some_and(|e| e.contains("lease")))
+    );
+    db.store.retry_job(&db.admin, &doomed_id).await.expect("retry");
+    let revived = db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").expect("job");
+    db.store.finish_job(&revived, "w", &JobOutcome::Done).await.expect("finish");
+
     // Permanent failures stop; an admin can retry them.
     let done_count = db.store.list_jobs(&db.admin, Some("running"), Window::default()).await.expect("list").total;
     assert_eq!(done_count, 20, "the raced jobs are still leased (nobody finished them)");
@@ -596,6 +617,7 @@ async fn jobs_are_leased_once_and_retried(db: TestDb) {
     db.store.finish_job(&job, "w", &JobOutcome::Permanent("bad address".into())).await.expect("finish");
     let failed = db.store.list_jobs(&db.admin, Some("failed"), Window::default()).await.expect("list");
     assert_eq!(failed.total, 1);
+    assert_eq!(failed.items[0].last_error.as_deref(), Some("bad address"));
     db.store.retry_job(&db.admin, &job.id).await.expect("retry");
     let again = db.store.claim_job("w", Duration::from_secs(60)).await.expect("claim").expect("job");
     assert_eq!((again.id, again.attempts), (job.id, 1));

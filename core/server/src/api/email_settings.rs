@@ -72,7 +72,12 @@ pub async fn store_smtp(
 ) -> ApiResult<SmtpView> {
     settings.validate().map_err(|(field, message)| ApiError::field(&field, message))?;
     if settings.password.as_deref().is_none_or(str::is_empty) {
-        settings.password = smtp_settings(state).await.and_then(|old| old.password);
+        // The stored password is only ever sent to the server it was
+        // entered for: a new host, port or user needs it typed again.
+        settings.password = smtp_settings(state)
+            .await
+            .filter(|old| old.host == settings.host && old.port == settings.port && old.username == settings.username)
+            .and_then(|old| old.password);
     }
     let value = serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.into()))?;
     state.store.set_setting(actor, SMTP_SETTINGS, &value).await?;

@@ -13,6 +13,7 @@ use crate::secrets::{constant_time_eq, sha256_hex};
 
 /// The logged-in user of a page. Anonymous visitors are sent to the login
 /// page, which brings them back afterwards.
+#[derive(Clone)]
 pub struct UiSession {
     pub actor: Actor,
     pub csrf_token: String,

@@ -196,10 +196,21 @@ async fn events(
                 let event = tokio::select! {
                     _ = shutdown.changed() => return None,
                     received = receiver.recv() => match received {
-                        Ok(event) if event.case_id == case_id => match note_html(&state, &session, &event.note_id).await {
-                            Some(html) => Event::default().event("note").data(html),
-                            None => continue,
-                        },
+                        Ok(event) if event.case_id == case_id => {
+                            // The session is checked again for every note:
+                            // a logout or lost access ends the stream.
+                            let Ok(Some(current)) = state.store.session(&session.token_hash).await else {
+                                return None;
+                            };
+                            if state.store.get_case(&current.actor, &case_id).await.is_err() {
+                                return None;
+                            }
+                            let viewer = UiSession { actor: current.actor, ..session.clone() };
+                            match note_html(&state, &viewer, &event.note_id).await {
+                                Some(html) => Event::default().event("note").data(html),
+                                None => continue,
+                            }
+                        }
                         Ok(_) => continue,
                         // Too far behind: the page reloads instead.
                         Err(RecvError::Lagged(_)) => Event::default().event("reload").data("lagged"),
