@@ -268,9 +268,16 @@ async fn jobs(count: u64, workers: u64) -> anyhow::Result<()> {
             let (store, done) = (store.clone(), done.clone());
             tokio::spawn(async move {
                 let worker = format!("bench-{w}");
-                while let Some(job) = store.claim_job(&worker, Duration::from_secs(60)).await? {
-                    store.finish_job(&job, &worker, &JobOutcome::Done).await?;
-                    done.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    // Batches of 8, as the server's workers lease them.
+                    let jobs = store.claim_jobs(&worker, Duration::from_secs(60), 8).await?;
+                    if jobs.is_empty() {
+                        break;
+                    }
+                    for job in jobs {
+                        store.finish_job(&job, &worker, &JobOutcome::Done).await?;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 anyhow::Ok(())
             })

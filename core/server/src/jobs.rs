@@ -12,8 +12,11 @@ use crate::app::AppState;
 
 /// Workers per node.
 const WORKERS: usize = 2;
-/// How long a job may run before another worker may take it over.
+/// How long a job (with the rest of its batch) may run before another
+/// worker may take it over.
 const LEASE: Duration = Duration::from_secs(120);
+/// Jobs leased at once: fewer round trips to the database per job.
+const BATCH: i64 = 8;
 /// How often idle workers look for due jobs (delayed jobs become due
 /// without anyone waking the workers).
 const POLL: Duration = Duration::from_secs(1);
@@ -49,38 +52,45 @@ async fn work(state: AppState, worker: String, mut stopped: watch::Receiver<bool
         if *stopped.borrow() {
             return;
         }
-        match state.store.claim_job(&worker, LEASE).await {
-            Ok(Some(job)) => {
-                // A run must end before its lease does, or another worker
-                // would start the same job.
-                let outcome = match tokio::time::timeout(LEASE - Duration::from_secs(10), run(&state, &job)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        JobOutcome::Retry(format!("timed out after {} s", (LEASE - Duration::from_secs(10)).as_secs()))
+        match state.store.claim_jobs(&worker, LEASE, BATCH).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                let leased_at = tokio::time::Instant::now();
+                for job in jobs {
+                    // Later jobs of a batch run only while their lease has
+                    // time left; the rest expire and are claimed again.
+                    let left = LEASE.saturating_sub(leased_at.elapsed());
+                    if left < Duration::from_secs(30) {
+                        break;
                     }
-                };
-                match &outcome {
-                    JobOutcome::Done => tracing::debug!(job = %job.id, kind = %job.kind, "job done"),
-                    JobOutcome::Retry(error) => {
-                        tracing::warn!(job = %job.id, kind = %job.kind, %error, "job will retry")
-                    }
-                    JobOutcome::Permanent(error) => {
-                        tracing::error!(job = %job.id, kind = %job.kind, %error, "job failed")
-                    }
-                }
-                if let Err(error) = state.store.finish_job(&job, &worker, &outcome).await {
-                    tracing::error!(%error, job = %job.id, "could not record a job's outcome; its lease will expire");
+                    run_and_record(&state, &worker, &job, left - Duration::from_secs(10)).await;
                 }
                 continue;
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "could not claim a job"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not claim jobs"),
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
             () = state.jobs_wakeup.notified() => {}
             _ = stopped.changed() => {}
         }
+    }
+}
+
+/// Runs one leased job and records its outcome. The run must end within
+/// `budget`, before its lease does, or another worker would start it too.
+async fn run_and_record(state: &AppState, worker: &str, job: &Job, budget: Duration) {
+    let outcome = match tokio::time::timeout(budget, run(state, job)).await {
+        Ok(outcome) => outcome,
+        Err(_) => JobOutcome::Retry(format!("timed out after {} s", budget.as_secs())),
+    };
+    match &outcome {
+        JobOutcome::Done => tracing::debug!(job = %job.id, kind = %job.kind, "job done"),
+        JobOutcome::Retry(error) => tracing::warn!(job = %job.id, kind = %job.kind, %error, "job will retry"),
+        JobOutcome::Permanent(error) => tracing::error!(job = %job.id, kind = %job.kind, %error, "job failed"),
+    }
+    if let Err(error) = state.store.finish_job(job, worker, &outcome).await {
+        tracing::error!(%error, job = %job.id, "could not record a job's outcome; its lease will expire");
     }
 }
 

@@ -167,6 +167,15 @@ impl Pools {
         })
     }
 
+    /// The writer without a transaction, for single-statement writes (one
+    /// statement is atomic by itself; this saves BEGIN and COMMIT).
+    pub(crate) async fn write_autocommit(&self) -> Result<Tx> {
+        Ok(match self {
+            Pools::Sqlite { writer, .. } => Tx::SqliteAutocommit(writer.acquire().await?),
+            Pools::Postgres { pool } => Tx::PostgresAutocommit(pool.acquire().await?),
+        })
+    }
+
     /// A reading connection without a transaction, for the hot paths whose
     /// statements need no common snapshot (authenticating a request): it
     /// saves the BEGIN and COMMIT round trips.

@@ -104,8 +104,13 @@ impl Store {
     }
 
     /// Leases the next due job for `worker`, or `None`.
-    #[instrument(level = "debug", skip_all)]
     pub async fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        Ok(self.claim_jobs(worker, lease, 1).await?.pop())
+    }
+
+    /// Leases up to `limit` due jobs for `worker`, oldest first.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn claim_jobs(&self, worker: &str, lease: Duration, limit: i64) -> Result<Vec<Job>> {
         let mut tx = self.pools.write().await?;
         let at = database_now(&mut tx).await?;
         let until = at + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
@@ -126,34 +131,24 @@ impl Store {
             Backend::Sqlite => "",
         };
         let sql = format!(
-            "SELECT id FROM jobs WHERE run_at <= $1 AND (status = 'queued' OR (status = 'running' AND leased_until < $1)) \
-             ORDER BY run_at, id LIMIT 1{lock}"
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, leased_until = $1, leased_by = $2 \
+             WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 \
+             AND (status = 'queued' OR (status = 'running' AND leased_until < $3)) \
+             ORDER BY run_at, id LIMIT $4{lock}) RETURNING *"
         );
-        let Some(row) = tx.query(&sql).bind(at).fetch_optional().await? else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let id: String = row.get("id")?;
-        let row = tx
-            .query(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, leased_until = $1, leased_by = $2 \
-                 WHERE id = $3 RETURNING *",
-            )
-            .bind(until)
-            .bind(worker)
-            .bind(id.as_str())
-            .fetch_one()
-            .await?;
-        let job = job_from_row(&row)?;
+        let rows = tx.query(&sql).bind(until).bind(worker).bind(at).bind(limit.max(1)).fetch_all().await?;
         tx.commit().await?;
-        Ok(Some(job))
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        jobs.sort_by(|a, b| (a.run_at, &a.id).cmp(&(b.run_at, &b.id)));
+        Ok(jobs)
     }
 
     /// Records how a run ended. A worker whose lease was taken over (it ran
     /// too long) changes nothing.
     #[instrument(level = "debug", skip_all)]
     pub async fn finish_job(&self, job: &Job, worker: &str, outcome: &JobOutcome) -> Result<()> {
-        let mut tx = self.pools.write().await?;
+        // One statement: no transaction needed around it.
+        let mut tx = self.pools.write_autocommit().await?;
         let at = database_now(&mut tx).await?;
         let (status, run_at, error) = match outcome {
             JobOutcome::Done => ("done", job.run_at, None),

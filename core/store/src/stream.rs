@@ -51,7 +51,9 @@ impl Store {
     pub async fn create_post(&self, actor: &Actor, case_id: &str, post: &NewPost) -> Result<Note> {
         post.validate(actor.is_staff())?;
         let mut tx = self.pools.write().await?;
-        let case = load_case(&mut tx, "c.id = $1", case_id, true).await?;
+        // No row lock: posts do not change the case's fields, and many people
+        // may post at once; the stream_updated_at update below locks briefly.
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "post to this case")?;
         check_attachments(&mut tx, actor, &post.attachment_ids, None).await?;
         let at = now();
@@ -85,11 +87,6 @@ impl Store {
                 .execute()
                 .await?;
         }
-        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(case.id.as_str())
-            .execute()
-            .await?;
         if preferences_of(&mut tx, &actor.user_id).await?.follow_on_post {
             add_follower(&mut tx, &case.id, &actor.user_id).await?;
         }
@@ -102,6 +99,13 @@ impl Store {
         };
         notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
         notify_mentions(&mut tx, &case, &note, actor, self.email_delay).await?;
+        // Last, because it locks the case row until commit: concurrent
+        // posts to one case queue only for this.
+        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(case.id.as_str())
+            .execute()
+            .await?;
         tx.commit().await?;
         self.announce(&case.id, &note.id).await;
         Ok(note)
@@ -445,12 +449,16 @@ pub(crate) async fn notify_created(
     followers: &[String],
     author: &str,
 ) -> Result<()> {
-    let at = now();
-    for user_id in followers.iter().filter(|id| id.as_str() != author) {
-        let highlighted = case.assigned_user_id.as_deref() == Some(user_id.as_str());
-        insert_notification(tx, user_id, &case.id, note_id, "note", highlighted, at).await?;
-    }
-    Ok(())
+    let rows: Vec<NotificationRow> = followers
+        .iter()
+        .filter(|id| id.as_str() != author)
+        .map(|user_id| NotificationRow {
+            id: new_id(),
+            user_id: user_id.clone(),
+            highlighted: case.assigned_user_id.as_deref() == Some(user_id.as_str()),
+        })
+        .collect();
+    insert_notifications(tx, &case.id, note_id, "note", &rows, now()).await
 }
 
 async fn contact_portal_users(tx: &mut Tx, contact_id: &str) -> Result<Vec<String>> {
@@ -594,6 +602,8 @@ pub(crate) async fn notify_followers(
         .fetch_all()
         .await?;
     let at = now();
+    let mut batch = Vec::new();
+    let mut emails = Vec::new();
     for row in rows {
         let user_id: String = row.get("user_id")?;
         let user_type: String = row.get("user_type")?;
@@ -602,10 +612,48 @@ pub(crate) async fn notify_followers(
         }
         let highlighted = matches!(fan_out.note_type, NoteType::Create | NoteType::Assign)
             && case.assigned_user_id.as_deref() == Some(user_id.as_str());
-        let id = insert_notification(tx, &user_id, &case.id, fan_out.note_id, "note", highlighted, at).await?;
+        let id = new_id();
         if fan_out.emailed && wants_email(&row)? {
-            enqueue_email(tx, &id, at + email_delay).await?;
+            emails.push(id.clone());
         }
+        batch.push(NotificationRow { id, user_id, highlighted });
+    }
+    insert_notifications(tx, &case.id, fan_out.note_id, "note", &batch, at).await?;
+    for id in emails {
+        enqueue_email(tx, &id, at + email_delay).await?;
+    }
+    Ok(())
+}
+
+struct NotificationRow {
+    id: String,
+    user_id: String,
+    highlighted: bool,
+}
+
+/// Inserts many notifications of one note in multi-row statements: a post
+/// on a case with fifty followers is a couple of statements, not fifty.
+async fn insert_notifications(
+    tx: &mut Tx,
+    case_id: &str,
+    note_id: &str,
+    kind: &str,
+    rows: &[NotificationRow],
+    at: DateTime<Utc>,
+) -> Result<()> {
+    for chunk in rows.chunks(100) {
+        let mut sql = Sql::new(
+            "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push("(").value(row.id.as_str()).push(", ").value(row.user_id.as_str()).push(", ");
+            sql.value(case_id).push(", ").value(note_id).push(", ").value(kind).push(", ");
+            sql.value(row.highlighted).push(", ").value(false).push(", ").value(at).push(")");
+        }
+        tx.built(&sql).execute().await?;
     }
     Ok(())
 }
