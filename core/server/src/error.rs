@@ -11,6 +11,19 @@ use serde_json::json;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// An error and its causes on one line ("a: b: c"), for messages that
+/// must say what really failed (template and configuration errors).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

@@ -6,6 +6,7 @@ use docket_store::{Job, JobOutcome, NotificationEmail};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::error::error_chain as chain;
 
 /// Settings keys.
 pub const SMTP_SETTINGS: &str = "smtp";
@@ -48,17 +49,6 @@ impl EmailTemplate {
     pub fn validate(&self) -> Result<(), String> {
         self.render(&example_context()).map(|_| ())
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn example_context() -> tera::Context {

@@ -24,12 +24,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Auth;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    // Room for the multipart framing around the largest allowed file.
-    let limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let limit = upload_body_limit(state);
     Router::new()
         .route("/attachments", post(upload).layer(DefaultBodyLimit::max(limit)))
         .route("/attachments/{id}", get(download).delete(remove))
         .route("/attachments/{id}/meta", get(meta))
+}
+
+/// The body limit of upload routes: the largest allowed file plus room for
+/// the multipart framing around it.
+pub fn upload_body_limit(state: &AppState) -> usize {
+    usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024)
 }
 
 /// What an upload answers.

@@ -20,7 +20,6 @@ use super::render::{UiError, markdown, page};
 use super::session::{FormData, UiSession};
 use crate::api::attachments::save_upload;
 use crate::app::AppState;
-use crate::error::ApiError;
 use crate::extract::query_pairs;
 use crate::secrets::constant_time_eq;
 
@@ -28,8 +27,7 @@ use crate::secrets::constant_time_eq;
 const PAGE_SIZE: i64 = 25;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    // Room for the multipart framing around the largest allowed file.
-    let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let upload_limit = crate::api::attachments::upload_body_limit(state);
     Router::new()
         .route("/cases/{number}/attachments", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/", get(list))
@@ -298,11 +296,7 @@ async fn upload(
             }
             Some("file") if field.file_name().is_none_or(str::is_empty) => break,
             Some("file") => {
-                let record = save_upload(&state, &session.actor, field).await.map_err(|error| match error {
-                    ApiError::PayloadTooLarge(message) => UiError::PayloadTooLarge(message),
-                    ApiError::Internal(cause) => UiError::from(cause),
-                    other => UiError::Forbidden(other.to_string()),
-                })?;
+                let record = save_upload(&state, &session.actor, field).await.map_err(UiError::from)?;
                 let patch = CasePatch { attachment_ids: Some(vec![record.id]), ..Default::default() };
                 state.store.update_case(&session.actor, &case.id, &patch).await?;
                 break;

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::error::error_chain;
 
 /// Every template, embedded. Keep in step with `ui/templates`.
 const EMBEDDED: &[(&str, &str)] = &[
@@ -80,17 +81,6 @@ fn from_dir(dir: &str) -> anyhow::Result<tera::Tera> {
     let mut tera = tera::Tera::new(&format!("{dir}/**/*.html")).map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
     tera.autoescape_on(vec![".html"]);
     Ok(tera)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Renders user Markdown to HTML that is safe to embed: ammonia removes
@@ -163,6 +153,19 @@ impl From<docket_store::StoreError> for UiError {
                 tracing::error!(error = %other, "store error in the UI");
                 UiError::Internal
             }
+        }
+    }
+}
+
+/// API-layer errors met by UI handlers (shared upload code).
+impl From<crate::error::ApiError> for UiError {
+    fn from(error: crate::error::ApiError) -> Self {
+        use crate::error::ApiError;
+        match error {
+            ApiError::PayloadTooLarge(message) => UiError::PayloadTooLarge(message),
+            ApiError::NotFound => UiError::NotFound,
+            ApiError::Internal(cause) => UiError::from(cause),
+            other => UiError::Forbidden(other.to_string()),
         }
     }
 }

@@ -19,11 +19,10 @@ use super::render::{UiError, page};
 use super::session::{FormData, UiSession};
 use crate::api::attachments::save_upload;
 use crate::app::AppState;
-use crate::error::ApiError;
 use crate::secrets::constant_time_eq;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let upload_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let upload_limit = crate::api::attachments::upload_body_limit(state);
     Router::new()
         .route("/cases/{number}/posts", post(create_post).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/cases/{number}/follow", post(follow))
@@ -66,11 +65,7 @@ async fn create_post(
             }
             Some("file") if field.file_name().is_none_or(str::is_empty) => {}
             Some("file") => {
-                let record = save_upload(&state, &session.actor, field).await.map_err(|error| match error {
-                    ApiError::PayloadTooLarge(message) => UiError::PayloadTooLarge(message),
-                    ApiError::Internal(cause) => UiError::from(cause),
-                    other => UiError::Forbidden(other.to_string()),
-                })?;
+                let record = save_upload(&state, &session.actor, field).await.map_err(UiError::from)?;
                 attachment_ids.push(record.id);
             }
             _ => {}
