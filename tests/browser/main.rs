@@ -32,7 +32,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if check().await {
             return;
         }
@@ -55,7 +55,7 @@ async fn click_and_wait(browser: &Browser, css: &str) {
 }
 
 async fn wait_for(browser: &Browser, css: &str) {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if browser.exists(css).await {
             return;
         }
