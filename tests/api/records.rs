@@ -30,6 +30,20 @@ async fn accounts_contacts_users_and_teams(site: Site) {
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, found) = server.get("/api/v1/accounts?q=acme", &key).await;
     assert_eq!(found["total"], 1);
+    // Simple lists sort too.
+    server.post("/api/v1/accounts", &key, json!({"name": "Zenith"})).await;
+    server.post("/api/v1/accounts", &key, json!({"name": "Beta"})).await;
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["items"].as_array().expect("items").iter().map(|a| a["name"].as_str().expect("name").to_string()).collect()
+    };
+    let (_, ascending) = server.get("/api/v1/accounts", &key).await;
+    assert_eq!(names(&ascending), vec!["Acme Corp", "Beta", "Zenith"]);
+    let (_, descending) = server.get("/api/v1/accounts?sort=-name", &key).await;
+    assert_eq!(names(&descending), vec!["Zenith", "Beta", "Acme Corp"]);
+    let (_, newest) = server.get("/api/v1/accounts?sort=-created_at&limit=1", &key).await;
+    assert_eq!(names(&newest), vec!["Beta"]);
+    let (status, body) = server.get("/api/v1/accounts?sort=password", &key).await;
+    assert!(error_of(status, &body, "validation")["fields"]["sort"].as_str().expect("m").contains("created_at"));
 
     // Contacts: several addresses, the first primary; linked accounts.
     let (status, contact) = server

@@ -122,7 +122,41 @@ impl Default for CaseFilter {
 pub struct SimpleFilter {
     pub q: Option<String>,
     pub account_id: Option<String>,
+    /// `None`: the list's natural order (by name).
+    pub sort: Option<Sort<SimpleSortField>>,
     pub window: Window,
+}
+
+/// The fields simple lists (accounts, contacts, users, teams) sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimpleSortField {
+    Name,
+    CreatedAt,
+    ModifiedAt,
+}
+
+impl SimpleSortField {
+    pub const ALL: [(&'static str, SimpleSortField); 3] = [
+        ("name", SimpleSortField::Name),
+        ("created_at", SimpleSortField::CreatedAt),
+        ("modified_at", SimpleSortField::ModifiedAt),
+    ];
+}
+
+/// `ORDER BY` for a simple list: `name` is the list's own name columns, the
+/// id breaks ties so pages never overlap.
+pub fn simple_order(sort: Option<Sort<SimpleSortField>>, alias: &str, name_columns: &[&str]) -> String {
+    let (field, descending) = match sort {
+        Some(sort) => (sort.field, sort.descending),
+        None => (SimpleSortField::Name, false),
+    };
+    let direction = if descending { "DESC" } else { "ASC" };
+    let columns: Vec<String> = match field {
+        SimpleSortField::Name => name_columns.iter().map(|c| format!("{alias}.{c} {direction}")).collect(),
+        SimpleSortField::CreatedAt => vec![format!("{alias}.created_at {direction}")],
+        SimpleSortField::ModifiedAt => vec![format!("{alias}.modified_at {direction}")],
+    };
+    format!(" ORDER BY {}, {alias}.id {direction}", columns.join(", "))
 }
 
 /// Escapes `%`, `_` and `\` so that user text matches literally in a
@@ -158,6 +192,16 @@ mod tests {
         assert_eq!(sort.field, CaseSortField::Number);
         let error = parse_sort("password", &CaseSortField::ALL).expect_err("invalid");
         assert!(error.contains("created_at"));
+    }
+
+    #[test]
+    fn simple_lists_order_by_name_unless_told_otherwise() {
+        assert_eq!(
+            simple_order(None, "k", &["last_name", "first_name"]),
+            " ORDER BY k.last_name ASC, k.first_name ASC, k.id ASC"
+        );
+        let newest = Some(Sort { field: SimpleSortField::CreatedAt, descending: true });
+        assert_eq!(simple_order(newest, "a", &["name"]), " ORDER BY a.created_at DESC, a.id DESC");
     }
 
     #[test]

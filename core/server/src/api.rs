@@ -17,7 +17,7 @@ pub use session::session_cookie;
 
 use axum::Router;
 use axum::http::StatusCode;
-use docket_domain::listing::{SimpleFilter, Window};
+use docket_domain::listing::{SimpleFilter, SimpleSortField, Window, parse_sort};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -63,9 +63,14 @@ fn simple_filter(raw: Option<&str>, allowed_extra: &[&str]) -> ApiResult<SimpleF
             "limit" => limit = Some(integer("limit", &value)?),
             "offset" => offset = Some(integer("offset", &value)?),
             "q" => filter.q = Some(value),
+            "sort" => {
+                let sort =
+                    parse_sort(&value, &SimpleSortField::ALL).map_err(|message| ApiError::field("sort", message))?;
+                filter.sort = Some(sort);
+            }
             "account_id" if allowed_extra.contains(&"account_id") => filter.account_id = Some(value),
             other => {
-                let mut allowed = vec!["limit", "offset", "q"];
+                let mut allowed = vec!["limit", "offset", "q", "sort"];
                 allowed.extend_from_slice(allowed_extra);
                 return Err(ApiError::field(other, format!("unknown parameter; allowed: {}", allowed.join(", "))));
             }

@@ -2,7 +2,7 @@
 
 use docket_domain::account::{Account, AccountPatch, NewAccount};
 use docket_domain::ids::{looks_like_id, new_id};
-use docket_domain::listing::{Page, SimpleFilter, like_pattern};
+use docket_domain::listing::{Page, SimpleFilter, like_pattern, simple_order};
 use docket_domain::{Action, Actor, Scope};
 use tracing::instrument;
 
@@ -88,7 +88,7 @@ impl Store {
             .await?
             .get("total")?;
         let mut select = prefixed(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a"), &condition);
-        select.push(" ORDER BY a.name, a.id");
+        select.push(&simple_order(filter.sort, "a", &["name"]));
         page_window(&mut select, filter.window);
         let mut accounts: Vec<Account> =
             tx.built(&select).fetch_all().await?.iter().map(account_from_row).collect::<Result<_>>()?;

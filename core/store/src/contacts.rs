@@ -2,7 +2,7 @@
 
 use docket_domain::contact::{Contact, ContactPatch, NewContact, display_name};
 use docket_domain::ids::{looks_like_id, new_id};
-use docket_domain::listing::{Page, SimpleFilter, like_pattern};
+use docket_domain::listing::{Page, SimpleFilter, like_pattern, simple_order};
 use docket_domain::{Action, Actor, Scope};
 use tracing::instrument;
 
@@ -101,7 +101,7 @@ impl Store {
             .await?
             .get("total")?;
         let mut select = prefixed(&format!("SELECT {CONTACT_COLUMNS} FROM contacts k"), &condition);
-        select.push(" ORDER BY k.last_name, k.first_name, k.id");
+        select.push(&simple_order(filter.sort, "k", &["last_name", "first_name"]));
         page_window(&mut select, filter.window);
         let mut contacts: Vec<Contact> =
             tx.built(&select).fetch_all().await?.iter().map(contact_from_row).collect::<Result<_>>()?;

@@ -2,7 +2,7 @@
 
 use docket_domain::access::ListScope;
 use docket_domain::ids::{looks_like_id, new_id};
-use docket_domain::listing::{Page, SimpleFilter, like_pattern};
+use docket_domain::listing::{Page, SimpleFilter, like_pattern, simple_order};
 use docket_domain::team::{NewTeam, Team, TeamMember, TeamPatch, validate_team};
 use docket_domain::{Actor, Scope};
 use tracing::instrument;
@@ -72,7 +72,7 @@ impl Store {
             tx.built(&prefixed("SELECT COUNT(*) AS total FROM teams t", &condition)).fetch_one().await?.get("total")?;
         let mut select =
             prefixed("SELECT t.id, t.name, t.created_at, t.modified_at, t.version FROM teams t", &condition);
-        select.push(" ORDER BY t.name");
+        select.push(&simple_order(filter.sort, "t", &["name"]));
         page_window(&mut select, filter.window);
         let mut teams: Vec<Team> =
             tx.built(&select).fetch_all().await?.iter().map(team_from_row).collect::<Result<_>>()?;

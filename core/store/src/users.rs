@@ -2,7 +2,7 @@
 
 use docket_domain::access::{ListScope, Permissions};
 use docket_domain::ids::{looks_like_id, new_id};
-use docket_domain::listing::{Page, SimpleFilter, like_pattern};
+use docket_domain::listing::{Page, SimpleFilter, like_pattern, simple_order};
 use docket_domain::preferences::Preferences;
 use docket_domain::user::{NewRole, NewUser, Role, RolePatch, User, UserPatch, UserType, check_role_name};
 use docket_domain::{Action, Actor, Scope};
@@ -75,7 +75,7 @@ impl Store {
         let total: i64 =
             tx.built(&prefixed("SELECT COUNT(*) AS total FROM users u", &condition)).fetch_one().await?.get("total")?;
         let mut select = prefixed(&format!("SELECT {USER_COLUMNS} FROM users u"), &condition);
-        select.push(" ORDER BY u.username");
+        select.push(&simple_order(filter.sort, "u", &["username"]));
         page_window(&mut select, filter.window);
         let mut users: Vec<User> =
             tx.built(&select).fetch_all().await?.iter().map(user_from_row).collect::<Result<_>>()?;

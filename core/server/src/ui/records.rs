@@ -32,6 +32,7 @@ fn list_filter(raw: Option<&str>) -> Result<(SimpleFilter, String, i64), UiError
     let filter = SimpleFilter {
         q: Some(q.clone()).filter(|q| !q.is_empty()),
         account_id: None,
+        sort: None,
         window: Window::new(Some(PAGE_SIZE), Some((page_number - 1).saturating_mul(PAGE_SIZE))),
     };
     Ok((filter, q, page_number))
