@@ -150,7 +150,11 @@ impl Pools {
     /// A transaction that may write.
     pub(crate) async fn write(&self) -> Result<Tx> {
         Ok(match self {
-            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            // IMMEDIATE takes the write lock up front, waiting (busy
+            // timeout) for another process's writer, e.g. the CLI beside a
+            // running server; a deferred BEGIN that later upgrades would
+            // fail at once with SQLITE_BUSY instead.
+            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Pools::Postgres { pool } => Tx::Postgres(pool.begin().await?),
         })
     }
