@@ -17,7 +17,7 @@ use docket_domain::user::{NewRole, NewUser, RolePatch, UserPatch, UserType};
 use docket_store::StoreError;
 use serde_json::{Value, json};
 
-use super::render::{UiError, page};
+use super::render::{UiError, page, page_with_status};
 use super::session::{FormData, UiSession};
 use crate::app::AppState;
 use crate::secrets::{hash_password, new_api_key};
@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/settings", get(settings).post(save_settings))
 }
 
-fn require_admin(session: &UiSession) -> Result<(), UiError> {
+pub(super) fn require_admin(session: &UiSession) -> Result<(), UiError> {
     if session.actor.is_admin() {
         Ok(())
     } else {
@@ -199,11 +199,7 @@ async fn user_form(
     context.insert("teams", &teams.iter().map(|t| json!({"id": t.id, "name": t.name})).collect::<Vec<_>>());
     context.insert("roles", &roles.iter().map(|r| json!({"id": r.id, "name": r.name})).collect::<Vec<_>>());
     context.insert("contacts", &contacts.iter().map(|c| json!({"id": c.id, "name": c.name})).collect::<Vec<_>>());
-    let mut response = page(state, "admin/user_form.html", &context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    Ok(response)
+    Ok(page_with_status(state, "admin/user_form.html", &context, status))
 }
 
 // ---- Teams -------------------------------------------------------------
@@ -349,11 +345,7 @@ async fn team_form(
     context.insert("version", &version);
     context.insert("users", &rows);
     context.insert("errors", &errors);
-    let mut response = page(state, "admin/team_form.html", &context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    Ok(response)
+    Ok(page_with_status(state, "admin/team_form.html", &context, status))
 }
 
 // ---- Roles -------------------------------------------------------------
@@ -486,11 +478,7 @@ fn role_form(
     context.insert("actions", &Action::ALL.map(Action::as_str));
     context.insert("levels", &Level::ALL.map(Level::as_str));
     context.insert("errors", &errors);
-    let mut response = page(state, "admin/role_form.html", &context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    Ok(response)
+    Ok(page_with_status(state, "admin/role_form.html", &context, status))
 }
 
 // ---- API keys ----------------------------------------------------------
@@ -559,11 +547,8 @@ async fn api_keys_page(
     );
     context.insert("new_key", &new_key);
     context.insert("errors", &errors);
-    let mut response = page(state, "admin/api_keys.html", &context);
-    if failed && response.status() == StatusCode::OK {
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(response)
+    let status = if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page_with_status(state, "admin/api_keys.html", &context, status))
 }
 
 // ---- Settings ----------------------------------------------------------
@@ -588,9 +573,7 @@ async fn save_settings(State(state): State<AppState>, session: UiSession, body: 
         let errors = BTreeMap::from([("helpdesk_name".to_string(), "required, at most 60 characters".to_string())]);
         context.insert("errors", &errors);
         context.insert("saved", &false);
-        let mut response = page(&state, "admin/settings.html", &context);
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return Ok(response);
+        return Ok(page_with_status(&state, "admin/settings.html", &context, StatusCode::UNPROCESSABLE_ENTITY));
     }
     state.store.set_setting(&session.actor, HELPDESK_NAME, &json!(name)).await?;
     context.insert("helpdesk_name", &name);

@@ -13,7 +13,8 @@ use docket_domain::listing::Window;
 use docket_email::SmtpSettings;
 use serde_json::json;
 
-use super::render::{UiError, page};
+use super::admin::require_admin;
+use super::render::{UiError, page, page_with_status};
 use super::session::{FormData, UiSession};
 use crate::api::email_settings::{store_smtp, store_template};
 use crate::app::AppState;
@@ -29,14 +30,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/email/template", post(save_template))
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{id}/retry", post(retry))
-}
-
-fn require_admin(session: &UiSession) -> Result<(), UiError> {
-    if session.actor.is_admin() {
-        Ok(())
-    } else {
-        Err(UiError::Forbidden("The admin area is for administrators.".into()))
-    }
 }
 
 /// Validation errors of the API helpers become form errors.
@@ -78,11 +71,8 @@ async fn render(
     context.insert("errors", &errors);
     context.insert("message", &message);
     context.insert("delay", &state.config.email_delay_secs);
-    let mut response = page(state, "admin/email.html", &context);
-    if failed && response.status() == StatusCode::OK {
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(response)
+    let status = if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(page_with_status(state, "admin/email.html", &context, status))
 }
 
 async fn email_page(State(state): State<AppState>, session: UiSession) -> Result<Response, UiError> {

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::Utc;
 use docket_domain::user::check_password;
 
-use super::render::{UiError, page};
+use super::render::{UiError, page, page_with_status};
 use super::session::{FormData, UiSession, safe_next};
 use crate::api::session_cookie;
 use crate::app::AppState;
@@ -46,10 +46,8 @@ fn render_login(state: &AppState, next: &str, username: &str, error: Option<&str
     context.insert("next", &safe_next(next));
     context.insert("username", username);
     context.insert("error", &error);
-    let mut response = page(state, "login.html", &context);
-    if error.is_some() {
-        *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
-    }
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let mut response = page_with_status(state, "login.html", &context, status);
     let secure = if state.config.secure_cookies { "; Secure" } else { "" };
     let cookie = format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -75,7 +73,11 @@ async fn login(
     if let Err(wait) = state.login_limiter.check(&address, &username) {
         let message = format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60));
         let mut response = render_login(&state, &next, &username, Some(&message));
-        *response.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        // The login page renders (401) or is the 500 page; only the former
+        // becomes "too many requests".
+        if response.status() == StatusCode::UNAUTHORIZED {
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        }
         return Ok(response);
     }
     let user =
@@ -139,7 +141,5 @@ async fn change_password(State(state): State<AppState>, session: UiSession, body
         return Ok(page(&state, "password.html", &context));
     }
     context.insert("errors", &errors.fields);
-    let mut response = page(&state, "password.html", &context);
-    *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    Ok(response)
+    Ok(page_with_status(&state, "password.html", &context, StatusCode::UNPROCESSABLE_ENTITY))
 }

@@ -16,7 +16,7 @@ use docket_domain::{Action, Scope};
 use docket_store::StoreError;
 use serde_json::{Value, json};
 
-use super::render::{UiError, markdown, page};
+use super::render::{UiError, markdown, page, page_with_status};
 use super::session::{FormData, UiSession};
 use crate::api::attachments::save_upload;
 use crate::app::AppState;
@@ -421,11 +421,7 @@ async fn form_page(
     context.insert("accounts", &names.accounts_list());
     context.insert("contacts", &names.contacts_list());
     context.insert("users", &names.users_list());
-    let mut response = page(state, "cases/form.html", &context);
-    if response.status() == StatusCode::OK {
-        *response.status_mut() = status;
-    }
-    Ok(response)
+    Ok(page_with_status(state, "cases/form.html", &context, status))
 }
 
 /// Display names of the records cases point at, loaded once per page.

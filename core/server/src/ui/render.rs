@@ -104,6 +104,16 @@ pub fn page(state: &AppState, template: &str, context: &tera::Context) -> Respon
     }
 }
 
+/// Renders a page answered with `status` (a form with errors: 422); a
+/// template error still gives the 500 page, never a 422 with its body.
+pub fn page_with_status(state: &AppState, template: &str, context: &tera::Context, status: StatusCode) -> Response {
+    let mut response = page(state, template, context);
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    response
+}
+
 /// An error a UI handler returns; [`render_error_pages`] turns it into a
 /// page in the site's layout.
 #[derive(Debug, Clone)]

@@ -1,12 +1,9 @@
 //! Stream pages: posting on a case, following it, live updates, the
 //! notifications page and the user's preferences.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use docket_domain::listing::Window;
@@ -160,12 +157,7 @@ async fn save_preferences(State(state): State<AppState>, session: UiSession, bod
     context.insert("preferences", &saved);
     context.insert("auto_follow_cases", &saved.auto_follow_entity_types.iter().any(|t| t == "Case"));
     context.insert("saved", &true);
-    context.insert("errors", &BTreeMap::<String, String>::new());
-    let mut response = page(&state, "preferences.html", &context);
-    if response.status() != StatusCode::OK {
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    Ok(response)
+    Ok(page(&state, "preferences.html", &context))
 }
 
 /// Live updates of a case page: each new note the viewer may see, as
