@@ -6,6 +6,8 @@
 
 pub mod access;
 pub mod account;
+pub mod assignment;
+pub mod calendar;
 pub mod case;
 pub mod contact;
 pub mod ids;
@@ -13,6 +15,7 @@ pub mod listing;
 pub mod note;
 pub mod patch;
 pub mod preferences;
+pub mod rule;
 pub mod team;
 pub mod user;
 pub mod validation;
