@@ -230,6 +230,10 @@ pub enum ListScope {
     Nothing,
 }
 
+/// The user rules act as: what a rule does is authored by it (and names
+/// the rule). It is an inactive admin that cannot log in.
+pub const SYSTEM_USER_ID: &str = "system";
+
 /// The authenticated user a request or command acts for, with everything
 /// access decisions need, loaded once per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +248,23 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The actor of rule actions (see [`SYSTEM_USER_ID`]).
+    pub fn system() -> Actor {
+        Actor {
+            user_id: SYSTEM_USER_ID.to_string(),
+            username: "system".to_string(),
+            user_type: UserType::Admin,
+            team_ids: Vec::new(),
+            contact_id: None,
+            permissions: Permissions::default(),
+        }
+    }
+
+    /// Whether this is the rules' actor rather than a person.
+    pub fn is_system(&self) -> bool {
+        self.user_id == SYSTEM_USER_ID
+    }
+
     pub fn is_admin(&self) -> bool {
         self.user_type == UserType::Admin
     }

@@ -374,10 +374,18 @@ impl CasePatch {
             next.attachment_ids.extend(added_attachment_ids.iter().cloned());
         }
 
+        Ok(AppliedPatch::between(current, next, added_attachment_ids))
+    }
+}
+
+impl AppliedPatch {
+    /// What changed from `current` to `next` (after a patch, and after the
+    /// `case.before_save` rules changed it further).
+    pub fn between(current: &Case, next: Case, added_attachment_ids: Vec<String>) -> AppliedPatch {
         let audited = audited_changes(current, &next);
         let assignee_changed = current.assigned_user_id != next.assigned_user_id;
         let changed = !same_stored_fields(current, &next);
-        Ok(AppliedPatch { case: next, audited, assignee_changed, changed, added_attachment_ids })
+        AppliedPatch { case: next, audited, assignee_changed, changed, added_attachment_ids }
     }
 }
 

@@ -189,13 +189,47 @@ impl Engine {
         (evaluation, state.reader)
     }
 
-    fn run(&self, compiled: &Compiled, rule: &Rule, event: &Event) -> (Option<bool>, Result<(), Box<EvalAltResult>>) {
-        let mut scope = scope_for(
+    /// Evaluates only a rule's condition (for manual rules: is the button
+    /// shown?). A rule without a condition always holds.
+    pub fn condition_holds(&self, rule: &Rule, event: &Event, reader: Box<dyn Reader>) -> (Result<bool, String>, Box<dyn Reader>) {
+        let started = Instant::now();
+        let compiled = match self.compiled(rule) {
+            Ok(compiled) => compiled,
+            Err(error) => return (Err(error.to_string()), reader),
+        };
+        let Some(condition) = &compiled.condition else { return (Ok(true), reader) };
+        script_api::begin(RunState {
+            hook: event.hook,
+            actions: Vec::new(),
+            log: Vec::new(),
+            dropped_log_lines: 0,
+            max_actions: 0,
+            max_log_lines: 0,
+            deadline: started + self.limits.time_budget,
+            now: event.now,
+            calendar: event.calendar.clone(),
+            reader,
+        });
+        let mut scope = self.scope(rule, event);
+        let result = match self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, condition) {
+            Ok(value) => value.as_bool().map_err(|t| format!("the condition must be true or false, not a {t}")),
+            Err(error) => Err(self.explain(&error)),
+        };
+        let state = script_api::end().expect("the run state was set above");
+        (result, state.reader)
+    }
+
+    fn scope(&self, rule: &Rule, event: &Event) -> Scope<'static> {
+        scope_for(
             event.ticket.map(case_map).unwrap_or(Dynamic::UNIT),
             changes_map(event.changes),
             event_map(rule, event),
             event.actor.map(actor_map).unwrap_or(Dynamic::UNIT),
-        );
+        )
+    }
+
+    fn run(&self, compiled: &Compiled, rule: &Rule, event: &Event) -> (Option<bool>, Result<(), Box<EvalAltResult>>) {
+        let mut scope = self.scope(rule, event);
         let mut condition_held = None;
         if let Some(condition) = &compiled.condition {
             match self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, condition) {

@@ -42,6 +42,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{message}")]
     Validation { message: String, fields: BTreeMap<String, String> },
+    /// A rule refused the change (`case.before_save`).
+    #[error("{message}")]
+    Rejected { rule: String, message: String },
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
     #[error("internal error: {0}")]
@@ -58,7 +61,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation { .. } | ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation { .. } => "validation",
+            ApiError::Rejected { .. } => "rejected_by_rule",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
@@ -113,6 +117,7 @@ impl From<StoreError> for ApiError {
             },
             StoreError::Duplicate(message) => ApiError::Conflict { message, current_version: None },
             StoreError::Invalid(errors) => ApiError::from(errors),
+            StoreError::Rejected { rule, message } => ApiError::Rejected { rule, message },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -127,6 +132,7 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "status": status.as_u16(), "code": self.code(), "message": self.message() });
         match &self {
             ApiError::Validation { fields, .. } => body["fields"] = json!(fields),
+            ApiError::Rejected { rule, .. } => body["rule"] = json!(rule),
             ApiError::Conflict { current_version: Some(version), .. } => body["current_version"] = json!(version),
             _ => {}
         }

@@ -8,13 +8,17 @@ use docket_domain::case::{
 use docket_domain::ids::new_id;
 use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
 use docket_domain::note::{Note, NoteType};
+use docket_domain::rule::{Hook, NewRuleCase, all_changes};
 use docket_domain::{Action, Actor, Scope};
 use serde_json::{Value as Json, json};
 use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
-use crate::stream::{FanOut, initial_follows, notify_created, notify_followers, reconcile_follows};
+use crate::hooks::{Effects, Trigger};
+use crate::stream::{
+    FanOut, FollowPlan, follow_plan_in, initial_follows, notify_created, notify_followers, reconcile_follows,
+};
 use crate::{Result, Store, StoreError, now};
 
 const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case_type, c.description, \
@@ -23,7 +27,7 @@ const CASE_COLUMNS: &str = "c.id, c.number, c.name, c.status, c.priority, c.case
 
 impl Store {
     /// Creates a case: takes the next number, links contacts, teams and
-    /// attachments, and writes the `Create` note.
+    /// attachments, writes the `Create` note, and runs the case rules.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_case(&self, actor: &Actor, draft: CaseDraft) -> Result<Case> {
         if !actor.may_create(Scope::Case) {
@@ -36,15 +40,44 @@ impl Store {
             return Err(StoreError::invalid("is_internal", "portal users cannot create internal cases"));
         }
         let plan = self.follow_plan(actor).await?;
-        let mut tx = self.pools.write().await?;
-        let draft = if actor.is_portal() { portal_draft(&mut tx, actor, draft).await? } else { draft };
-        check_references(&mut tx, &draft.account_id, &draft.contact_ids, &draft.assigned_user_id, &draft.team_ids)
-            .await?;
-        check_attachments(&mut tx, actor, &draft.attachment_ids, None).await?;
+        let mut effects = Effects::default();
+        let result = async {
+            let mut tx = self.pools.write().await?;
+            let draft = if actor.is_portal() { portal_draft(&mut tx, actor, draft).await? } else { draft };
+            let case = self.create_case_in(&mut tx, actor, draft, Some(&plan), &Store::top_cause(), &mut effects).await?;
+            Ok((tx, case))
+        }
+        .await;
+        let (tx, case) = self.settle(result, &mut effects).await?;
+        self.finish(tx, effects).await?;
+        Ok(case)
+    }
 
+    /// A command's outcome: a rejection by a rule still logs the runs that
+    /// led to it (the command's own transaction was rolled back).
+    pub(crate) async fn settle<T>(&self, result: Result<T>, effects: &mut Effects) -> Result<T> {
+        if let Err(StoreError::Rejected { .. }) = &result {
+            self.insert_runs_alone(std::mem::take(&mut effects.runs)).await;
+        }
+        result
+    }
+
+    /// Creates a case inside a transaction: the command behind
+    /// `create_case`, and what rules call to open cases. `plan` is the
+    /// creator's follow plan when read beforehand.
+    pub(crate) async fn create_case_in(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        draft: CaseDraft,
+        plan: Option<&FollowPlan>,
+        cause: &Cause,
+        effects: &mut Effects,
+    ) -> Result<Case> {
+        check_attachments(tx, actor, &draft.attachment_ids, None).await?;
         let silent = draft.silent;
         let at = now();
-        let mut case = Case {
+        let pending = Case {
             id: new_id(),
             number: 0,
             name: draft.name,
@@ -67,7 +100,12 @@ impl Store {
             stream_updated_at: at,
             version: 1,
         };
-        let note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id }).to_string();
+        let (mut case, deferred) = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
+        check_references(tx, &case.account_id, &case.contact_ids, &case.assigned_user_id, &case.team_ids).await?;
+        let mut note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id });
+        if let Some(rule) = &cause.rule {
+            note_data["rule"] = json!(rule);
+        }
         let sql = insert_case_sql(tx.backend(), !silent);
         let create_note_id = new_id();
         let row = tx
@@ -86,21 +124,34 @@ impl Store {
             .bind(at)
             .bind(actor.user_id.as_str())
             .bind(create_note_id.as_str())
-            .bind(note_data)
+            .bind(note_data.to_string())
             .fetch_one()
             .await?;
         case.number = row.get("number")?;
         case.created_at = row.get("created_at")?;
         (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
-        write_links(&mut tx, &case).await?;
-        link_attachments(&mut tx, &case.id, &case.attachment_ids).await?;
-        let followers = initial_follows(&mut tx, &case, actor, &plan).await?;
+        write_links(tx, &case).await?;
+        link_attachments(tx, &case.id, &case.attachment_ids).await?;
+        let nested_plan;
+        let plan = match plan {
+            Some(plan) => plan,
+            None => {
+                nested_plan = follow_plan_in(tx, actor).await?;
+                &nested_plan
+            }
+        };
+        let followers = initial_follows(tx, &case, actor, plan).await?;
         if !silent {
-            notify_created(&mut tx, &case, &create_note_id, &followers, &actor.user_id).await?;
+            notify_created(tx, &case, &create_note_id, &followers, &actor.user_id).await?;
+            effects.announce.push((case.id.clone(), create_note_id));
         }
-        tx.commit().await?;
-        if !silent {
-            self.announce(&case.id, &create_note_id).await;
+        let runs_before = effects.runs.len();
+        self.apply_deferred(tx, &case.id, deferred, cause.depth, effects).await?;
+        let trigger = Trigger { hook: Hook::Created, case: Some(&case), changes: &[], note: None, actor, depth: cause.depth };
+        self.run_hook(tx, trigger, effects).await?;
+        if effects.runs.len() > runs_before {
+            // Rules may have changed the case since it was inserted.
+            case = load_case(tx, "c.id = $1", &case.id, false).await?;
         }
         Ok(case)
     }
@@ -118,21 +169,42 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn get_case_by_number(&self, actor: &Actor, number: i64) -> Result<Case> {
         let mut tx = self.pools.read().await?;
-        let sql = format!("SELECT {CASE_COLUMNS} FROM cases c WHERE c.number = $1");
-        let row = tx.query(&sql).bind(number).fetch_optional().await?.ok_or(StoreError::NotFound)?;
-        let mut cases = vec![case_from_row(&row)?];
-        load_children(&mut tx, &mut cases).await?;
+        let case = load_case_by_number(&mut tx, number).await?;
         tx.commit().await?;
-        readable(actor, cases.remove(0))
+        readable(actor, case)
     }
 
-    /// Applies a patch: checks access and version, writes the new values,
-    /// an `Update` note for audited fields and an `Assign` note for a new
-    /// assignee. A patch that changes nothing writes nothing.
+    /// Applies a patch: checks access and version, runs the
+    /// `case.before_save` rules, writes the new values, an `Update` note
+    /// for audited fields and an `Assign` note for a new assignee, then
+    /// runs the `case.updated` rules. A patch that changes nothing writes
+    /// nothing.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn update_case(&self, actor: &Actor, id: &str, patch: &CasePatch) -> Result<Case> {
-        let mut tx = self.pools.write().await?;
-        let current = load_case(&mut tx, "c.id = $1", id, true).await?;
+        let mut effects = Effects::default();
+        let result = async {
+            let mut tx = self.pools.write().await?;
+            let case = self.update_case_in(&mut tx, actor, id, patch, &Store::top_cause(), &mut effects).await?;
+            Ok((tx, case))
+        }
+        .await;
+        let (tx, case) = self.settle(result, &mut effects).await?;
+        self.finish(tx, effects).await?;
+        Ok(case)
+    }
+
+    /// Updates a case inside a transaction: the command behind
+    /// `update_case`, and what rules call to change cases.
+    pub(crate) async fn update_case_in(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: &str,
+        patch: &CasePatch,
+        cause: &Cause,
+        effects: &mut Effects,
+    ) -> Result<Case> {
+        let current = load_case(tx, "c.id = $1", id, true).await?;
         match actor.decide(Scope::Case, Action::Edit, &current.ownership()) {
             Decision::Allow => {}
             Decision::Forbidden => {
@@ -153,18 +225,22 @@ impl Store {
         }
         let applied = patch.apply(&current)?;
         if !applied.changed {
-            tx.commit().await?;
+            return Ok(current);
+        }
+        let changes = all_changes(&current, &applied.case);
+        let (next, deferred) = self.before_save(tx, &applied.case, &changes, actor, cause.depth, effects).await?;
+        let applied = AppliedPatch::between(&current, next, applied.added_attachment_ids);
+        if !applied.changed {
             return Ok(current);
         }
         let next = applied.case.clone();
-        check_references(&mut tx, &next.account_id, &next.contact_ids, &None, &next.team_ids).await?;
+        check_references(tx, &next.account_id, &next.contact_ids, &None, &next.team_ids).await?;
         if applied.assignee_changed {
-            check_assignee(&mut tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;
+            check_assignee(tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;
         }
-        check_attachments(&mut tx, actor, &applied.added_attachment_ids, Some(&current.id)).await?;
+        check_attachments(tx, actor, &applied.added_attachment_ids, Some(&current.id)).await?;
 
         let at = now();
-        let mut new_notes = Vec::new();
         let stream_bumped =
             !patch.silent && (applied.assignee_changed || applied.audited.iter().any(|c| c.field == "status"));
         let stream_updated_at = if stream_bumped { at } else { current.stream_updated_at };
@@ -197,27 +273,35 @@ impl Store {
             return Err(StoreError::VersionConflict { current: current.version + 1 });
         }
         if next.contact_ids != current.contact_ids {
-            replace_links(&mut tx, "case_contacts", "case_id", "contact_id", &next.id, &next.contact_ids, true).await?;
+            replace_links(tx, "case_contacts", "case_id", "contact_id", &next.id, &next.contact_ids, true).await?;
         }
         if next.team_ids != current.team_ids {
-            replace_links(&mut tx, "case_teams", "case_id", "team_id", &next.id, &next.team_ids, false).await?;
+            replace_links(tx, "case_teams", "case_id", "team_id", &next.id, &next.team_ids, false).await?;
         }
-        link_attachments(&mut tx, &next.id, &applied.added_attachment_ids).await?;
-        reconcile_follows(&mut tx, &current, &next).await?;
+        link_attachments(tx, &next.id, &applied.added_attachment_ids).await?;
+        reconcile_follows(tx, &current, &next).await?;
         if !patch.silent {
-            new_notes = self.change_notes(&mut tx, actor, &current, &next, &applied).await?;
+            for note_id in self.change_notes(tx, actor, &current, &next, &applied, cause).await? {
+                effects.announce.push((next.id.clone(), note_id));
+            }
         }
-        tx.commit().await?;
-        for note_id in &new_notes {
-            self.announce(&next.id, note_id).await;
-        }
-        Ok(Case {
+        let mut updated = Case {
             modified_at: at,
             modified_by_id: Some(actor.user_id.clone()),
             stream_updated_at,
             version: current.version + 1,
             ..next
-        })
+        };
+        let runs_before = effects.runs.len();
+        self.apply_deferred(tx, &updated.id, deferred, cause.depth, effects).await?;
+        let changes = all_changes(&current, &updated);
+        let trigger =
+            Trigger { hook: Hook::Updated, case: Some(&updated), changes: &changes, note: None, actor, depth: cause.depth };
+        self.run_hook(tx, trigger, effects).await?;
+        if effects.runs.len() > runs_before {
+            updated = load_case(tx, "c.id = $1", &updated.id, false).await?;
+        }
+        Ok(updated)
     }
 
     /// Deletes a case with its notes, links and attachment rows. Returns the
@@ -260,18 +344,7 @@ impl Store {
         let count = prefixed("SELECT COUNT(*) AS total FROM cases c", &condition);
         let total: i64 = tx.built(&count).fetch_one().await?.get("total")?;
 
-        let mut select = prefixed(&format!("SELECT {CASE_COLUMNS} FROM cases c"), &condition);
-        let (column, nulls_last) = sort_column(filter.sort.field);
-        let direction = if filter.sort.descending { "DESC" } else { "ASC" };
-        select.push(&format!(" ORDER BY {column} {direction}"));
-        if !nulls_last {
-            // The number breaks ties so that pages never overlap.
-            select.push(&format!(", c.number {direction}"));
-        }
-        page_window(&mut select, filter.window);
-        let mut cases: Vec<Case> =
-            tx.built(&select).fetch_all().await?.iter().map(case_from_row).collect::<Result<_>>()?;
-        load_children(&mut tx, &mut cases).await?;
+        let cases = select_cases(&mut tx, &condition, filter.sort, filter.window).await?;
         tx.commit().await?;
         Ok(Page { items: cases, total })
     }
@@ -411,23 +484,34 @@ impl Store {
         current: &Case,
         next: &Case,
         applied: &AppliedPatch,
+        cause: &Cause,
     ) -> Result<Vec<String>> {
         let mut notes = Vec::new();
+        // Notes written for a rule say which.
+        let tagged = |mut data: Json| {
+            if let Some(rule) = &cause.rule {
+                data["rule"] = json!(rule);
+            }
+            data
+        };
         if !applied.audited.is_empty() {
             // Status changes reach customers by email too (domain.md).
             let emailed = applied.audited.iter().any(|change| change.field == "status");
-            let data = update_note_data(&applied.audited);
+            let data = tagged(update_note_data(&applied.audited));
             notes.push(self.note_and_notify(tx, actor, next, NoteType::Update, data, emailed).await?);
         }
         let (added, removed) = linked_contacts(current, next);
         for (note_type, contact_ids) in [(NoteType::Relate, added), (NoteType::Unrelate, removed)] {
             for contact_id in contact_ids {
-                let data = json!({ "entity_type": "Contact", "entity_id": contact_id });
+                let data = tagged(json!({ "entity_type": "Contact", "entity_id": contact_id }));
                 notes.push(self.note_and_notify(tx, actor, next, note_type, data, false).await?);
             }
         }
         if applied.assignee_changed {
-            let data = json!({ "assigned_user_id": next.assigned_user_id });
+            let mut data = tagged(json!({ "assigned_user_id": next.assigned_user_id }));
+            if let Some(assignment) = &cause.assignment {
+                data["assignment"] = assignment.clone();
+            }
             notes.push(self.note_and_notify(tx, actor, next, NoteType::Assign, data, false).await?);
         }
         Ok(notes)
@@ -497,7 +581,7 @@ fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
     }
 }
 
-fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, ilike: &str) {
+pub(crate) fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, ilike: &str) {
     if !filter.statuses.is_empty() {
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         sql.push(" AND c.status IN ").list(&statuses);
@@ -718,4 +802,78 @@ pub(crate) fn note_from_row(row: &Row) -> Result<Note> {
         attachment_ids: Vec::new(),
         created_at: row.get("created_at")?,
     })
+}
+
+/// Why a change is being made, for the rules it fires: how deep in a chain
+/// of rules it is, which rule made it, and how an assignee was chosen.
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    pub depth: u32,
+    pub rule: Option<String>,
+    /// The strategy and reason of an assignment made by `assign_by`,
+    /// recorded on the `Assign` note.
+    pub assignment: Option<Json>,
+}
+
+/// The case a rule's `create_case` asks for, as a draft.
+pub(crate) fn rule_draft(case: &NewRuleCase) -> Result<CaseDraft> {
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let status = match given(&case.status) {
+        Some(status) => CaseStatus::parse(&status).map_err(|e| StoreError::invalid("create_case.status", e))?,
+        None if case.assigned_user_id.is_some() => CaseStatus::Assigned,
+        None => CaseStatus::New,
+    };
+    let priority = match given(&case.priority) {
+        Some(priority) => CasePriority::parse(&priority).map_err(|e| StoreError::invalid("create_case.priority", e))?,
+        None => CasePriority::Normal,
+    };
+    let case_type = given(&case.case_type)
+        .map(|t| CaseType::parse(&t))
+        .transpose()
+        .map_err(|e| StoreError::invalid("create_case.type", e))?;
+    Ok(CaseDraft {
+        name: case.name.trim().to_string(),
+        description: case.description.clone(),
+        status,
+        priority,
+        case_type,
+        account_id: case.account_id.clone(),
+        contact_id: case.contact_ids.first().cloned(),
+        contact_ids: case.contact_ids.clone(),
+        assigned_user_id: case.assigned_user_id.clone(),
+        team_ids: case.team_ids.clone(),
+        is_internal: false,
+        attachment_ids: Vec::new(),
+        silent: false,
+    })
+}
+
+/// Cases matching a condition over `cases c`, sorted and windowed, with
+/// their links.
+pub(crate) async fn select_cases(
+    tx: &mut Tx,
+    condition: &Sql,
+    sort: docket_domain::listing::Sort<CaseSortField>,
+    window: Window,
+) -> Result<Vec<Case>> {
+    let mut select = prefixed(&format!("SELECT {CASE_COLUMNS} FROM cases c"), condition);
+    let (column, nulls_last) = sort_column(sort.field);
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    select.push(&format!(" ORDER BY {column} {direction}"));
+    if !nulls_last {
+        select.push(&format!(", c.number {direction}"));
+    }
+    page_window(&mut select, window);
+    let mut cases: Vec<Case> = tx.built(&select).fetch_all().await?.iter().map(case_from_row).collect::<Result<_>>()?;
+    load_children(tx, &mut cases).await?;
+    Ok(cases)
+}
+
+/// One case by number, whoever may read it (callers check access).
+pub(crate) async fn load_case_by_number(tx: &mut Tx, number: i64) -> Result<Case> {
+    let sql = format!("SELECT {CASE_COLUMNS} FROM cases c WHERE c.number = $1");
+    let row = tx.query(&sql).bind(number).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+    let mut cases = vec![case_from_row(&row)?];
+    load_children(tx, &mut cases).await?;
+    Ok(cases.remove(0))
 }

@@ -57,6 +57,10 @@ pub struct StoreOptions {
     pub email_delay: Duration,
     /// The first retry delay of a failed job; later ones double.
     pub job_retry_base: Duration,
+    /// The budgets of one rule run.
+    pub rule_limits: docket_rules::Limits,
+    /// How deep rules may trigger rules through their actions.
+    pub rule_depth_limit: u32,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +71,8 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(10),
             email_delay: Duration::from_secs(30),
             job_retry_base: Duration::from_secs(15),
+            rule_limits: docket_rules::Limits::default(),
+            rule_depth_limit: docket_domain::rule::DEFAULT_DEPTH_LIMIT,
         }
     }
 }
@@ -271,6 +277,8 @@ pub(crate) enum Value {
     Int(i64),
     Bool(bool),
     Time(DateTime<Utc>),
+    OptionalText(Option<String>),
+    OptionalBool(Option<bool>),
 }
 
 impl From<&str> for Value {
@@ -296,6 +304,16 @@ impl From<i64> for Value {
 impl From<bool> for Value {
     fn from(v: bool) -> Self {
         Value::Bool(v)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        Value::OptionalText(v.map(str::to_string))
+    }
+}
+impl From<Option<bool>> for Value {
+    fn from(v: Option<bool>) -> Self {
+        Value::OptionalBool(v)
     }
 }
 impl From<DateTime<Utc>> for Value {
@@ -368,6 +386,8 @@ impl<'q> Query<'q> {
             Value::Int(v) => self.bind(*v),
             Value::Bool(v) => self.bind(*v),
             Value::Time(v) => self.bind(*v),
+            Value::OptionalText(v) => self.bind(v.as_deref()),
+            Value::OptionalBool(v) => self.bind(*v),
         }
     }
 

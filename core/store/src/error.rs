@@ -24,6 +24,10 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A `case.before_save` rule refused the change; the message is the
+    /// rule's, for the user.
+    #[error("{message}")]
+    Rejected { rule: String, message: String },
     /// A stored value this version cannot read (a bug or a manual edit).
     #[error("unreadable stored data: {0}")]
     Corrupt(String),

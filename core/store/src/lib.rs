@@ -15,8 +15,10 @@ mod contacts;
 mod db;
 mod error;
 mod events;
+mod hooks;
 mod jobs;
 mod rows;
+mod rules;
 mod settings;
 mod stream;
 mod teams;
@@ -27,10 +29,16 @@ pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use events::StreamEvent;
+pub use hooks::{BUSINESS_HOURS_SETTING, RULE_EMAIL_JOB, RULE_HTTP_JOB};
 pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
+pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
 use db::Pools;
+use docket_domain::assignment::{LeastBusy, RoundRobin, Strategy};
 
 /// Result of store methods.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -46,6 +54,12 @@ pub struct Store {
     events: events::Events,
     /// The first retry delay of a failed job (doubling after).
     job_retry_base: std::time::Duration,
+    /// The rules engine (compiled scripts are cached in it).
+    rules: Arc<docket_rules::Engine>,
+    /// How deep rules may trigger rules.
+    depth_limit: u32,
+    /// Assignment strategies by name: the built-in ones, and plugins'.
+    strategies: Arc<RwLock<BTreeMap<String, Arc<dyn Strategy>>>>,
 }
 
 impl Store {
@@ -56,7 +70,34 @@ impl Store {
         let pools = Pools::open(url, options).await?;
         let email_delay = chrono::Duration::from_std(options.email_delay).unwrap_or(chrono::Duration::seconds(30));
         let events = events::Events::start(&pools).await?;
-        Ok(Store { pools, email_delay, events, job_retry_base: options.job_retry_base })
+        let mut strategies: BTreeMap<String, Arc<dyn Strategy>> = BTreeMap::new();
+        for strategy in [Arc::new(RoundRobin) as Arc<dyn Strategy>, Arc::new(LeastBusy)] {
+            strategies.insert(strategy.name().to_string(), strategy);
+        }
+        Ok(Store {
+            pools,
+            email_delay,
+            events,
+            job_retry_base: options.job_retry_base,
+            rules: Arc::new(docket_rules::Engine::new(options.rule_limits)),
+            depth_limit: options.rule_depth_limit,
+            strategies: Arc::new(RwLock::new(strategies)),
+        })
+    }
+
+    /// Adds (or replaces) an assignment strategy, e.g. a plugin's.
+    pub fn register_strategy(&self, strategy: Arc<dyn Strategy>) {
+        let mut strategies = self.strategies.write().unwrap_or_else(|e| e.into_inner());
+        strategies.insert(strategy.name().to_string(), strategy);
+    }
+
+    pub(crate) fn strategy(&self, name: &str) -> Option<Arc<dyn Strategy>> {
+        self.strategies.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// The names of the known strategies, for errors and forms.
+    pub fn strategy_names(&self) -> Vec<String> {
+        self.strategies.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     pub fn backend(&self) -> Backend {

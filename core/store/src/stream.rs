@@ -18,7 +18,10 @@ use serde::Serialize;
 use tracing::instrument;
 
 use crate::auth::load_actor;
-use crate::cases::{check_attachments, load_case, note_from_row, page_window};
+use docket_domain::rule::Hook;
+
+use crate::cases::{Cause, check_attachments, load_case, note_from_row, page_window};
+use crate::hooks::{Effects, Trigger};
 use crate::db::{Sql, Tx};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};
@@ -45,24 +48,51 @@ pub struct NotificationPage {
 
 impl Store {
     /// Posts to a case's stream: the note, its attachments, the author's
-    /// follow (by preference), `stream_updated_at`, and notifications for
-    /// followers and mentioned users.
+    /// follow (by preference), `stream_updated_at`, notifications for
+    /// followers and mentioned users, and the `note.created` rules.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_post(&self, actor: &Actor, case_id: &str, post: &NewPost) -> Result<Note> {
         post.validate(actor.is_staff())?;
-        let mut tx = self.pools.write().await?;
+        let mut effects = Effects::default();
+        let result = async {
+            let mut tx = self.pools.write().await?;
+            let note = self.create_post_in(&mut tx, actor, case_id, post, &Store::top_cause(), &mut effects).await?;
+            Ok((tx, note))
+        }
+        .await;
+        let (tx, note) = self.settle(result, &mut effects).await?;
+        self.finish(tx, effects).await?;
+        Ok(note)
+    }
+
+    /// Posts inside a transaction: the command behind `create_post`, and
+    /// what rules call to write notes.
+    pub(crate) async fn create_post_in(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        case_id: &str,
+        post: &NewPost,
+        cause: &Cause,
+        effects: &mut Effects,
+    ) -> Result<Note> {
+        post.validate(actor.is_staff())?;
         // No row lock: posts do not change the case's fields, and many people
         // may post at once; the stream_updated_at update below locks briefly.
-        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        let case = load_case(tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "post to this case")?;
-        check_attachments(&mut tx, actor, &post.attachment_ids, None).await?;
+        check_attachments(tx, actor, &post.attachment_ids, None).await?;
         let at = now();
+        let data = match &cause.rule {
+            Some(rule) => serde_json::json!({ "rule": rule }),
+            None => serde_json::json!({}),
+        };
         let note = Note {
             id: new_id(),
             case_id: case.id.clone(),
             note_type: NoteType::Post,
             post: Some(post.post.trim().to_string()).filter(|p| !p.is_empty()),
-            data: serde_json::json!({}),
+            data,
             is_internal: post.is_internal,
             author_id: Some(actor.user_id.clone()),
             attachment_ids: post.attachment_ids.clone(),
@@ -70,11 +100,12 @@ impl Store {
         };
         tx.query(
             "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
-             VALUES ($1, $2, 'Post', $3, '{}', $4, $5, $6, $6)",
+             VALUES ($1, $2, 'Post', $3, $4, $5, $6, $7, $7)",
         )
         .bind(note.id.as_str())
         .bind(case.id.as_str())
         .bind(note.post.as_deref())
+        .bind(note.data.to_string())
         .bind(note.is_internal)
         .bind(actor.user_id.as_str())
         .bind(at)
@@ -87,8 +118,8 @@ impl Store {
                 .execute()
                 .await?;
         }
-        if preferences_of(&mut tx, &actor.user_id).await?.follow_on_post {
-            add_follower(&mut tx, &case.id, &actor.user_id).await?;
+        if !actor.is_system() && preferences_of(tx, &actor.user_id).await?.follow_on_post {
+            add_follower(tx, &case.id, &actor.user_id).await?;
         }
         let fan_out = FanOut {
             note_id: &note.id,
@@ -97,8 +128,8 @@ impl Store {
             author_id: Some(&actor.user_id),
             emailed: true,
         };
-        notify_followers(&mut tx, &case, &fan_out, self.email_delay).await?;
-        notify_mentions(&mut tx, &case, &note, actor, self.email_delay).await?;
+        notify_followers(tx, &case, &fan_out, self.email_delay).await?;
+        notify_mentions(tx, &case, &note, actor, self.email_delay).await?;
         // Last, because it locks the case row until commit: concurrent
         // posts to one case queue only for this.
         tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
@@ -106,8 +137,10 @@ impl Store {
             .bind(case.id.as_str())
             .execute()
             .await?;
-        tx.commit().await?;
-        self.announce(&case.id, &note.id).await;
+        effects.announce.push((case.id.clone(), note.id.clone()));
+        let trigger =
+            Trigger { hook: Hook::NoteCreated, case: Some(&case), changes: &[], note: Some(&note), actor, depth: cause.depth };
+        self.run_hook(tx, trigger, effects).await?;
         Ok(note)
     }
 
@@ -367,34 +400,41 @@ pub(crate) struct FollowPlan {
 impl Store {
     pub(crate) async fn follow_plan(&self, creator: &Actor) -> Result<FollowPlan> {
         let mut tx = self.pools.read_autocommit().await?;
-        // One round trip: the creator's preferences and the auto-followers.
-        let rows = tx
-            .query(
-                "SELECT 'preferences' AS kind, preferences AS value FROM users WHERE id = $1 \
-                 UNION ALL SELECT 'auto' AS kind, user_id AS value FROM user_auto_follow WHERE entity_type = 'Case'",
-            )
-            .bind(creator.user_id.as_str())
-            .fetch_all()
-            .await?;
-        let mut creator_follows = creator.is_portal();
-        let mut ids = Vec::new();
-        for row in rows {
-            let kind: String = row.get("kind")?;
-            let value: String = row.get("value")?;
-            if kind == "preferences" {
-                creator_follows |= parse_preferences(&value, creator.user_type)?.follow_created;
-            } else {
-                ids.push(value);
-            }
-        }
-        let mut auto_followers = Vec::new();
-        for id in ids {
-            if let Some(user) = load_actor(&mut tx, &id).await? {
-                auto_followers.push(user);
-            }
-        }
-        Ok(FollowPlan { creator_follows, auto_followers })
+        follow_plan_in(&mut tx, creator).await
     }
+}
+
+/// The follow plan read in a given transaction (for cases rules create).
+pub(crate) async fn follow_plan_in(tx: &mut Tx, creator: &Actor) -> Result<FollowPlan> {
+    // One round trip: the creator's preferences and the auto-followers.
+    let rows = tx
+        .query(
+            "SELECT 'preferences' AS kind, preferences AS value FROM users WHERE id = $1 \
+             UNION ALL SELECT 'auto' AS kind, user_id AS value FROM user_auto_follow WHERE entity_type = 'Case'",
+        )
+        .bind(creator.user_id.as_str())
+        .fetch_all()
+        .await?;
+    let mut creator_follows = creator.is_portal();
+    let mut ids = Vec::new();
+    for row in rows {
+        let kind: String = row.get("kind")?;
+        let value: String = row.get("value")?;
+        if kind == "preferences" {
+            creator_follows |= parse_preferences(&value, creator.user_type)?.follow_created;
+        } else {
+            ids.push(value);
+        }
+    }
+    // Rules follow nothing: followers get notified, the rules' user is nobody.
+    creator_follows &= !creator.is_system();
+    let mut auto_followers = Vec::new();
+    for id in ids {
+        if let Some(user) = load_actor(tx, &id).await? {
+            auto_followers.push(user);
+        }
+    }
+    Ok(FollowPlan { creator_follows, auto_followers })
 }
 
 /// The follows a new case starts with (see the module comment); returns
@@ -676,6 +716,27 @@ async fn enqueue_email(tx: &mut Tx, notification_id: &str, run_at: DateTime<Utc>
         idempotency_key: Some(format!("email-notification:{notification_id}")),
     };
     enqueue(tx, &job).await
+}
+
+/// A notification of a rule's `notify` (kind `rule`), pointing at the
+/// internal note that holds the message.
+pub(crate) async fn insert_rule_notification(
+    tx: &mut Tx,
+    user_id: &str,
+    case_id: &str,
+    note_id: &str,
+    at: DateTime<Utc>,
+) -> Result<String> {
+    insert_notification(tx, user_id, case_id, note_id, "rule", true, at).await
+}
+
+/// Queues the email of a notification if its user wants stream email.
+pub(crate) async fn email_if_wanted(tx: &mut Tx, user_id: &str, notification_id: &str, run_at: DateTime<Utc>) -> Result<()> {
+    let row = tx.query("SELECT user_type, email, preferences FROM users WHERE id = $1").bind(user_id).fetch_one().await?;
+    if wants_email(&row)? {
+        enqueue_email(tx, notification_id, run_at).await?;
+    }
+    Ok(())
 }
 
 /// The job kind that emails one notification.

@@ -47,7 +47,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn list_users(&self, actor: &Actor, filter: &SimpleFilter) -> Result<Page<User>> {
         let mut tx = self.pools.read().await?;
-        let mut condition = Sql::new(" WHERE 1 = 1");
+        // The rules' own user is not a person to list or pick.
+        let mut condition = Sql::new(" WHERE u.id <> ");
+        condition.value(docket_domain::access::SYSTEM_USER_ID);
         match actor.list_scope(Scope::User) {
             ListScope::All => {}
             ListScope::OwnOrTeams { user_id, team_ids } => {
@@ -329,7 +331,13 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn bootstrap(&self, admin_password_hash: String) -> Result<bool> {
         let mut tx = self.pools.write().await?;
-        let users: i64 = tx.query("SELECT COUNT(*) AS n FROM users").fetch_one().await?.get("n")?;
+        // The rules' own user (migration 0004) does not count.
+        let users: i64 = tx
+            .query("SELECT COUNT(*) AS n FROM users WHERE id <> $1")
+            .bind(docket_domain::access::SYSTEM_USER_ID)
+            .fetch_one()
+            .await?
+            .get("n")?;
         if users > 0 {
             return Ok(false);
         }

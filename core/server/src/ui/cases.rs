@@ -199,10 +199,21 @@ async fn create(State(state): State<AppState>, session: UiSession, body: Bytes) 
         match result {
             Ok(case) => return Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response()),
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
+            Err(StoreError::Rejected { rule, message }) => {
+                let message = rejection(&rule, &message);
+                return form_page(&state, &session, None, values, errors, Some(message), StatusCode::UNPROCESSABLE_ENTITY)
+                    .await;
+            }
             Err(other) => return Err(other.into()),
         }
     }
     form_page(&state, &session, None, values, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+/// A rule's refusal as shown above the form: the rule's own words, and
+/// which rule, so the user knows whom to ask.
+fn rejection(rule: &str, message: &str) -> String {
+    format!("Not saved: {message} (rule “{rule}”). Your changes are still in the form.")
 }
 
 async fn edit_form(
@@ -252,6 +263,11 @@ async fn update(
         match state.store.update_case(&session.actor, &case.id, &patch).await {
             Ok(updated) => return Ok(Redirect::to(&format!("/cases/{}", updated.number)).into_response()),
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
+            Err(StoreError::Rejected { rule, message }) => {
+                let message = rejection(&rule, &message);
+                return form_page(&state, &session, Some(&case), values, errors, Some(message), StatusCode::UNPROCESSABLE_ENTITY)
+                    .await;
+            }
             Err(StoreError::VersionConflict { current }) => {
                 let message = format!(
                     "Someone else changed this case while you were editing it (it is now at version {current}). \

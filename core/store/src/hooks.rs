@@ -1,0 +1,807 @@
+//! Where rules run: the hook points of the case commands, the reads rules
+//! make, and the one applier of their actions.
+//!
+//! A command (create, update, post) calls [`Store::before_save`] before it
+//! writes and [`Store::run_hook`] after, inside its own transaction. Each
+//! rule's actions are applied under a savepoint: a rule whose actions fail
+//! is rolled back alone, logged as failed, and the change that triggered
+//! it still commits. Actions that change the case again (set, assign, a
+//! note, a new case, a triggered rule) are commands themselves and fire
+//! hooks one level deeper; past the depth limit, rules are logged as
+//! stopped instead of run.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use docket_domain::assignment::{AssignmentInput, Candidate, Choice};
+use docket_domain::calendar::BusinessCalendar;
+use docket_domain::case::{Case, CasePatch, CaseStatus, FieldChange};
+use docket_domain::ids::new_id;
+use docket_domain::listing::{CaseSortField, Sort, Window};
+use docket_domain::note::{NewPost, Note};
+use docket_domain::rule::{CaseQuery, Hook, Outcome, Rule, RuleAction, RuleRun};
+use docket_domain::{Actor, Scope};
+use docket_rules::{Evaluation, Event, Reader, UserInfo};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cases::{Cause, load_case};
+use crate::db::{Sql, Tx};
+use crate::jobs::{NewJob, enqueue};
+use crate::rules::{RULE_COLUMNS, rule_from_row};
+use crate::stream::add_follower;
+use crate::{Result, Store, StoreError, now};
+
+/// The job kind that sends an email a rule asked for.
+pub const RULE_EMAIL_JOB: &str = "rule_email";
+/// The job kind that makes an HTTP request a rule asked for.
+pub const RULE_HTTP_JOB: &str = "rule_http";
+/// The setting that holds the business calendar.
+pub const BUSINESS_HOURS_SETTING: &str = "business_hours";
+
+/// What a command collects while it runs: rule runs to log and notes to
+/// announce, both after (or at) commit.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub runs: Vec<RuleRun>,
+    pub announce: Vec<(String, String)>,
+}
+
+/// The event a hook fires for.
+pub(crate) struct Trigger<'a> {
+    pub hook: Hook,
+    pub case: Option<&'a Case>,
+    pub changes: &'a [FieldChange],
+    pub note: Option<&'a Note>,
+    pub actor: &'a Actor,
+    pub depth: u32,
+}
+
+/// Actions of `case.before_save` rules that need the saved case (notes,
+/// emails...): applied right after the write, at the same depth.
+pub(crate) type Deferred = Vec<(Rule, Vec<RuleAction>, usize)>;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Store {
+    /// The enabled rules of a hook, in order.
+    pub(crate) async fn enabled_rules(tx: &mut Tx, hook: Hook) -> Result<Vec<Rule>> {
+        let sql = format!(
+            "SELECT {RULE_COLUMNS} FROM rules WHERE hook = $1 AND is_enabled = $2 ORDER BY position, name"
+        );
+        tx.query(&sql).bind(hook.as_str()).bind(true).fetch_all().await?.iter().map(rule_from_row).collect()
+    }
+
+    /// Evaluates rules against an event (condition, then script).
+    pub(crate) async fn evaluate(
+        &self,
+        tx: &mut Tx,
+        rules: Vec<Rule>,
+        trigger: &Trigger<'_>,
+    ) -> Result<Vec<(Rule, Evaluation)>> {
+        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| engine.evaluate(rule, event, reader))
+            .await
+    }
+
+    /// Evaluates only the rules' conditions.
+    pub(crate) async fn conditions(
+        &self,
+        tx: &mut Tx,
+        rules: Vec<Rule>,
+        trigger: &Trigger<'_>,
+    ) -> Result<Vec<(Rule, std::result::Result<bool, String>)>> {
+        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| {
+            engine.condition_holds(rule, event, reader)
+        })
+        .await
+    }
+
+    /// Runs `f` for each rule against the event, answering the scripts'
+    /// reads from the transaction. The scripts run on a blocking thread
+    /// (they are synchronous and bounded by their budget); their reads come
+    /// back here over a channel, because only this task holds the
+    /// transaction.
+    async fn evaluate_with<T: Send + 'static>(
+        &self,
+        tx: &mut Tx,
+        rules: Vec<Rule>,
+        trigger: &Trigger<'_>,
+        f: fn(&docket_rules::Engine, &Rule, &Event, Box<dyn Reader>) -> (T, Box<dyn Reader>),
+    ) -> Result<Vec<(Rule, T)>> {
+        let calendar = business_calendar(tx).await?;
+        let engine = self.rules.clone();
+        let (requests, mut incoming) = mpsc::channel::<ReadRequest>(1);
+        let case = trigger.case.cloned();
+        let changes = trigger.changes.to_vec();
+        let note = trigger.note.cloned();
+        let actor = trigger.actor.clone();
+        let (hook, depth) = (trigger.hook, trigger.depth);
+        let mut evaluation = tokio::task::spawn_blocking(move || {
+            let event = Event {
+                hook,
+                ticket: case.as_ref(),
+                changes: &changes,
+                note: note.as_ref(),
+                actor: Some(&actor),
+                depth,
+                now: Utc::now(),
+                calendar: &calendar,
+            };
+            let mut reader: Box<dyn Reader> = Box::new(ChannelReader { requests });
+            let mut results = Vec::with_capacity(rules.len());
+            for rule in rules {
+                let (result, back) = f(&engine, &rule, &event, reader);
+                reader = back;
+                results.push((rule, result));
+            }
+            results
+        });
+        loop {
+            tokio::select! {
+                Some(request) = incoming.recv() => request.answer(tx).await,
+                done = &mut evaluation => {
+                    return done.map_err(|e| StoreError::Corrupt(format!("a rule evaluation panicked: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Runs the `case.before_save` rules on a case about to be saved.
+    /// Returns the case as the rules left it and the actions to apply once
+    /// it is saved; a rejection is an error for the user.
+    pub(crate) async fn before_save(
+        &self,
+        tx: &mut Tx,
+        pending: &Case,
+        changes: &[FieldChange],
+        actor: &Actor,
+        depth: u32,
+        effects: &mut Effects,
+    ) -> Result<(Case, Deferred)> {
+        let rules = Self::enabled_rules(tx, Hook::BeforeSave).await?;
+        if rules.is_empty() {
+            return Ok((pending.clone(), Vec::new()));
+        }
+        let trigger = Trigger { hook: Hook::BeforeSave, case: Some(pending), changes, note: None, actor, depth };
+        if depth > self.depth_limit {
+            self.log_depth_limit(&rules, &trigger, effects);
+            return Ok((pending.clone(), Vec::new()));
+        }
+        let mut case = pending.clone();
+        let mut deferred = Vec::new();
+        for (rule, evaluation) in self.evaluate(tx, rules, &trigger).await? {
+            let mut run = run_record(&rule, &trigger, &evaluation, false);
+            if let Some(RuleAction::Reject { message }) =
+                evaluation.actions.iter().find(|a| matches!(a, RuleAction::Reject { .. }))
+            {
+                effects.runs.push(run);
+                return Err(StoreError::Rejected { rule: rule.name.clone(), message: message.clone() });
+            }
+            let (fields, later): (Vec<_>, Vec<_>) = evaluation.actions.iter().cloned().partition(is_field_action);
+            match field_patch(&case, &fields).and_then(|patch| patch.apply(&case).map_err(StoreError::from)) {
+                Ok(applied) => case = applied.case,
+                Err(error) => {
+                    run.outcome = Outcome::Failed;
+                    run.error = Some(format!("could not apply: {error}"));
+                    effects.runs.push(run);
+                    continue;
+                }
+            }
+            let index = effects.runs.len();
+            effects.runs.push(run);
+            if !later.is_empty() {
+                deferred.push((rule, later, index));
+            }
+        }
+        Ok((case, deferred))
+    }
+
+    /// Runs the enabled rules of a hook after a change was written.
+    pub(crate) async fn run_hook(&self, tx: &mut Tx, trigger: Trigger<'_>, effects: &mut Effects) -> Result<()> {
+        let rules = Self::enabled_rules(tx, trigger.hook).await?;
+        self.run_rules(tx, rules, &trigger, effects).await
+    }
+
+    /// Evaluates the given rules and applies each one's actions.
+    pub(crate) async fn run_rules(
+        &self,
+        tx: &mut Tx,
+        rules: Vec<Rule>,
+        trigger: &Trigger<'_>,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        if trigger.depth > self.depth_limit {
+            self.log_depth_limit(&rules, trigger, effects);
+            return Ok(());
+        }
+        for (rule, evaluation) in self.evaluate(tx, rules, trigger).await? {
+            let run = run_record(&rule, trigger, &evaluation, false);
+            let index = effects.runs.len();
+            effects.runs.push(run);
+            if evaluation.error.is_none() && !evaluation.actions.is_empty() {
+                let case_id = trigger.case.map(|c| c.id.clone());
+                self.apply_guarded(tx, case_id, &rule, evaluation.actions, trigger.depth, index, effects).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies deferred `case.before_save` actions once the case exists.
+    pub(crate) async fn apply_deferred(
+        &self,
+        tx: &mut Tx,
+        case_id: &str,
+        deferred: Deferred,
+        depth: u32,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        for (rule, actions, index) in deferred {
+            self.apply_guarded(tx, Some(case_id.to_string()), &rule, actions, depth, index, effects).await?;
+        }
+        Ok(())
+    }
+
+    fn log_depth_limit(&self, rules: &[Rule], trigger: &Trigger<'_>, effects: &mut Effects) {
+        tracing::warn!(hook = trigger.hook.as_str(), depth = trigger.depth, "rules stopped at the depth limit");
+        for rule in rules {
+            let evaluation = Evaluation {
+                condition_held: None,
+                actions: Vec::new(),
+                log: Vec::new(),
+                error: Some(format!(
+                    "not run: rules triggered rules {} levels deep (the limit is {}); this usually means two \
+                     rules keep triggering each other",
+                    trigger.depth, self.depth_limit
+                )),
+                duration: Duration::ZERO,
+            };
+            let mut run = run_record(rule, trigger, &evaluation, false);
+            run.outcome = Outcome::DepthLimit;
+            effects.runs.push(run);
+        }
+    }
+
+    /// Applies one rule's actions under a savepoint. A failure rolls back
+    /// this rule's effects only and marks its run (at `index`) failed.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_guarded<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        case_id: Option<String>,
+        rule: &'a Rule,
+        actions: Vec<RuleAction>,
+        depth: u32,
+        index: usize,
+        effects: &'a mut Effects,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let savepoint = format!("rule_{}", new_id().replace('-', ""));
+            tx.query(&format!("SAVEPOINT {savepoint}")).execute().await?;
+            let (runs_before, announce_before) = (effects.runs.len(), effects.announce.len());
+            match self.apply(tx, case_id.as_deref(), rule, actions, depth, effects).await {
+                Ok(()) => {
+                    tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
+                }
+                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                Err(error) => {
+                    tx.query(&format!("ROLLBACK TO SAVEPOINT {savepoint}")).execute().await?;
+                    tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
+                    // What nested rules did was rolled back with it.
+                    effects.runs.truncate(runs_before);
+                    effects.announce.truncate(announce_before);
+                    let run = &mut effects.runs[index];
+                    run.outcome = Outcome::Failed;
+                    run.error = Some(format!("could not apply its actions: {}", describe_error(&error)));
+                    tracing::info!(rule = %rule.name, error = %error, "a rule's actions failed and were rolled back");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The applier: carries out one rule's actions, field changes first
+    /// (saved together as one update), then the rest in order.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        case_id: Option<&str>,
+        rule: &Rule,
+        actions: Vec<RuleAction>,
+        depth: u32,
+        effects: &mut Effects,
+    ) -> Result<()> {
+        let system = Actor::system();
+        let cause = Cause { depth: depth + 1, rule: Some(rule.name.clone()), assignment: None };
+        let (fields, others): (Vec<_>, Vec<_>) = actions.into_iter().partition(is_field_action);
+        if !fields.is_empty() {
+            let case_id = case_id.ok_or_else(|| no_case("change fields"))?;
+            let current = load_case(tx, "c.id = $1", case_id, true).await?;
+            let mut patch = field_patch(&current, &fields)?;
+            let mut assignment = None;
+            for action in &fields {
+                if let RuleAction::AssignBy { strategy, team, position } = action {
+                    match self.choose_assignee(tx, &current, strategy, team, position.as_deref()).await? {
+                        Some(choice) => {
+                            patch.assigned_user_id = Some(Some(choice.user_id.clone()));
+                            assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
+                        }
+                        None => {
+                            return Err(StoreError::invalid(
+                                "assign_by",
+                                format!("team {team} has no active member to assign"),
+                            ));
+                        }
+                    }
+                }
+            }
+            let cause = Cause { assignment, ..cause.clone() };
+            self.update_case_in(tx, &system, case_id, &patch, &cause, effects).await?;
+        }
+        for action in others {
+            match action {
+                RuleAction::Note { text, internal } => {
+                    let case_id = case_id.ok_or_else(|| no_case("post a note"))?;
+                    let post = NewPost { post: text, is_internal: internal, attachment_ids: Vec::new() };
+                    self.create_post_in(tx, &system, case_id, &post, &cause, effects).await?;
+                }
+                RuleAction::CreateCase { case } => {
+                    let draft = crate::cases::rule_draft(&case)?;
+                    self.create_case_in(tx, &system, draft, None, &cause, effects).await?;
+                }
+                RuleAction::Follow { user_id } => {
+                    let case_id = case_id.ok_or_else(|| no_case("follow"))?;
+                    let case = load_case(tx, "c.id = $1", case_id, false).await?;
+                    let follower = crate::auth::load_actor(tx, &user_id)
+                        .await?
+                        .ok_or_else(|| StoreError::invalid("follow", format!("no active user {user_id}")))?;
+                    if !follower.allows(Scope::Case, docket_domain::Action::Read, &case.ownership()) {
+                        return Err(StoreError::invalid("follow", format!("{} cannot read this case", follower.username)));
+                    }
+                    add_follower(tx, case_id, &user_id).await?;
+                }
+                RuleAction::Notify { user_ids, message } => {
+                    let case_id = case_id.ok_or_else(|| no_case("notify"))?;
+                    let note_id = self.notify_users(tx, case_id, &user_ids, &message, rule).await?;
+                    effects.announce.push((case_id.to_string(), note_id));
+                }
+                RuleAction::SendEmail { to, subject, body } => {
+                    let payload = json!({ "case_id": case_id, "rule": rule.name, "to": to, "subject": subject, "body": body });
+                    let job = NewJob { kind: RULE_EMAIL_JOB, payload, run_at: now(), idempotency_key: None };
+                    enqueue(tx, &job).await?;
+                }
+                RuleAction::HttpRequest { method, url, headers, body, timeout_seconds } => {
+                    let delivery_id = new_id();
+                    let payload = json!({
+                        "delivery_id": delivery_id, "case_id": case_id, "rule": rule.name, "method": method,
+                        "url": url, "headers": headers, "body": body, "timeout_seconds": timeout_seconds,
+                    });
+                    let job = NewJob { kind: RULE_HTTP_JOB, payload, run_at: now(), idempotency_key: None };
+                    enqueue(tx, &job).await?;
+                }
+                RuleAction::Trigger { rule: name } => {
+                    let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE name = $1 AND is_enabled = $2");
+                    let row = tx.query(&sql).bind(name.as_str()).bind(true).fetch_optional().await?;
+                    let target = row
+                        .map(|row| rule_from_row(&row))
+                        .transpose()?
+                        .ok_or_else(|| StoreError::invalid("trigger", format!("no enabled rule named {name}")))?;
+                    let case = match case_id {
+                        Some(id) => Some(load_case(tx, "c.id = $1", id, false).await?),
+                        None => None,
+                    };
+                    let trigger = Trigger {
+                        hook: Hook::Sequential,
+                        case: case.as_ref(),
+                        changes: &[],
+                        note: None,
+                        actor: &system,
+                        depth: depth + 1,
+                    };
+                    self.run_rules(tx, vec![target], &trigger, effects).await?;
+                }
+                RuleAction::Set { .. }
+                | RuleAction::Assign { .. }
+                | RuleAction::AssignBy { .. }
+                | RuleAction::LinkContact { .. }
+                | RuleAction::UnlinkContact { .. } => unreachable!("field actions were partitioned out above"),
+                RuleAction::Reject { .. } => {
+                    return Err(StoreError::invalid("reject", "reject works only in case.before_save rules"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An internal note by the rule naming whom it notified, and a
+    /// notification for each of those users who may read the case.
+    async fn notify_users(
+        &self,
+        tx: &mut Tx,
+        case_id: &str,
+        user_ids: &[String],
+        message: &str,
+        rule: &Rule,
+    ) -> Result<String> {
+        let case = load_case(tx, "c.id = $1", case_id, false).await?;
+        let mut recipients = Vec::new();
+        for user_id in user_ids {
+            let Some(user) = crate::auth::load_actor(tx, user_id).await? else { continue };
+            if user.is_staff() && user.allows(Scope::Case, docket_domain::Action::Read, &case.ownership()) {
+                recipients.push(user.user_id);
+            }
+        }
+        recipients.sort();
+        recipients.dedup();
+        let at = now();
+        let note_id = new_id();
+        tx.query(
+            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
+             VALUES ($1, $2, 'Post', $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(note_id.as_str())
+        .bind(case_id)
+        .bind(message)
+        .bind(json!({ "rule": rule.name, "notified": recipients }).to_string())
+        .bind(true)
+        .bind(docket_domain::access::SYSTEM_USER_ID)
+        .bind(at)
+        .execute()
+        .await?;
+        for user_id in &recipients {
+            let id = crate::stream::insert_rule_notification(tx, user_id, case_id, &note_id, at).await?;
+            crate::stream::email_if_wanted(tx, user_id, &id, at + self.email_delay).await?;
+        }
+        Ok(note_id)
+    }
+
+    /// Picks an assignee with a strategy (domain.md, "Assignment rules").
+    /// On PostgreSQL the team row is locked first, so that concurrent
+    /// assignments to one team take turns and each sees the one before.
+    pub(crate) async fn choose_assignee(
+        &self,
+        tx: &mut Tx,
+        case: &Case,
+        strategy: &str,
+        team: &str,
+        position: Option<&str>,
+    ) -> Result<Option<Choice>> {
+        let strategy = self.strategy(strategy).ok_or_else(|| {
+            StoreError::invalid(
+                "assign_by",
+                format!("unknown strategy `{strategy}`; known: {}", self.strategy_names().join(", ")),
+            )
+        })?;
+        let lock = tx.for_update();
+        let row = tx
+            .query(&format!("SELECT id, name FROM teams WHERE id = $1 OR name = $1 ORDER BY id LIMIT 1{lock}"))
+            .bind(team)
+            .fetch_optional()
+            .await?
+            .ok_or_else(|| StoreError::invalid("assign_by", format!("no team {team}")))?;
+        let team_id: String = row.get("id")?;
+        let team_name: String = row.get("name")?;
+        let mut sql = Sql::new(
+            "SELECT u.id, u.username FROM team_members m JOIN users u ON u.id = m.user_id \
+             WHERE u.is_active = ",
+        );
+        sql.value(true).push(" AND u.user_type IN ('admin', 'agent') AND m.team_id = ").value(team_id.as_str());
+        if let Some(position) = position {
+            sql.push(" AND m.position = ").value(position);
+        }
+        sql.push(" ORDER BY u.id");
+        let mut candidates = Vec::new();
+        for row in tx.built(&sql).fetch_all().await? {
+            candidates.push(Candidate { user_id: row.get("id")?, username: row.get("username")?, open_cases: 0 });
+        }
+        let mut last_assigned = None;
+        if !candidates.is_empty() {
+            let ids: Vec<String> = candidates.iter().map(|c| c.user_id.clone()).collect();
+            let mut counts = Sql::new("SELECT assigned_user_id, COUNT(*) AS open FROM cases WHERE status NOT IN ");
+            counts.list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
+            counts.push(" AND assigned_user_id IN ").list(&ids).push(" GROUP BY assigned_user_id");
+            for row in tx.built(&counts).fetch_all().await? {
+                let user_id: String = row.get("assigned_user_id")?;
+                let open: i64 = row.get("open")?;
+                if let Some(candidate) = candidates.iter_mut().find(|c| c.user_id == user_id) {
+                    candidate.open_cases = open;
+                }
+            }
+            let mut last = Sql::new("SELECT assigned_user_id, number FROM cases WHERE assigned_user_id IN ");
+            last.list(&ids).push(" AND id <> ").value(case.id.as_str()).push(" ORDER BY number DESC LIMIT 1");
+            if let Some(row) = tx.built(&last).fetch_optional().await? {
+                last_assigned = Some((row.get("assigned_user_id")?, row.get("number")?));
+            }
+        }
+        let input = AssignmentInput { team_id, team_name, position: position.map(str::to_string), candidates, last_assigned };
+        strategy.choose(&input).map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))
+    }
+
+    /// Writes the runs a command collected.
+    pub(crate) async fn insert_runs(tx: &mut Tx, runs: &[RuleRun]) -> Result<()> {
+        for chunk in runs.chunks(50) {
+            let mut sql = Sql::new(
+                "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, \
+                 actions, log, error, duration_us, started_at) VALUES ",
+            );
+            for (i, run) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.push("(").value(run.id.as_str()).push(", ");
+                sql.value(run.rule_id.as_deref()).push(", ").value(run.rule_name.as_str()).push(", ");
+                sql.value(run.case_id.as_deref()).push(", ").value(run.hook.as_str()).push(", ");
+                sql.value(run.depth as i64).push(", ").value(run.outcome.as_str()).push(", ");
+                sql.value(run.condition_held).push(", ");
+                sql.value(serde_json::to_string(&run.actions).unwrap_or_else(|_| "[]".into())).push(", ");
+                sql.value(serde_json::to_string(&run.log).unwrap_or_else(|_| "[]".into())).push(", ");
+                sql.value(run.error.as_deref()).push(", ").value(run.duration_us).push(", ");
+                sql.value(run.started_at).push(")");
+            }
+            tx.built(&sql).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Logs runs outside a command's transaction (after a rejection rolled
+    /// the command back). Best effort: a failure is logged, not returned.
+    pub(crate) async fn insert_runs_alone(&self, runs: Vec<RuleRun>) {
+        let result = async {
+            let mut tx = self.pools.write().await?;
+            // The case was never saved: its runs name no case.
+            let runs: Vec<RuleRun> = runs.into_iter().map(|run| RuleRun { case_id: None, ..run }).collect();
+            Self::insert_runs(&mut tx, &runs).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not log the runs of a rejected change");
+        }
+    }
+
+    /// Commits a command's transaction with its run log, then announces
+    /// its notes to live pages.
+    pub(crate) async fn finish(&self, mut tx: Tx, effects: Effects) -> Result<()> {
+        Self::insert_runs(&mut tx, &effects.runs).await?;
+        tx.commit().await?;
+        for (case_id, note_id) in &effects.announce {
+            self.announce(case_id, note_id).await;
+        }
+        Ok(())
+    }
+}
+
+fn no_case(what: &str) -> StoreError {
+    StoreError::invalid("rule", format!("cannot {what}: this run has no case"))
+}
+
+fn describe_error(error: &StoreError) -> String {
+    match error {
+        StoreError::Invalid(errors) => errors.summary(),
+        StoreError::Rejected { rule, message } => format!("rule {rule} rejected the change: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Actions that change the case's own fields.
+fn is_field_action(action: &RuleAction) -> bool {
+    matches!(
+        action,
+        RuleAction::Set { .. }
+            | RuleAction::Assign { .. }
+            | RuleAction::AssignBy { .. }
+            | RuleAction::LinkContact { .. }
+            | RuleAction::UnlinkContact { .. }
+    )
+}
+
+/// The patch a list of field actions makes to `case` (strategy
+/// assignments are resolved by the caller).
+fn field_patch(case: &Case, actions: &[RuleAction]) -> Result<CasePatch> {
+    let mut patch = CasePatch::default();
+    let mut contact_ids = case.contact_ids.clone();
+    let mut contacts_changed = false;
+    for action in actions {
+        match action {
+            RuleAction::Set { field, value } => {
+                let mut object = serde_json::Map::new();
+                object.insert(field.clone(), value.clone());
+                let single: CasePatch = serde_json::from_value(serde_json::Value::Object(object))
+                    .map_err(|e| StoreError::invalid(field, e.to_string()))?;
+                merge(&mut patch, single);
+            }
+            RuleAction::Assign { user_id } => patch.assigned_user_id = Some(user_id.clone()),
+            RuleAction::LinkContact { contact_id } => {
+                if !contact_ids.contains(contact_id) {
+                    contact_ids.push(contact_id.clone());
+                    contacts_changed = true;
+                }
+            }
+            RuleAction::UnlinkContact { contact_id } => {
+                contacts_changed |= contact_ids.contains(contact_id);
+                contact_ids.retain(|c| c != contact_id);
+            }
+            _ => {}
+        }
+    }
+    if contacts_changed {
+        patch.contact_ids = Some(contact_ids);
+    }
+    Ok(patch)
+}
+
+/// Later fields win.
+fn merge(into: &mut CasePatch, from: CasePatch) {
+    macro_rules! take {
+        ($($field:ident),*) => { $( if from.$field.is_some() { into.$field = from.$field; } )* };
+    }
+    take!(name, description, status, priority, case_type, account_id, is_internal);
+}
+
+fn run_record(rule: &Rule, trigger: &Trigger<'_>, evaluation: &Evaluation, dry_run: bool) -> RuleRun {
+    RuleRun {
+        id: new_id(),
+        rule_id: Some(rule.id.clone()),
+        rule_name: rule.name.clone(),
+        case_id: trigger.case.map(|c| c.id.clone()),
+        case_number: trigger.case.map(|c| c.number),
+        hook: trigger.hook.as_str().to_string(),
+        depth: trigger.depth,
+        outcome: evaluation.outcome(dry_run),
+        condition_held: evaluation.condition_held,
+        actions: evaluation.actions.clone(),
+        log: evaluation.log.clone(),
+        error: evaluation.error.clone(),
+        duration_us: evaluation.duration.as_micros().min(i64::MAX as u128) as i64,
+        started_at: now(),
+    }
+}
+
+pub(crate) fn dry_run_record(rule: &Rule, trigger: &Trigger<'_>, evaluation: &Evaluation) -> RuleRun {
+    run_record(rule, trigger, evaluation, true)
+}
+
+/// The business calendar setting, or the default (Monday to Friday,
+/// 09:00 to 17:00 UTC).
+pub(crate) async fn business_calendar(tx: &mut Tx) -> Result<BusinessCalendar> {
+    let row = tx.query("SELECT value FROM settings WHERE key = $1").bind(BUSINESS_HOURS_SETTING).fetch_optional().await?;
+    match row {
+        Some(row) => serde_json::from_str(&row.get::<String>("value")?)
+            .map_err(|e| StoreError::Corrupt(format!("business_hours setting: {e}"))),
+        None => Ok(BusinessCalendar::default()),
+    }
+}
+
+/// A read a running script asked for, with where to send the answer.
+enum ReadRequest {
+    Find(CaseQuery, usize, oneshot::Sender<Result<Vec<Case>, String>>),
+    Count(CaseQuery, oneshot::Sender<Result<i64, String>>),
+    TeamUsers(String, Option<String>, oneshot::Sender<Result<Vec<UserInfo>, String>>),
+    LastReply(String, bool, oneshot::Sender<Result<Option<DateTime<Utc>>, String>>),
+}
+
+impl ReadRequest {
+    async fn answer(self, tx: &mut Tx) {
+        // A dropped receiver means the script was stopped meanwhile.
+        match self {
+            ReadRequest::Find(query, limit, reply) => {
+                let _ = reply.send(find_cases(tx, &query, limit).await.map_err(|e| e.to_string()));
+            }
+            ReadRequest::Count(query, reply) => {
+                let _ = reply.send(count_cases(tx, &query).await.map_err(|e| e.to_string()));
+            }
+            ReadRequest::TeamUsers(team, position, reply) => {
+                let _ = reply.send(team_users(tx, &team, position.as_deref()).await.map_err(|e| e.to_string()));
+            }
+            ReadRequest::LastReply(case_id, by_staff, reply) => {
+                let _ = reply.send(last_reply_at(tx, &case_id, by_staff).await.map_err(|e| e.to_string()));
+            }
+        }
+    }
+}
+
+/// The script side of the channel: blocks the script's thread until the
+/// transaction's task answers.
+struct ChannelReader {
+    requests: mpsc::Sender<ReadRequest>,
+}
+
+impl ChannelReader {
+    fn ask<T>(&mut self, request: impl FnOnce(oneshot::Sender<T>) -> ReadRequest) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.blocking_send(request(reply)).map_err(|_| "the change was abandoned".to_string())?;
+        answer.blocking_recv().map_err(|_| "the change was abandoned".to_string())
+    }
+}
+
+impl Reader for ChannelReader {
+    fn find_cases(&mut self, query: &CaseQuery, limit: usize) -> Result<Vec<Case>, String> {
+        self.ask(|reply| ReadRequest::Find(query.clone(), limit, reply))?
+    }
+    fn count_cases(&mut self, query: &CaseQuery) -> Result<i64, String> {
+        self.ask(|reply| ReadRequest::Count(query.clone(), reply))?
+    }
+    fn team_users(&mut self, team: &str, position: Option<&str>) -> Result<Vec<UserInfo>, String> {
+        self.ask(|reply| ReadRequest::TeamUsers(team.to_string(), position.map(str::to_string), reply))?
+    }
+    fn last_reply_at(&mut self, case_id: &str, by_staff: bool) -> Result<Option<DateTime<Utc>>, String> {
+        self.ask(|reply| ReadRequest::LastReply(case_id.to_string(), by_staff, reply))?
+    }
+}
+
+/// The condition of a rule query over `cases c`.
+pub(crate) fn query_condition(tx: &Tx, query: &CaseQuery) -> Result<Sql> {
+    let filter = query.filter().map_err(|e| StoreError::invalid("case_filter", e))?;
+    let mut sql = Sql::new(" WHERE 1 = 1");
+    crate::cases::case_filter_condition(&mut sql, &filter, tx.ilike());
+    if query.unassigned == Some(true) {
+        sql.push(" AND c.assigned_user_id IS NULL");
+    }
+    let time = |secs: i64| {
+        DateTime::from_timestamp(secs, 0).ok_or_else(|| StoreError::invalid("case_filter", format!("{secs} is not a time")))
+    };
+    for (column, op, bound) in [
+        ("created_at", "<", query.created_before),
+        ("created_at", ">=", query.created_after),
+        ("modified_at", "<", query.modified_before),
+        ("modified_at", ">=", query.modified_after),
+    ] {
+        if let Some(secs) = bound {
+            sql.push(&format!(" AND c.{column} {op} ")).value(time(secs)?);
+        }
+    }
+    Ok(sql)
+}
+
+pub(crate) async fn find_cases(tx: &mut Tx, query: &CaseQuery, limit: usize) -> Result<Vec<Case>> {
+    let condition = query_condition(tx, query)?;
+    let window = Window { offset: 0, limit: limit as i64 };
+    let sort = Sort { field: CaseSortField::Number, descending: false };
+    crate::cases::select_cases(tx, &condition, sort, window).await
+}
+
+async fn count_cases(tx: &mut Tx, query: &CaseQuery) -> Result<i64> {
+    let condition = query_condition(tx, query)?;
+    let sql = crate::cases::prefixed("SELECT COUNT(*) AS total FROM cases c", &condition);
+    tx.built(&sql).fetch_one().await?.get("total")
+}
+
+async fn team_users(tx: &mut Tx, team: &str, position: Option<&str>) -> Result<Vec<UserInfo>> {
+    let mut sql = Sql::new(
+        "SELECT u.id, u.username, u.name, u.email FROM team_members m JOIN users u ON u.id = m.user_id \
+         JOIN teams t ON t.id = m.team_id WHERE u.is_active = ",
+    );
+    sql.value(true).push(" AND (t.id = ").value(team).push(" OR t.name = ").value(team).push(")");
+    if let Some(position) = position {
+        sql.push(" AND m.position = ").value(position);
+    }
+    sql.push(" ORDER BY u.id");
+    tx.built(&sql)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(UserInfo { id: row.get("id")?, username: row.get("username")?, name: row.get("name")?, email: row.get("email")? })
+        })
+        .collect()
+}
+
+/// The last post (or received email) on a case by staff or by customers;
+/// notes by rules do not count as replies.
+async fn last_reply_at(tx: &mut Tx, case_id: &str, by_staff: bool) -> Result<Option<DateTime<Utc>>> {
+    let who = if by_staff {
+        "n.note_type = 'Post' AND u.user_type IN ('admin', 'agent', 'api') AND u.id <> 'system'"
+    } else {
+        "(n.note_type = 'EmailReceived' OR (n.note_type = 'Post' AND u.user_type = 'portal'))"
+    };
+    let sql = format!(
+        "SELECT n.created_at FROM notes n LEFT JOIN users u ON u.id = n.author_id \
+         WHERE n.case_id = $1 AND n.is_internal = $2 AND {who} ORDER BY n.created_at DESC LIMIT 1"
+    );
+    let row = tx.query(&sql).bind(case_id).bind(false).fetch_optional().await?;
+    row.map(|row| row.get("created_at")).transpose()
+}

@@ -1,0 +1,45 @@
+-- Workflow rules and their run log (SQLite).
+
+-- The author of what rules do: notes, cases and assignments made by a rule
+-- name this user (and the rule, in the note's data). It cannot log in.
+INSERT INTO users (id, username, name, user_type, is_active, password_hash, created_at, modified_at)
+VALUES ('system', 'system', 'Docket rules', 'admin', 0, NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+
+CREATE TABLE rules (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT,
+    hook        TEXT NOT NULL,
+    condition   TEXT,
+    script      TEXT NOT NULL,
+    position    INTEGER NOT NULL DEFAULT 0,
+    is_enabled  INTEGER NOT NULL DEFAULT 1,
+    schedule    TEXT,
+    case_filter TEXT,
+    run_cap     INTEGER NOT NULL,
+    next_run_at TEXT,
+    created_at  TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    version     INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX rules_hook ON rules (hook, is_enabled, position);
+
+CREATE TABLE rule_runs (
+    id             TEXT PRIMARY KEY,
+    rule_id        TEXT REFERENCES rules (id) ON DELETE SET NULL,
+    rule_name      TEXT NOT NULL,
+    case_id        TEXT REFERENCES cases (id) ON DELETE CASCADE,
+    hook           TEXT NOT NULL,
+    depth          INTEGER NOT NULL,
+    outcome        TEXT NOT NULL,
+    condition_held INTEGER,
+    actions        TEXT NOT NULL,
+    log            TEXT NOT NULL,
+    error          TEXT,
+    duration_us    INTEGER NOT NULL,
+    started_at     TEXT NOT NULL
+);
+CREATE INDEX rule_runs_case ON rule_runs (case_id, started_at);
+CREATE INDEX rule_runs_rule ON rule_runs (rule_id, started_at);
+CREATE INDEX rule_runs_started ON rule_runs (started_at);
