@@ -85,14 +85,26 @@ pub struct Engine {
     compiled: RwLock<HashMap<String, Arc<Compiled>>>,
 }
 
-/// The variables every script sees; declared at compile time too, so that
-/// strict variables reject typos when the rule is saved.
+/// The variables every script sees, as constants (a script cannot assign
+/// to them; changes go through actions).
 fn scope_for<'a>(ticket: Dynamic, changes: Dynamic, event: Dynamic, actor: Dynamic) -> Scope<'a> {
     let mut scope = Scope::new();
     scope.push_constant("ticket", ticket);
     scope.push_constant("changes", changes);
     scope.push_constant("event", event);
     scope.push_constant("actor", actor);
+    scope
+}
+
+/// The same names declared for compiling, so that strict variables reject
+/// typos when the rule is saved. Plain variables, not constants: the
+/// optimizer would fold a constant's compile-time placeholder into the
+/// script.
+fn compile_scope<'a>() -> Scope<'a> {
+    let mut scope = Scope::new();
+    for name in ["ticket", "changes", "event", "actor"] {
+        scope.push(name, Dynamic::UNIT);
+    }
     scope
 }
 
@@ -122,7 +134,7 @@ impl Engine {
     }
 
     fn compile(&self, version: i64, condition: Option<&str>, script: &str) -> Result<Compiled, CompileError> {
-        let scope = scope_for(Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT, Dynamic::UNIT);
+        let scope = compile_scope();
         let located = |part: &'static str, error: rhai::ParseError| CompileError {
             part,
             message: error.0.to_string(),
@@ -191,7 +203,12 @@ impl Engine {
 
     /// Evaluates only a rule's condition (for manual rules: is the button
     /// shown?). A rule without a condition always holds.
-    pub fn condition_holds(&self, rule: &Rule, event: &Event, reader: Box<dyn Reader>) -> (Result<bool, String>, Box<dyn Reader>) {
+    pub fn condition_holds(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        reader: Box<dyn Reader>,
+    ) -> (Result<bool, String>, Box<dyn Reader>) {
         let started = Instant::now();
         let compiled = match self.compiled(rule) {
             Ok(compiled) => compiled,

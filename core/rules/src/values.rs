@@ -48,13 +48,14 @@ pub(crate) fn case_map(case: &Case) -> Dynamic {
     Dynamic::from_map(map)
 }
 
-/// `changes`: field name to `#{ old, new }`.
+/// `changes`: field name to `#{ before, after }` (`new` is a reserved word
+/// in rhai).
 pub(crate) fn changes_map(changes: &[FieldChange]) -> Dynamic {
     let mut map = Map::new();
     for change in changes {
         let mut pair = Map::new();
-        pair.insert("old".into(), json_to_dynamic(&change.old));
-        pair.insert("new".into(), json_to_dynamic(&change.new));
+        pair.insert("before".into(), json_to_dynamic(&change.old));
+        pair.insert("after".into(), json_to_dynamic(&change.new));
         map.insert(change.field.into(), Dynamic::from_map(pair));
     }
     Dynamic::from_map(map)

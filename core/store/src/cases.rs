@@ -14,8 +14,8 @@ use serde_json::{Value as Json, json};
 use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
-use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
 use crate::hooks::{Effects, Trigger};
+use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
 use crate::stream::{
     FanOut, FollowPlan, follow_plan_in, initial_follows, notify_created, notify_followers, reconcile_follows,
 };
@@ -44,7 +44,8 @@ impl Store {
         let result = async {
             let mut tx = self.pools.write().await?;
             let draft = if actor.is_portal() { portal_draft(&mut tx, actor, draft).await? } else { draft };
-            let case = self.create_case_in(&mut tx, actor, draft, Some(&plan), &Store::top_cause(), &mut effects).await?;
+            let case =
+                self.create_case_in(&mut tx, actor, draft, Some(&plan), &Store::top_cause(), &mut effects).await?;
             Ok((tx, case))
         }
         .await;
@@ -147,7 +148,8 @@ impl Store {
         }
         let runs_before = effects.runs.len();
         self.apply_deferred(tx, &case.id, deferred, cause.depth, effects).await?;
-        let trigger = Trigger { hook: Hook::Created, case: Some(&case), changes: &[], note: None, actor, depth: cause.depth };
+        let trigger =
+            Trigger { hook: Hook::Created, case: Some(&case), changes: &[], note: None, actor, depth: cause.depth };
         self.run_hook(tx, trigger, effects).await?;
         if effects.runs.len() > runs_before {
             // Rules may have changed the case since it was inserted.
@@ -295,8 +297,14 @@ impl Store {
         let runs_before = effects.runs.len();
         self.apply_deferred(tx, &updated.id, deferred, cause.depth, effects).await?;
         let changes = all_changes(&current, &updated);
-        let trigger =
-            Trigger { hook: Hook::Updated, case: Some(&updated), changes: &changes, note: None, actor, depth: cause.depth };
+        let trigger = Trigger {
+            hook: Hook::Updated,
+            case: Some(&updated),
+            changes: &changes,
+            note: None,
+            actor,
+            depth: cause.depth,
+        };
         self.run_hook(tx, trigger, effects).await?;
         if effects.runs.len() > runs_before {
             updated = load_case(tx, "c.id = $1", &updated.id, false).await?;

@@ -68,9 +68,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 impl Store {
     /// The enabled rules of a hook, in order.
     pub(crate) async fn enabled_rules(tx: &mut Tx, hook: Hook) -> Result<Vec<Rule>> {
-        let sql = format!(
-            "SELECT {RULE_COLUMNS} FROM rules WHERE hook = $1 AND is_enabled = $2 ORDER BY position, name"
-        );
+        let sql =
+            format!("SELECT {RULE_COLUMNS} FROM rules WHERE hook = $1 AND is_enabled = $2 ORDER BY position, name");
         tx.query(&sql).bind(hook.as_str()).bind(true).fetch_all().await?.iter().map(rule_from_row).collect()
     }
 
@@ -81,8 +80,7 @@ impl Store {
         rules: Vec<Rule>,
         trigger: &Trigger<'_>,
     ) -> Result<Vec<(Rule, Evaluation)>> {
-        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| engine.evaluate(rule, event, reader))
-            .await
+        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| engine.evaluate(rule, event, reader)).await
     }
 
     /// Evaluates only the rules' conditions.
@@ -360,7 +358,10 @@ impl Store {
                         .await?
                         .ok_or_else(|| StoreError::invalid("follow", format!("no active user {user_id}")))?;
                     if !follower.allows(Scope::Case, docket_domain::Action::Read, &case.ownership()) {
-                        return Err(StoreError::invalid("follow", format!("{} cannot read this case", follower.username)));
+                        return Err(StoreError::invalid(
+                            "follow",
+                            format!("{} cannot read this case", follower.username),
+                        ));
                     }
                     add_follower(tx, case_id, &user_id).await?;
                 }
@@ -370,7 +371,8 @@ impl Store {
                     effects.announce.push((case_id.to_string(), note_id));
                 }
                 RuleAction::SendEmail { to, subject, body } => {
-                    let payload = json!({ "case_id": case_id, "rule": rule.name, "to": to, "subject": subject, "body": body });
+                    let payload =
+                        json!({ "case_id": case_id, "rule": rule.name, "to": to, "subject": subject, "body": body });
                     let job = NewJob { kind: RULE_EMAIL_JOB, payload, run_at: now(), idempotency_key: None };
                     enqueue(tx, &job).await?;
                 }
@@ -517,12 +519,16 @@ impl Store {
                 last_assigned = Some((row.get("assigned_user_id")?, row.get("number")?));
             }
         }
-        let input = AssignmentInput { team_id, team_name, position: position.map(str::to_string), candidates, last_assigned };
+        let input =
+            AssignmentInput { team_id, team_name, position: position.map(str::to_string), candidates, last_assigned };
         strategy.choose(&input).map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))
     }
 
-    /// Writes the runs a command collected.
+    /// Writes the runs a command collected. Rules whose condition did not
+    /// hold are not logged: with many rules they would be most of the log
+    /// and say little (a dry run shows them).
     pub(crate) async fn insert_runs(tx: &mut Tx, runs: &[RuleRun]) -> Result<()> {
+        let runs: Vec<&RuleRun> = runs.iter().filter(|run| run.outcome != Outcome::ConditionFalse).collect();
         for chunk in runs.chunks(50) {
             let mut sql = Sql::new(
                 "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, \
@@ -668,7 +674,8 @@ pub(crate) fn dry_run_record(rule: &Rule, trigger: &Trigger<'_>, evaluation: &Ev
 /// The business calendar setting, or the default (Monday to Friday,
 /// 09:00 to 17:00 UTC).
 pub(crate) async fn business_calendar(tx: &mut Tx) -> Result<BusinessCalendar> {
-    let row = tx.query("SELECT value FROM settings WHERE key = $1").bind(BUSINESS_HOURS_SETTING).fetch_optional().await?;
+    let row =
+        tx.query("SELECT value FROM settings WHERE key = $1").bind(BUSINESS_HOURS_SETTING).fetch_optional().await?;
     match row {
         Some(row) => serde_json::from_str(&row.get::<String>("value")?)
             .map_err(|e| StoreError::Corrupt(format!("business_hours setting: {e}"))),
@@ -742,7 +749,8 @@ pub(crate) fn query_condition(tx: &Tx, query: &CaseQuery) -> Result<Sql> {
         sql.push(" AND c.assigned_user_id IS NULL");
     }
     let time = |secs: i64| {
-        DateTime::from_timestamp(secs, 0).ok_or_else(|| StoreError::invalid("case_filter", format!("{secs} is not a time")))
+        DateTime::from_timestamp(secs, 0)
+            .ok_or_else(|| StoreError::invalid("case_filter", format!("{secs} is not a time")))
     };
     for (column, op, bound) in [
         ("created_at", "<", query.created_before),
@@ -785,7 +793,12 @@ async fn team_users(tx: &mut Tx, team: &str, position: Option<&str>) -> Result<V
         .await?
         .iter()
         .map(|row| {
-            Ok(UserInfo { id: row.get("id")?, username: row.get("username")?, name: row.get("name")?, email: row.get("email")? })
+            Ok(UserInfo {
+                id: row.get("id")?,
+                username: row.get("username")?,
+                name: row.get("name")?,
+                email: row.get("email")?,
+            })
         })
         .collect()
 }

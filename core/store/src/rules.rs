@@ -128,7 +128,10 @@ impl Store {
         {
             errors.add(
                 error.part,
-                format!("{} (line {}, column {}); a rule that does not compile can only be saved disabled", error.message, error.line, error.column),
+                format!(
+                    "{} (line {}, column {}); a rule that does not compile can only be saved disabled",
+                    error.message, error.line, error.column
+                ),
             );
         }
         errors.into_result()?;
@@ -137,7 +140,11 @@ impl Store {
 
     /// Compiles a rule's script and condition; for editors that check as
     /// the admin types.
-    pub fn compile_rule(&self, condition: Option<&str>, script: &str) -> std::result::Result<(), docket_rules::CompileError> {
+    pub fn compile_rule(
+        &self,
+        condition: Option<&str>,
+        script: &str,
+    ) -> std::result::Result<(), docket_rules::CompileError> {
         self.rules.check(condition, script)
     }
 
@@ -305,7 +312,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn test_rule(&self, actor: &Actor, rule: &Rule, case_number: Option<i64>) -> Result<RuleRun> {
         require_admin(actor, "test rules")?;
-        self.rules.check(rule.condition.as_deref(), &rule.script).map_err(|e| StoreError::invalid(e.part, e.to_string()))?;
+        self.rules
+            .check(rule.condition.as_deref(), &rule.script)
+            .map_err(|e| StoreError::invalid(e.part, e.to_string()))?;
         let mut tx = self.pools.read().await?;
         let case = match case_number {
             Some(number) => Some(crate::cases::load_case_by_number(&mut tx, number).await?),
@@ -380,7 +389,15 @@ impl Store {
         let sql = format!(
             "SELECT {RULE_COLUMNS} FROM rules WHERE hook = 'schedule' AND is_enabled = $1 AND next_run_at <= $2"
         );
-        let due = tx.query(&sql).bind(true).bind(at).fetch_all().await?.iter().map(rule_from_row).collect::<Result<Vec<_>>>()?;
+        let due = tx
+            .query(&sql)
+            .bind(true)
+            .bind(at)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(rule_from_row)
+            .collect::<Result<Vec<_>>>()?;
         let mut enqueued = 0;
         for rule in due {
             let (Some(schedule), Some(tick)) = (&rule.schedule, rule.next_run_at) else { continue };
@@ -423,7 +440,8 @@ impl Store {
         let Some(filter) = &rule.case_filter else {
             tx.commit().await?;
             let mut tx = self.pools.write().await?;
-            let trigger = Trigger { hook: Hook::Schedule, case: None, changes: &[], note: None, actor: &system, depth: 0 };
+            let trigger =
+                Trigger { hook: Hook::Schedule, case: None, changes: &[], note: None, actor: &system, depth: 0 };
             let mut effects = Effects::default();
             self.run_rules(&mut tx, vec![rule], &trigger, &mut effects).await?;
             self.finish(tx, effects).await?;
@@ -445,8 +463,14 @@ impl Store {
                     Err(StoreError::NotFound) => continue,
                     Err(error) => return Err(error),
                 };
-                let trigger =
-                    Trigger { hook: Hook::Schedule, case: Some(&case), changes: &[], note: None, actor: &system, depth: 0 };
+                let trigger = Trigger {
+                    hook: Hook::Schedule,
+                    case: Some(&case),
+                    changes: &[],
+                    note: None,
+                    actor: &system,
+                    depth: 0,
+                };
                 self.run_rules(&mut tx, vec![rule.clone()], &trigger, &mut effects).await?;
             }
             self.finish(tx, effects).await?;

@@ -21,8 +21,8 @@ use crate::auth::load_actor;
 use docket_domain::rule::Hook;
 
 use crate::cases::{Cause, check_attachments, load_case, note_from_row, page_window};
-use crate::hooks::{Effects, Trigger};
 use crate::db::{Sql, Tx};
+use crate::hooks::{Effects, Trigger};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};
 use crate::users::parse_preferences;
@@ -138,8 +138,14 @@ impl Store {
             .execute()
             .await?;
         effects.announce.push((case.id.clone(), note.id.clone()));
-        let trigger =
-            Trigger { hook: Hook::NoteCreated, case: Some(&case), changes: &[], note: Some(&note), actor, depth: cause.depth };
+        let trigger = Trigger {
+            hook: Hook::NoteCreated,
+            case: Some(&case),
+            changes: &[],
+            note: Some(&note),
+            actor,
+            depth: cause.depth,
+        };
         self.run_hook(tx, trigger, effects).await?;
         Ok(note)
     }
@@ -731,8 +737,14 @@ pub(crate) async fn insert_rule_notification(
 }
 
 /// Queues the email of a notification if its user wants stream email.
-pub(crate) async fn email_if_wanted(tx: &mut Tx, user_id: &str, notification_id: &str, run_at: DateTime<Utc>) -> Result<()> {
-    let row = tx.query("SELECT user_type, email, preferences FROM users WHERE id = $1").bind(user_id).fetch_one().await?;
+pub(crate) async fn email_if_wanted(
+    tx: &mut Tx,
+    user_id: &str,
+    notification_id: &str,
+    run_at: DateTime<Utc>,
+) -> Result<()> {
+    let row =
+        tx.query("SELECT user_type, email, preferences FROM users WHERE id = $1").bind(user_id).fetch_one().await?;
     if wants_email(&row)? {
         enqueue_email(tx, notification_id, run_at).await?;
     }

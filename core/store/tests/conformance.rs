@@ -13,9 +13,10 @@ use docket_domain::case::{CasePatch, CasePriority, CaseStatus, NewCase};
 use docket_domain::contact::NewContact;
 use docket_domain::listing::{CaseFilter, CaseSortField, Sort, Window};
 use docket_domain::note::NoteType;
+use docket_domain::rule::{Outcome, RuleAction, RuleInput, RuleRun};
 use docket_domain::team::{NewTeam, TeamMember};
 use docket_domain::user::{NewRole, NewUser, UserPatch, UserType};
-use docket_store::{Store, StoreError, StoreOptions};
+use docket_store::{RunFilter, Store, StoreError, StoreOptions};
 
 struct TestDb {
     store: Store,
@@ -623,6 +624,286 @@ async fn jobs_are_leased_once_and_retried(db: TestDb) {
     assert_eq!((again.id, again.attempts), (job.id, 1));
 }
 
+fn rule(name: &str, hook: &str, condition: Option<&str>, script: &str) -> RuleInput {
+    RuleInput {
+        name: name.into(),
+        hook: hook.into(),
+        condition: condition.map(str::to_string),
+        script: script.into(),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+async fn runs_of(db: &TestDb, case_id: &str) -> Vec<RuleRun> {
+    let filter =
+        RunFilter { case_id: Some(case_id.into()), window: Window::new(Some(200), None), ..Default::default() };
+    db.store.rule_runs(&db.admin, &filter).await.expect("runs").items
+}
+
+async fn rules_are_checked_when_saved(db: TestDb) {
+    let store = &db.store;
+    let broken = rule("broken", "case.created", None, "let x = 1;\nif ticket.priority == {");
+    match store.create_rule(&db.admin, &broken).await {
+        Err(StoreError::Invalid(errors)) => {
+            let message = &errors.fields["script"];
+            assert!(message.contains("line 2"), "{message}");
+            assert!(message.contains("saved disabled"), "{message}");
+        }
+        other => panic!("a broken script must be refused: {other:?}"),
+    }
+    // A draft that does not compile yet may be kept, disabled.
+    let draft = store.create_rule(&db.admin, &RuleInput { enabled: false, ..broken.clone() }).await.expect("draft");
+    assert!(!draft.enabled);
+    let enable = RuleInput { enabled: true, version: Some(draft.version), ..broken };
+    assert!(matches!(store.update_rule(&db.admin, &draft.id, &enable).await, Err(StoreError::Invalid(_))));
+    let bad_cron = RuleInput { schedule: Some("every day".into()), ..rule("cron", "schedule", None, "print(1)") };
+    match store.create_rule(&db.admin, &bad_cron).await {
+        Err(StoreError::Invalid(errors)) => assert!(errors.fields["schedule"].contains("cron"), "{errors}"),
+        other => panic!("a bad schedule must be refused: {other:?}"),
+    }
+    let bad_filter = RuleInput {
+        schedule: Some("0 9 * * *".into()),
+        case_filter: Some(serde_json::json!({ "status": "Lost" })),
+        ..rule("filter", "schedule", None, "print(1)")
+    };
+    assert!(matches!(store.create_rule(&db.admin, &bad_filter).await, Err(StoreError::Invalid(_))));
+    let good = store.create_rule(&db.admin, &rule("good", "case.created", None, "print(1)")).await.expect("good");
+    assert!(matches!(
+        store.create_rule(&db.admin, &rule("good", "case.created", None, "print(2)")).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let agent = db.agent("ruleless", Permissions::default_agent(), vec![]).await;
+    assert!(matches!(store.list_rules(&agent).await, Err(StoreError::Forbidden(_))));
+    assert_eq!(store.list_rules(&db.admin).await.expect("list").len(), 2);
+    store.delete_rule(&db.admin, &good.id).await.expect("delete");
+}
+
+async fn rules_change_cases_in_the_triggering_transaction(db: TestDb) {
+    let store = &db.store;
+    let keywords = r#"if ticket.name.to_lower().contains("outage") { set("priority", "Urgent") }"#;
+    store.create_rule(&db.admin, &rule("keywords", "case.before_save", None, keywords)).await.expect("rule");
+    let escalate = r#"internal_note(`Escalated case #${ticket.number}`)"#;
+    let condition = Some(r#"ticket.priority == "Urgent""#);
+    store.create_rule(&db.admin, &rule("escalate", "case.created", condition, escalate)).await.expect("rule");
+    let spam = r#"reject("Cases named spam are not accepted")"#;
+    store
+        .create_rule(&db.admin, &rule("no spam", "case.before_save", Some(r#"ticket.name == "spam""#), spam))
+        .await
+        .expect("rule");
+
+    let case = db.case(&db.admin, NewCase { name: "Mail outage".into(), ..Default::default() }).await;
+    assert_eq!(case.priority, CasePriority::Urgent, "before_save rules change the case before it is written");
+    let stream = store.case_stream(&db.admin, &case.id, Window::new(Some(50), None)).await.expect("stream");
+    let note = stream.items.iter().find(|n| n.note_type == NoteType::Post).expect("the rule's note");
+    assert_eq!(note.post.as_deref(), Some(format!("Escalated case #{}", case.number).as_str()));
+    assert!(note.is_internal);
+    assert_eq!(note.author_id.as_deref(), Some("system"));
+    assert_eq!(note.data["rule"], "escalate");
+    let runs = runs_of(&db, &case.id).await;
+    let applied: BTreeSet<&str> =
+        runs.iter().filter(|r| r.outcome == Outcome::Applied).map(|r| r.rule_name.as_str()).collect();
+    assert_eq!(applied, BTreeSet::from(["keywords", "escalate"]), "{runs:?}");
+
+    let before = store.list_cases(&db.admin, &CaseFilter::default()).await.expect("list").total;
+    let draft = NewCase { name: "spam".into(), ..Default::default() }.validate().expect("valid");
+    match store.create_case(&db.admin, draft).await {
+        Err(StoreError::Rejected { rule, message }) => {
+            assert_eq!(rule, "no spam");
+            assert_eq!(message, "Cases named spam are not accepted");
+        }
+        other => panic!("the rule should reject: {other:?}"),
+    }
+    assert_eq!(store.list_cases(&db.admin, &CaseFilter::default()).await.expect("list").total, before);
+    let rejected = store
+        .rule_runs(&db.admin, &RunFilter { outcome: Some(Outcome::Rejected), ..Default::default() })
+        .await
+        .expect("runs");
+    assert_eq!(rejected.total, 1, "the rejection is logged although nothing was saved");
+
+    // Updates run the rules too, with the changed fields.
+    let track = r#"internal_note(`status ${changes.status.before} -> ${changes.status.after}`)"#;
+    store
+        .create_rule(&db.admin, &rule("track", "case.updated", Some("\"status\" in changes"), track))
+        .await
+        .expect("rule");
+    let patch = CasePatch { status: Some(CaseStatus::Pending), ..Default::default() };
+    store.update_case(&db.admin, &case.id, &patch).await.expect("update");
+    let stream = store.case_stream(&db.admin, &case.id, Window::new(Some(50), None)).await.expect("stream");
+    let runs = runs_of(&db, &case.id).await;
+    assert!(stream.items.iter().any(|n| n.post.as_deref() == Some("status New -> Pending")), "{runs:?}");
+}
+
+async fn failing_rules_are_recorded_and_skipped(db: TestDb) {
+    let store = &db.store;
+    store.create_rule(&db.admin, &rule("divide", "case.created", None, "let x = 1 / 0;")).await.expect("rule");
+    let nobody = r#"set("priority", "Low"); assign("0123456789abcdef0123456789abcdef")"#;
+    store.create_rule(&db.admin, &rule("ghost", "case.created", None, nobody)).await.expect("rule");
+    store.create_rule(&db.admin, &rule("loop", "case.created", None, "loop {}")).await.expect("rule");
+    store
+        .create_rule(&db.admin, &rule("fine", "case.created", None, r#"set("priority", "High")"#))
+        .await
+        .expect("rule");
+    let case = db.case(&db.admin, NewCase { name: "Still saved".into(), ..Default::default() }).await;
+    assert_eq!(case.priority, CasePriority::High, "the working rule applied; the failing one rolled back");
+    assert_eq!(case.assigned_user_id, None);
+    let runs = runs_of(&db, &case.id).await;
+    let outcome = |name: &str| runs.iter().find(|r| r.rule_name == name).map(|r| (r.outcome, r.error.clone()));
+    let (divide, error) = outcome("divide").expect("logged");
+    assert_eq!(divide, Outcome::Failed);
+    assert!(error.expect("error").to_lowercase().contains("division by zero"));
+    let (ghost, error) = outcome("ghost").expect("logged");
+    assert_eq!(ghost, Outcome::Failed);
+    assert!(error.expect("error").contains("assigned_user_id"), "the apply error names the field");
+    let (looped, error) = outcome("loop").expect("logged");
+    assert_eq!(looped, Outcome::Failed);
+    assert!(error.expect("error").contains("operations"));
+    assert_eq!(outcome("fine").expect("logged").0, Outcome::Applied);
+}
+
+async fn rule_loops_stop_at_the_depth_limit(db: TestDb) {
+    let store = &db.store;
+    let again = r#"set("description", `${ticket.description}+`)"#;
+    store.create_rule(&db.admin, &rule("again", "case.updated", None, again)).await.expect("rule");
+    let case = db.case(&db.admin, NewCase { name: "Loop".into(), ..Default::default() }).await;
+    let patch = CasePatch { description: Some(Some("x".into())), ..Default::default() };
+    let updated = store.update_case(&db.admin, &case.id, &patch).await.expect("the update is saved");
+    let runs = runs_of(&db, &case.id).await;
+    let stopped = runs.iter().find(|r| r.outcome == Outcome::DepthLimit).expect("the loop is stopped and logged");
+    assert!(stopped.error.as_deref().unwrap_or_default().contains("levels deep"));
+    let applied = runs.iter().filter(|r| r.outcome == Outcome::Applied).count();
+    assert_eq!(applied, 6, "depths 0 to 5 run: {runs:?}");
+    assert_eq!(updated.description.as_deref(), Some("x++++++"));
+}
+
+async fn round_robin_assigns_evenly_under_concurrency(db: TestDb) {
+    let mut members = Vec::new();
+    for name in ["rr1", "rr2", "rr3", "rr4"] {
+        let agent = db.agent(name, Permissions::default_agent(), vec![]).await;
+        members.push(TeamMember { user_id: agent.user_id, position: None });
+    }
+    let team = db.store.create_team(&db.admin, &NewTeam { name: "Support".into(), members: members.clone() }).await;
+    team.expect("team");
+    let script = r#"assign_by("round-robin", "Support")"#;
+    db.store.create_rule(&db.admin, &rule("spread", "case.created", None, script)).await.expect("rule");
+    let workers = 16;
+    let per_worker = 1000 / workers;
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let store = db.store.clone();
+            let admin = db.admin.clone();
+            tokio::spawn(async move {
+                for i in 0..per_worker {
+                    let draft =
+                        NewCase { name: format!("rr {w}-{i}"), ..Default::default() }.validate().expect("valid");
+                    store.create_case(&admin, draft).await.expect("create");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let total = workers * per_worker;
+    for member in &members {
+        let filter = CaseFilter { assigned_user_id: Some(member.user_id.clone()), ..Default::default() };
+        let assigned = db.store.list_cases(&db.admin, &filter).await.expect("list").total;
+        assert_eq!(assigned, (total / 4) as i64, "round-robin gives each agent a quarter");
+    }
+    // In number order the assignees cycle through the team.
+    let filter = CaseFilter {
+        sort: Sort { field: CaseSortField::Number, descending: false },
+        window: Window::new(Some(8), None),
+        ..Default::default()
+    };
+    let first = db.store.list_cases(&db.admin, &filter).await.expect("list").items;
+    let order: Vec<_> = first.iter().map(|c| c.assigned_user_id.clone().expect("assigned")).collect();
+    assert_eq!(order[..4], order[4..8]);
+    let stream = db.store.case_stream(&db.admin, &first[1].id, Window::new(Some(10), None)).await.expect("stream");
+    let assign = stream.items.iter().find(|n| n.note_type == NoteType::Assign).expect("an Assign note");
+    let reason = assign.data["assignment"]["reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("round-robin: next after rr"), "{reason}");
+    assert_eq!(assign.data["rule"], "spread");
+}
+
+async fn scheduled_rules_run_once_per_tick(db: TestDb) {
+    let store = &db.store;
+    let close = RuleInput {
+        schedule: Some("* * * * * *".into()),
+        case_filter: Some(serde_json::json!({ "status": "Pending" })),
+        ..rule("close pending", "schedule", None, r#"set("status", "Closed"); post_note("Closed for you.")"#)
+    };
+    let close = store.create_rule(&db.admin, &close).await.expect("rule");
+    let monthly = RuleInput {
+        schedule: Some("* * * * * *".into()),
+        ..rule("monthly", "schedule", None, r#"create_case(#{ name: "Maintenance check", priority: "Low" })"#)
+    };
+    let monthly = store.create_rule(&db.admin, &monthly).await.expect("rule");
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        let new = NewCase { name: format!("waiting {i}"), status: Some(CaseStatus::Pending), ..Default::default() };
+        pending.push(db.case(&db.admin, new).await);
+    }
+    let other = db.case(&db.admin, NewCase { name: "new".into(), ..Default::default() }).await;
+    let mut enqueued = 0;
+    for _ in 0..30 {
+        enqueued += store.schedule_due_rules().await.expect("schedule");
+        if enqueued >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(enqueued, 2, "one tick of each rule");
+    let mut ran = BTreeSet::new();
+    while let Some(job) = store.claim_job("test", std::time::Duration::from_secs(60)).await.expect("claim") {
+        if job.kind != docket_store::RULE_SCHEDULE_JOB {
+            store.finish_job(&job, "test", &docket_store::JobOutcome::Done).await.expect("finish");
+            continue;
+        }
+        let rule_id = job.payload["rule_id"].as_str().expect("rule id").to_string();
+        let result = store.run_scheduled_rule(&rule_id).await.expect("run");
+        if rule_id == close.id {
+            assert_eq!(result.cases, 3);
+        }
+        ran.insert(rule_id);
+        store.finish_job(&job, "test", &docket_store::JobOutcome::Done).await.expect("finish");
+    }
+    assert_eq!(ran, BTreeSet::from([close.id.clone(), monthly.id.clone()]));
+    for case in &pending {
+        assert_eq!(store.get_case(&db.admin, &case.id).await.expect("case").status, CaseStatus::Closed);
+    }
+    assert_eq!(store.get_case(&db.admin, &other.id).await.expect("case").status, CaseStatus::New);
+    let made = CaseFilter { q: Some("Maintenance check".into()), ..Default::default() };
+    let made = store.list_cases(&db.admin, &made).await.expect("list").items;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].created_by_id.as_deref(), Some("system"));
+    let stream = store.case_stream(&db.admin, &made[0].id, Window::new(Some(10), None)).await.expect("stream");
+    let create = stream.items.iter().find(|n| n.note_type == NoteType::Create).expect("Create note");
+    assert_eq!(create.data["rule"], "monthly");
+}
+
+async fn manual_rules_and_dry_runs(db: TestDb) {
+    let store = &db.store;
+    let close = rule("close it", "manual", Some(r#"ticket.status != "Closed""#), r#"set("status", "Closed")"#);
+    let close = store.create_rule(&db.admin, &close).await.expect("rule");
+    let case = db.case(&db.admin, NewCase { name: "Manual".into(), ..Default::default() }).await;
+    let shown = store.manual_rules(&db.admin, &case.id).await.expect("manual rules");
+    assert_eq!(shown.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["close it"]);
+
+    let dry = store.test_rule(&db.admin, &close, Some(case.number)).await.expect("dry run");
+    assert_eq!(dry.outcome, Outcome::DryRun);
+    assert_eq!(dry.condition_held, Some(true));
+    assert_eq!(dry.actions, vec![RuleAction::Set { field: "status".into(), value: "Closed".into() }]);
+    assert_eq!(store.get_case(&db.admin, &case.id).await.expect("case").status, CaseStatus::New, "nothing changed");
+    assert!(runs_of(&db, &case.id).await.is_empty(), "dry runs are not logged");
+
+    let run = store.run_manual_rule(&db.admin, &case.id, &close.id).await.expect("run");
+    assert_eq!(run.outcome, Outcome::Applied);
+    assert_eq!(store.get_case(&db.admin, &case.id).await.expect("case").status, CaseStatus::Closed);
+    assert!(store.manual_rules(&db.admin, &case.id).await.expect("manual rules").is_empty());
+    assert!(matches!(store.run_manual_rule(&db.admin, &case.id, &close.id).await, Err(StoreError::Invalid(_))));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -657,4 +938,11 @@ conformance!(
     deactivated_users_lose_sessions_and_keys,
     usernames_and_team_names_are_unique,
     jobs_are_leased_once_and_retried,
+    rules_are_checked_when_saved,
+    rules_change_cases_in_the_triggering_transaction,
+    failing_rules_are_recorded_and_skipped,
+    rule_loops_stop_at_the_depth_limit,
+    round_robin_assigns_evenly_under_concurrency,
+    scheduled_rules_run_once_per_tick,
+    manual_rules_and_dry_runs,
 );

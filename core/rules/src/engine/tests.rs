@@ -271,3 +271,29 @@ fn compiled_rules_are_cached_per_version() {
     edited.version = 2;
     assert_eq!(engine.evaluate(&edited, &event, Box::new(NoReader)).0.log, vec!["2"]);
 }
+
+#[test]
+fn variables_are_not_folded_into_the_compiled_script() {
+    let engine = Engine::new(Limits::default());
+    let case = case();
+    let calendar = BusinessCalendar::default();
+    let changes = vec![FieldChange { field: "status", old: "New".into(), new: "Pending".into() }];
+    let event = Event {
+        hook: Hook::Updated,
+        ticket: Some(&case),
+        changes: &changes,
+        note: None,
+        actor: None,
+        depth: 0,
+        now: Utc::now(),
+        calendar: &calendar,
+    };
+    let rule = rule(
+        Hook::Updated,
+        Some(r#""status" in changes"#),
+        r#"print(`${changes.status.before} -> ${changes.status.after}`)"#,
+    );
+    let evaluation = engine.evaluate(&rule, &event, Box::new(NoReader)).0;
+    assert_eq!(evaluation.error, None);
+    assert_eq!(evaluation.log, vec!["New -> Pending"]);
+}

@@ -201,8 +201,16 @@ async fn create(State(state): State<AppState>, session: UiSession, body: Bytes) 
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
             Err(StoreError::Rejected { rule, message }) => {
                 let message = rejection(&rule, &message);
-                return form_page(&state, &session, None, values, errors, Some(message), StatusCode::UNPROCESSABLE_ENTITY)
-                    .await;
+                return form_page(
+                    &state,
+                    &session,
+                    None,
+                    values,
+                    errors,
+                    Some(message),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
             }
             Err(other) => return Err(other.into()),
         }
@@ -265,8 +273,16 @@ async fn update(
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
             Err(StoreError::Rejected { rule, message }) => {
                 let message = rejection(&rule, &message);
-                return form_page(&state, &session, Some(&case), values, errors, Some(message), StatusCode::UNPROCESSABLE_ENTITY)
-                    .await;
+                return form_page(
+                    &state,
+                    &session,
+                    Some(&case),
+                    values,
+                    errors,
+                    Some(message),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
             }
             Err(StoreError::VersionConflict { current }) => {
                 let message = format!(
