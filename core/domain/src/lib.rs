@@ -16,6 +16,7 @@ pub mod note;
 pub mod patch;
 pub mod preferences;
 pub mod rule;
+pub mod rule_file;
 pub mod team;
 pub mod user;
 pub mod validation;

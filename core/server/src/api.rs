@@ -8,6 +8,7 @@ mod cases;
 mod contacts;
 pub mod email_settings;
 mod roles;
+pub mod rules;
 mod session;
 mod stream;
 mod teams;
@@ -36,6 +37,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(api_keys::router())
         .merge(stream::router())
         .merge(email_settings::router())
+        .merge(rules::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use docket_store::{EMAIL_NOTIFICATION_JOB, Job, JobOutcome};
+use docket_store::{EMAIL_NOTIFICATION_JOB, Job, JobOutcome, RULE_EMAIL_JOB, RULE_HTTP_JOB, RULE_SCHEDULE_JOB};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -44,6 +44,8 @@ pub fn start(state: AppState) -> Workers {
         let worker = format!("{node}-{index}");
         tasks.spawn(async move { work(state, worker, stopped).await });
     }
+    let scheduler_state = state.clone();
+    tasks.spawn(async move { crate::rule_jobs::scheduler(scheduler_state, stopped).await });
     Workers { stop, tasks }
 }
 
@@ -98,6 +100,9 @@ async fn run_and_record(state: &AppState, worker: &str, job: &Job, budget: Durat
 async fn run(state: &AppState, job: &Job) -> JobOutcome {
     match job.kind.as_str() {
         EMAIL_NOTIFICATION_JOB => crate::mail::send_notification(state, job).await,
+        RULE_SCHEDULE_JOB => crate::rule_jobs::run_schedule(state, job).await,
+        RULE_EMAIL_JOB => crate::rule_jobs::send_email(state, job).await,
+        RULE_HTTP_JOB => crate::rule_jobs::send_http(state, job).await,
         other => JobOutcome::Permanent(format!("unknown job kind `{other}`")),
     }
 }

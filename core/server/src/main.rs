@@ -2,6 +2,7 @@
 
 mod api;
 mod app;
+mod cli_rules;
 mod config;
 mod demo;
 mod error;
@@ -10,6 +11,7 @@ mod jobs;
 mod limiter;
 mod mail;
 mod metrics;
+mod rule_jobs;
 mod secrets;
 mod ui;
 
@@ -64,6 +66,30 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Import, export and test workflow rules (rhai files; see docs/rules.md).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Import rule files (or folders of them, e.g. examples/rules): a rule
+    /// with the same name is replaced. All files are checked first.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write every rule to a folder, one .rhai file each.
+    Export { dir: PathBuf },
+    /// Dry run: what a rule file would do to a case, changing nothing.
+    Test {
+        file: PathBuf,
+        /// The case number to test against.
+        #[arg(long)]
+        case: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +143,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User { command: UserCommand::Create { username, user_type, name, email, password, roles } } => {
             create_user(&config, username, &user_type, name, email, password, roles).await
+        }
+        Command::Rules { command } => {
+            let store = open_store(&config).await?;
+            let result = match command {
+                RulesCommand::Import { paths } => cli_rules::import(&store, &paths).await,
+                RulesCommand::Export { dir } => cli_rules::export(&store, &dir).await,
+                RulesCommand::Test { file, case } => cli_rules::test(&store, &file, case).await,
+            };
+            store.close().await;
+            result
         }
         Command::Apikey { command: ApikeyCommand::Create { user, name } } => {
             let store = open_store(&config).await?;

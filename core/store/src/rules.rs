@@ -385,6 +385,20 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn schedule_due_rules(&self) -> Result<usize> {
         let at = now();
+        // Every node asks every few seconds; most of the time nothing is
+        // due, and a read does not take SQLite's write lock.
+        let mut read = self.pools.read_autocommit().await?;
+        let due = read
+            .query("SELECT COUNT(*) AS due FROM rules WHERE hook = 'schedule' AND is_enabled = $1 AND next_run_at <= $2")
+            .bind(true)
+            .bind(at)
+            .fetch_one()
+            .await?
+            .get::<i64>("due")?;
+        drop(read);
+        if due == 0 {
+            return Ok(0);
+        }
         let mut tx = self.pools.write().await?;
         let sql = format!(
             "SELECT {RULE_COLUMNS} FROM rules WHERE hook = 'schedule' AND is_enabled = $1 AND next_run_at <= $2"
