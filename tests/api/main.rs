@@ -11,4 +11,5 @@ mod cases;
 mod email;
 mod operations;
 mod records;
+mod rules;
 mod stream;

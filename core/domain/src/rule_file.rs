@@ -40,7 +40,9 @@ pub fn parse(text: &str) -> Result<RuleInput, String> {
             "condition" => input.condition = Some(value.to_string()),
             "description" => input.description = Some(value.to_string()),
             "schedule" => input.schedule = Some(value.to_string()),
-            "position" => input.position = value.parse().map_err(|_| at(format!("position `{value}` is not a number")))?,
+            "position" => {
+                input.position = value.parse().map_err(|_| at(format!("position `{value}` is not a number")))?
+            }
             "run_cap" => {
                 input.run_cap = Some(value.parse().map_err(|_| at(format!("run_cap `{value}` is not a number")))?)
             }
@@ -93,12 +95,8 @@ pub fn render(rule: &Rule) -> String {
 
 /// A file name for a rule: its name in lowercase words joined by dashes.
 pub fn file_name(rule: &Rule) -> String {
-    let words: Vec<String> = rule
-        .name
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let words: Vec<String> =
+        rule.name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
     format!("{}.rhai", if words.is_empty() { "rule".to_string() } else { words.join("-") })
 }
 

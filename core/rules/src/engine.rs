@@ -304,6 +304,10 @@ fn event_map(rule: &Rule, event: &Event) -> Dynamic {
     map.insert("hook".into(), Dynamic::from(event.hook.as_str().to_string()));
     map.insert("rule".into(), Dynamic::from(rule.name.clone()));
     map.insert("depth".into(), Dynamic::from(event.depth as i64));
+    // In `case.before_save`, whether the case is being created (it has no
+    // number yet) rather than updated.
+    let creating = event.hook == Hook::BeforeSave && event.ticket.is_some_and(|t| t.number == 0);
+    map.insert("creating".into(), Dynamic::from(creating));
     map.insert("note".into(), event.note.map(note_map).unwrap_or(Dynamic::UNIT));
     Dynamic::from_map(map)
 }

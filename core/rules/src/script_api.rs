@@ -47,6 +47,8 @@ pub trait Reader: Send {
     fn team_users(&mut self, team: &str, position: Option<&str>) -> Result<Vec<UserInfo>, String>;
     /// When staff (`true`) or a customer (`false`) last posted on a case.
     fn last_reply_at(&mut self, case_id: &str, by_staff: bool) -> Result<Option<DateTime<Utc>>, String>;
+    /// When a rule last applied its actions to a case (from the run log).
+    fn last_applied_at(&mut self, case_id: &str, rule: &str) -> Result<Option<DateTime<Utc>>, String>;
 }
 
 /// A reader for runs that may not read (it refuses every call).
@@ -64,6 +66,9 @@ impl Reader for NoReader {
     }
     fn last_reply_at(&mut self, _: &str, _: bool) -> Result<Option<DateTime<Utc>>, String> {
         Err("reading the stream is not available here".into())
+    }
+    fn last_applied_at(&mut self, _: &str, _: &str) -> Result<Option<DateTime<Utc>>, String> {
+        Err("reading the run log is not available here".into())
     }
 }
 
@@ -356,6 +361,11 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     });
     engine.register_fn("last_customer_reply_at", |case_id: &str| -> Fallible<Dynamic> {
         let at = read(|r| r.last_reply_at(case_id, false))?;
+        Ok(at.map(|at| Dynamic::from(seconds(at))).unwrap_or(Dynamic::UNIT))
+    });
+
+    engine.register_fn("last_applied_at", |case_id: &str, rule: &str| -> Fallible<Dynamic> {
+        let at = read(|r| r.last_applied_at(case_id, rule))?;
         Ok(at.map(|at| Dynamic::from(seconds(at))).unwrap_or(Dynamic::UNIT))
     });
 

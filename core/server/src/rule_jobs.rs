@@ -87,7 +87,9 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
     let template = EmailTemplate { subject: payload.subject.clone(), body: payload.body.clone() };
     let (mut subject, body) = match template.render(&context) {
         Ok(rendered) => rendered,
-        Err(error) => return JobOutcome::Permanent(format!("rule {}: the email template failed: {error}", payload.rule)),
+        Err(error) => {
+            return JobOutcome::Permanent(format!("rule {}: the email template failed: {error}", payload.rule));
+        }
     };
     let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
     if let Some(case) = &case {
@@ -179,7 +181,8 @@ pub async fn send_http(state: &AppState, job: &Job) -> JobOutcome {
         Ok(found) => found.collect(),
         Err(error) => return JobOutcome::Retry(format!("cannot resolve {host}: {error}")),
     };
-    let allow_private = matches!(state.store.setting(HTTP_ALLOW_PRIVATE_SETTING).await, Ok(Some(serde_json::Value::Bool(true))));
+    let allow_private =
+        matches!(state.store.setting(HTTP_ALLOW_PRIVATE_SETTING).await, Ok(Some(serde_json::Value::Bool(true))));
     let Some(address) = addresses.iter().find(|a| allow_private || !is_private(a.ip())).copied() else {
         return JobOutcome::Permanent(format!(
             "rule {}: {host} resolves only to private or loopback addresses, which rules may not reach \
@@ -217,7 +220,9 @@ pub async fn send_http(state: &AppState, job: &Job) -> JobOutcome {
         Ok(response) if response.status().is_server_error() || response.status().as_u16() == 429 => {
             JobOutcome::Retry(format!("{} answered {}", host, response.status()))
         }
-        Ok(response) => JobOutcome::Permanent(format!("rule {}: {} answered {}", payload.rule, host, response.status())),
+        Ok(response) => {
+            JobOutcome::Permanent(format!("rule {}: {} answered {}", payload.rule, host, response.status()))
+        }
         Err(error) => JobOutcome::Retry(format!("rule {}: {}", payload.rule, crate::error::error_chain(&error))),
     }
 }
@@ -228,7 +233,19 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_private() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.5",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_private(ip.parse().expect("ip")), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {

@@ -63,6 +63,10 @@ pub(crate) struct Trigger<'a> {
 /// emails...): applied right after the write, at the same depth.
 pub(crate) type Deferred = Vec<(Rule, Vec<RuleAction>, usize)>;
 
+/// What `evaluate_with` does with each rule: evaluate it, or only its
+/// condition. It gets the reader and hands it back.
+type PerRule<T> = fn(&docket_rules::Engine, &Rule, &Event, Box<dyn Reader>) -> (T, Box<dyn Reader>);
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Store {
@@ -106,7 +110,7 @@ impl Store {
         tx: &mut Tx,
         rules: Vec<Rule>,
         trigger: &Trigger<'_>,
-        f: fn(&docket_rules::Engine, &Rule, &Event, Box<dyn Reader>) -> (T, Box<dyn Reader>),
+        f: PerRule<T>,
     ) -> Result<Vec<(Rule, T)>> {
         let calendar = business_calendar(tx).await?;
         let engine = self.rules.clone();
@@ -621,11 +625,9 @@ fn field_patch(case: &Case, actions: &[RuleAction]) -> Result<CasePatch> {
                 merge(&mut patch, single);
             }
             RuleAction::Assign { user_id } => patch.assigned_user_id = Some(user_id.clone()),
-            RuleAction::LinkContact { contact_id } => {
-                if !contact_ids.contains(contact_id) {
-                    contact_ids.push(contact_id.clone());
-                    contacts_changed = true;
-                }
+            RuleAction::LinkContact { contact_id } if !contact_ids.contains(contact_id) => {
+                contact_ids.push(contact_id.clone());
+                contacts_changed = true;
             }
             RuleAction::UnlinkContact { contact_id } => {
                 contacts_changed |= contact_ids.contains(contact_id);
@@ -689,6 +691,7 @@ enum ReadRequest {
     Count(CaseQuery, oneshot::Sender<Result<i64, String>>),
     TeamUsers(String, Option<String>, oneshot::Sender<Result<Vec<UserInfo>, String>>),
     LastReply(String, bool, oneshot::Sender<Result<Option<DateTime<Utc>>, String>>),
+    LastApplied(String, String, oneshot::Sender<Result<Option<DateTime<Utc>>, String>>),
 }
 
 impl ReadRequest {
@@ -706,6 +709,9 @@ impl ReadRequest {
             }
             ReadRequest::LastReply(case_id, by_staff, reply) => {
                 let _ = reply.send(last_reply_at(tx, &case_id, by_staff).await.map_err(|e| e.to_string()));
+            }
+            ReadRequest::LastApplied(case_id, rule, reply) => {
+                let _ = reply.send(last_applied_at(tx, &case_id, &rule).await.map_err(|e| e.to_string()));
             }
         }
     }
@@ -737,6 +743,9 @@ impl Reader for ChannelReader {
     }
     fn last_reply_at(&mut self, case_id: &str, by_staff: bool) -> Result<Option<DateTime<Utc>>, String> {
         self.ask(|reply| ReadRequest::LastReply(case_id.to_string(), by_staff, reply))?
+    }
+    fn last_applied_at(&mut self, case_id: &str, rule: &str) -> Result<Option<DateTime<Utc>>, String> {
+        self.ask(|reply| ReadRequest::LastApplied(case_id.to_string(), rule.to_string(), reply))?
     }
 }
 
@@ -817,4 +826,18 @@ async fn last_reply_at(tx: &mut Tx, case_id: &str, by_staff: bool) -> Result<Opt
     );
     let row = tx.query(&sql).bind(case_id).bind(false).fetch_optional().await?;
     row.map(|row| row.get("created_at")).transpose()
+}
+
+/// When a rule last applied its actions to a case.
+async fn last_applied_at(tx: &mut Tx, case_id: &str, rule: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = tx
+        .query(
+            "SELECT started_at FROM rule_runs WHERE case_id = $1 AND rule_name = $2 AND outcome = 'applied' \
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(case_id)
+        .bind(rule)
+        .fetch_optional()
+        .await?;
+    row.map(|row| row.get("started_at")).transpose()
 }

@@ -389,7 +389,9 @@ impl Store {
         // due, and a read does not take SQLite's write lock.
         let mut read = self.pools.read_autocommit().await?;
         let due = read
-            .query("SELECT COUNT(*) AS due FROM rules WHERE hook = 'schedule' AND is_enabled = $1 AND next_run_at <= $2")
+            .query(
+                "SELECT COUNT(*) AS due FROM rules WHERE hook = 'schedule' AND is_enabled = $1 AND next_run_at <= $2",
+            )
             .bind(true)
             .bind(at)
             .fetch_one()

@@ -225,6 +225,9 @@ impl Reader for FakeReader {
     fn last_reply_at(&mut self, _: &str, _: bool) -> Result<Option<DateTime<Utc>>, String> {
         Ok(None)
     }
+    fn last_applied_at(&mut self, _: &str, _: &str) -> Result<Option<DateTime<Utc>>, String> {
+        Ok(None)
+    }
 }
 
 #[test]

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/rules/test", post(test_unsaved))
         .route("/rules/{id}", get(show).put(update).delete(remove))
         .route("/rules/{id}/test", post(test_saved))
+        .route("/rules/{id}/run", post(run_now))
         .route("/rule-runs", get(runs))
         .route("/cases/{id}/manual-rules", get(manual_rules))
         .route("/cases/{id}/manual-rules/{rule_id}", post(run_manual))
@@ -108,6 +109,23 @@ async fn import(
         imported.push(Imported { name: rule.name, id: rule.id, created });
     }
     Ok(Json(imported))
+}
+
+/// Runs a scheduled rule now, as one tick would (admins): for trying a
+/// rule out, or catching up after downtime.
+async fn run_now(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<docket_store::ScheduledRun>> {
+    let rule = state.store.get_rule(&auth.actor, &id).await?;
+    if rule.hook != Hook::Schedule {
+        return Err(ApiError::field("hook", "only scheduled rules run on demand; test other rules instead"));
+    }
+    if !rule.enabled {
+        return Err(ApiError::field("enabled", "the rule is disabled"));
+    }
+    Ok(Json(state.store.run_scheduled_rule(&rule.id).await?))
 }
 
 #[derive(Deserialize)]
@@ -208,9 +226,7 @@ async fn manual_rules(
     // Reading the case first gives a 404 for cases the caller cannot see.
     state.store.get_case(&auth.actor, &id).await?;
     let rules = state.store.manual_rules(&auth.actor, &id).await?;
-    Ok(Json(
-        rules.into_iter().map(|r| ManualRule { id: r.id, name: r.name, description: r.description }).collect(),
-    ))
+    Ok(Json(rules.into_iter().map(|r| ManualRule { id: r.id, name: r.name, description: r.description }).collect()))
 }
 
 async fn run_manual(
