@@ -573,3 +573,59 @@ async fn live_stream_updates_across_nodes() {
     assert!(exited, "node A exits cleanly");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn admin_writes_tests_and_uses_rules() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    let case = server.case(&key, json!({"name": "Printer on fire", "priority": "Normal"})).await;
+    let number = case["number"].as_i64().expect("number");
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // A manual rule with a mistake: the error names the line, nothing is saved.
+    browser.goto(&server.url("/admin/rules/new")).await;
+    browser.find("#name").await.type_text("Escalate").await;
+    browser.find("#hook option[value='manual']").await.click().await;
+    browser.find("#condition").await.type_text("ticket.priority != \"Urgent\"").await;
+    browser
+        .find("#script")
+        .await
+        .type_text("set(\"priority\", \"Urgent\");\ninternal_note(\"Escalated by \" + actor.username;")
+        .await;
+    click_and_wait(&browser, "button[value=save]").await;
+    wait_for(&browser, "#script-error").await;
+    assert!(browser.text("#script-error").await.contains("line 2"), "{}", browser.text("#script-error").await);
+    let (_, rules) = server.get("/api/v1/rules", &key).await;
+    assert!(rules.as_array().expect("rules").is_empty());
+
+    // Fixed, then tried against the case before saving: the dry run shows the actions.
+    let script = browser.find("#script").await;
+    script.clear().await;
+    script.type_text("set(\"priority\", \"Urgent\");\ninternal_note(\"Escalated by \" + actor.username);").await;
+    browser.find("#case_number").await.type_text(&number.to_string()).await;
+    click_and_wait(&browser, "button[value=test]").await;
+    wait_for(&browser, ".dry-run-result").await;
+    let result = browser.text(".dry-run-result").await;
+    assert!(result.contains("held"), "{result}");
+    assert!(result.contains("\"priority\""), "{result}");
+    browser.script("document.querySelector('.dry-run-result').scrollIntoView(); return true;").await;
+    screenshot(&browser, "admin-rule-dry-run").await;
+    let (_, unchanged) = server.get(&format!("/api/v1/cases/{}", case["id"].as_str().expect("id")), &key).await;
+    assert_eq!(unchanged["priority"], "Normal", "a dry run changes nothing");
+    click_and_wait(&browser, "button[value=save]").await;
+    wait_for(&browser, ".alert.success").await;
+    assert!(browser.text("table").await.contains("Escalate"));
+    screenshot(&browser, "admin-rules").await;
+
+    // The button shows on the case while the condition holds, and runs the rule.
+    browser.goto(&server.url(&format!("/cases/{number}"))).await;
+    wait_for(&browser, ".rule-button").await;
+    click_and_wait(&browser, ".rule-button").await;
+    wait_for(&browser, "#notice").await;
+    assert!(browser.text("#notice").await.contains("done"), "{}", browser.text("#notice").await);
+    assert!(browser.text(".stream").await.contains("Escalated by admin"));
+    assert!(browser.text("#rule-runs + .table-wrap").await.contains("applied"));
+    assert!(!browser.exists(".rule-button").await, "the condition no longer holds");
+    screenshot(&browser, "case-rule-runs").await;
+}

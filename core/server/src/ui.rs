@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_email;
+mod admin_rules;
 mod auth;
 mod cases;
 mod records;
@@ -33,6 +34,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(stream::router(state))
         .merge(admin::router())
         .merge(admin_email::router())
+        .merge(admin_rules::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

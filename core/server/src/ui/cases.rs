@@ -13,7 +13,7 @@ use docket_domain::case::{Case, CasePatch, CasePriority, CaseStatus, CaseType, N
 use docket_domain::listing::{CaseFilter, CaseSortField, SimpleFilter, Window, parse_sort};
 use docket_domain::note::NoteType;
 use docket_domain::{Action, Scope};
-use docket_store::StoreError;
+use docket_store::{RunFilter, StoreError};
 use serde_json::{Value, json};
 
 use super::render::{UiError, markdown, page, page_with_status};
@@ -38,6 +38,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/cases/{number}/edit", get(edit_form).post(update))
         .route("/cases/{number}/close", post(close))
         .route("/cases/{number}/reject", post(reject))
+        .route("/cases/{number}/rules/{rule_id}", post(run_manual_rule))
 }
 
 /// The case list with the filters agents use every day. Filters live in
@@ -150,6 +151,18 @@ async fn show(
     context.insert("following", &followers.iter().any(|f| f.user_id == session.actor.user_id));
     context.insert("followers", &followers);
     context.insert("post_error", &raw.as_deref().is_some_and(|q| q.contains("post_error=1")));
+    let notice =
+        query_pairs(raw.as_deref()).ok().and_then(|p| p.into_iter().find(|(k, _)| k == "notice")).map(|(_, v)| v);
+    context.insert("notice", &notice);
+    context.insert("manual_rules", &state.store.manual_rules(&session.actor, &case.id).await?);
+    let runs = if session.actor.is_admin() {
+        let filter =
+            RunFilter { case_id: Some(case.id.clone()), window: Window::new(Some(20), None), ..Default::default() };
+        state.store.rule_runs(&session.actor, &filter).await?.items
+    } else {
+        Vec::new()
+    };
+    context.insert("rule_runs", &runs);
     // Opening the case reads its notifications (and the header says so).
     state.store.mark_case_notifications_read(&session.actor, &case.id).await?;
     context.insert("unread", &state.store.unread_notifications(&session.actor).await?);
@@ -221,7 +234,7 @@ async fn create(State(state): State<AppState>, session: UiSession, body: Bytes) 
 /// A rule's refusal as shown above the form: the rule's own words, and
 /// which rule, so the user knows whom to ask.
 fn rejection(rule: &str, message: &str) -> String {
-    format!("Not saved: {message} (rule “{rule}”). Your changes are still in the form.")
+    format!("Not saved: {message} (rule “{rule}”).")
 }
 
 async fn edit_form(
@@ -371,9 +384,42 @@ async fn finish(
         // The version read above: if someone closed or changed the case in
         // between, this fails instead of overwriting their outcome.
         let patch = CasePatch { status: Some(status), version: Some(case.version), ..Default::default() };
-        state.store.update_case(&session.actor, &case.id, &patch).await?;
+        match state.store.update_case(&session.actor, &case.id, &patch).await {
+            Ok(_) => {}
+            Err(StoreError::Rejected { rule, message }) => {
+                return Ok(back_with_notice(&case, &rejection(&rule, &message)));
+            }
+            Err(other) => return Err(other.into()),
+        }
     }
     Ok(Redirect::to(&format!("/cases/{}", case.number)).into_response())
+}
+
+/// Back to the case page with a message above it.
+fn back_with_notice(case: &Case, notice: &str) -> Response {
+    Redirect::to(&format!("/cases/{}?notice={}", case.number, super::session::url_encode(notice))).into_response()
+}
+
+/// A manual rule's button on the case page.
+async fn run_manual_rule(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((number, rule_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    let form = FormData::parse(&body)?;
+    session.check_csrf(&form)?;
+    let case = load(&state, &session, &number).await?;
+    let notice = match state.store.run_manual_rule(&session.actor, &case.id, &rule_id).await {
+        Ok(run) if run.error.is_some() => {
+            format!("“{}” failed: {}", run.rule_name, run.error.unwrap_or_default())
+        }
+        Ok(run) => format!("“{}” done.", run.rule_name),
+        Err(StoreError::Invalid(errors)) => format!("Not run: {}", errors.summary()),
+        Err(StoreError::Rejected { rule, message }) => rejection(&rule, &message),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(back_with_notice(&case, &notice))
 }
 
 async fn load(state: &AppState, session: &UiSession, number: &str) -> Result<Case, UiError> {
@@ -532,11 +578,21 @@ fn case_row(case: &Case, names: &Names) -> Value {
 }
 
 pub(super) fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value {
-    let author = Names::name(&names.users, note.author_id.as_deref()).unwrap_or_else(|| "Docket".into());
+    // What a rule did is shown as the rule's doing.
+    let author = match note.data["rule"].as_str() {
+        Some(rule) => format!("Rule “{rule}”"),
+        None => Names::name(&names.users, note.author_id.as_deref()).unwrap_or_else(|| "Docket".into()),
+    };
     let text = match note.note_type {
         NoteType::Create => "created this case".to_string(),
         NoteType::Assign => match note.data["assigned_user_id"].as_str() {
-            Some(id) => format!("assigned it to {}", Names::name(&names.users, Some(id)).unwrap_or_default()),
+            Some(id) => {
+                let to = Names::name(&names.users, Some(id)).unwrap_or_default();
+                match note.data["assignment"]["reason"].as_str() {
+                    Some(reason) => format!("assigned it to {to} ({reason})"),
+                    None => format!("assigned it to {to}"),
+                }
+            }
             None => "removed the assignee".to_string(),
         },
         NoteType::Update => {

@@ -43,6 +43,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("admin/email.html", include_str!("../../../../ui/templates/admin/email.html")),
     ("admin/jobs.html", include_str!("../../../../ui/templates/admin/jobs.html")),
     ("admin/user_form.html", include_str!("../../../../ui/templates/admin/user_form.html")),
+    ("admin/rules.html", include_str!("../../../../ui/templates/admin/rules.html")),
+    ("admin/rule_form.html", include_str!("../../../../ui/templates/admin/rule_form.html")),
+    ("admin/rule_runs.html", include_str!("../../../../ui/templates/admin/rule_runs.html")),
+    ("admin/rule_runs_table.html", include_str!("../../../../ui/templates/admin/rule_runs_table.html")),
 ];
 
 pub struct Templates {
@@ -159,6 +163,10 @@ impl From<docket_store::StoreError> for UiError {
         match error {
             docket_store::StoreError::NotFound => UiError::NotFound,
             docket_store::StoreError::Forbidden(message) => UiError::Forbidden(message),
+            // Pages that can show a rule's refusal in place handle it first.
+            docket_store::StoreError::Rejected { rule, message } => {
+                UiError::Forbidden(format!("{message} (rule “{rule}”)"))
+            }
             other => {
                 tracing::error!(error = %other, "store error in the UI");
                 UiError::Internal
