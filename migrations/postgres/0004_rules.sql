@@ -42,3 +42,6 @@ CREATE TABLE rule_runs (
 CREATE INDEX rule_runs_case ON rule_runs (case_id, started_at);
 CREATE INDEX rule_runs_rule ON rule_runs (rule_id, started_at);
 CREATE INDEX rule_runs_started ON rule_runs (started_at);
+
+-- Least-busy assignment counts a candidate's open cases.
+CREATE INDEX cases_assigned_status ON cases (assigned_user_id, status);

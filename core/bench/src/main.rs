@@ -5,6 +5,11 @@
 //! - `posts`: posts N notes over HTTP to one case with F followers.
 //! - `jobs`: pushes N jobs through the durable queue of a fresh SQLite
 //!   store (enqueue, lease, finish), with W workers.
+//! - `dispatch`: evaluates 20 realistic rules against one case event in
+//!   the rules engine, N times, and reports the cost per event.
+//! - `rules`: creates N cases over HTTP with no rules, then installs 5
+//!   rules (and the team they assign to) and creates N more, in the same
+//!   run against the same server, and reports both and their ratio.
 //!
 //! The load generator runs on the same machine as the server in our
 //! figures; it competes for the same cores, so the numbers are a floor.
@@ -36,6 +41,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         followers: usize,
     },
+    /// Rule dispatch cost per event with 20 active rules (no server).
+    Dispatch {
+        #[arg(long, short = 'n', default_value_t = 20_000)]
+        events: u64,
+    },
+    /// Case creation over HTTP with 5 rules active versus none.
+    Rules(Http),
     /// Push jobs through the queue of a fresh SQLite store.
     Jobs {
         #[arg(long, short = 'n', default_value_t = 20_000)]
@@ -67,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Cases(http) => cases(http).await,
         Command::Posts { http, followers } => posts(http, followers).await,
         Command::Jobs { jobs: count, workers } => jobs(count, workers).await,
+        Command::Dispatch { events } => dispatch(events),
+        Command::Rules(http) => rules(http).await,
     }
 }
 
@@ -226,6 +240,10 @@ impl Report {
         println!("latency max:    {:.2} ms", self.percentile(100.0));
     }
 
+    fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         if self.failures > 0 { bail!("some requests failed") } else { Ok(()) }
     }
@@ -296,4 +314,209 @@ async fn jobs(count: u64, workers: u64) -> anyhow::Result<()> {
     println!("enqueue:        {:.0} jobs/s (one transaction each)", count as f64 / enqueued.as_secs_f64());
     println!("lease + finish: {:.0} jobs/s", count as f64 / drained.as_secs_f64());
     Ok(())
+}
+
+/// The 20 rules of the dispatch benchmark: a helpdesk's worth of rules on
+/// `case.created`. Most conditions do not hold for a given case (as in
+/// life); four rules act.
+fn dispatch_rules() -> Vec<(String, Option<String>, String)> {
+    let mut rules = vec![
+        (
+            "keywords".to_string(),
+            None,
+            r#"let text = ticket.name.to_lower(); if text.contains("offline") || text.contains("down") { set("priority", "Urgent") }"#.to_string(),
+        ),
+        ("note urgent".into(), Some(r#"ticket.priority == "Urgent""#.into()), r#"internal_note(`Urgent: #${ticket.number}`)"#.into()),
+        ("assign".into(), Some("ticket.assigned_user_id == ()".into()), r#"assign_by("round-robin", "Support")"#.into()),
+        ("type".into(), Some("ticket.type == ()".into()), r#"set("type", "Question")"#.into()),
+    ];
+    let quiet = [
+        r#"actor.is_portal"#,
+        r#"ticket.type == "Problem" && ticket.status == "Closed""#,
+        r#""status" in changes"#,
+        r#"ticket.is_internal"#,
+        r#"ticket.account_id != () && ticket.priority == "Low""#,
+        r#"ticket.name.starts_with("[billing]")"#,
+        r#"ticket.contact_ids.len() > 3"#,
+        r#"ticket.team_ids.contains("vip")"#,
+        r#"event.depth > 2"#,
+        r#"ticket.description == ()"#,
+        r#"ticket.status == "Pending""#,
+        r#"ticket.name.len() > 200"#,
+        r#"ticket.priority == "Low" && ticket.type == "Incident""#,
+        r#"actor.username == "robot""#,
+        r#"ticket.status == "Rejected""#,
+        r#"ticket.inbound_mailbox_id != ()"#,
+    ];
+    for (i, condition) in quiet.iter().enumerate() {
+        rules.push((format!("quiet {i}"), Some(condition.to_string()), r#"set("priority", "Low")"#.to_string()));
+    }
+    rules
+}
+
+fn dispatch(events: u64) -> anyhow::Result<()> {
+    use docket_domain::calendar::BusinessCalendar;
+    use docket_domain::case::{Case, CasePriority, CaseStatus};
+    use docket_domain::rule::{Hook, Rule};
+    use docket_rules::{Engine, Event, Limits, NoReader};
+    let engine = Engine::new(Limits::default());
+    let now = chrono::Utc::now();
+    let rules: Vec<Rule> = dispatch_rules()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, condition, script))| Rule {
+            id: format!("rule-{i}"),
+            name,
+            description: None,
+            hook: Hook::Created,
+            condition,
+            script,
+            position: i as i64,
+            enabled: true,
+            schedule: None,
+            case_filter: None,
+            run_cap: 500,
+            version: 1,
+            next_run_at: None,
+            created_at: now,
+            modified_at: now,
+        })
+        .collect();
+    let case = Case {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        number: 4242,
+        name: "Printer on floor 3 is offline".into(),
+        status: CaseStatus::New,
+        priority: CasePriority::Normal,
+        case_type: None,
+        description: Some("The printer shows error E-42 and will not print.".into()),
+        account_id: None,
+        contact_id: None,
+        contact_ids: vec![],
+        inbound_mailbox_id: None,
+        is_internal: false,
+        assigned_user_id: None,
+        team_ids: vec![],
+        attachment_ids: vec![],
+        created_at: now,
+        created_by_id: None,
+        modified_at: now,
+        modified_by_id: None,
+        stream_updated_at: now,
+        version: 1,
+    };
+    let calendar = BusinessCalendar::default();
+    let actor = docket_domain::Actor::system();
+    let event = Event {
+        hook: Hook::Created,
+        ticket: Some(&case),
+        changes: &[],
+        note: None,
+        actor: Some(&actor),
+        depth: 0,
+        now,
+        calendar: &calendar,
+    };
+    let run_all = |reader: Box<dyn docket_rules::Reader>| -> anyhow::Result<(usize, Box<dyn docket_rules::Reader>)> {
+        let (evaluations, reader) = engine.evaluate_all(&rules, &event, reader);
+        for (rule, evaluation) in rules.iter().zip(&evaluations) {
+            if let Some(error) = &evaluation.error {
+                bail!("rule {} failed: {error}", rule.name);
+            }
+        }
+        Ok((evaluations.iter().map(|e| e.actions.len()).sum(), reader))
+    };
+    // Warm-up compiles every rule once (saving a rule does that in Docket).
+    let (actions, mut reader) = run_all(Box::new(NoReader))?;
+    let mut latencies = Vec::with_capacity(events as usize);
+    let started = Instant::now();
+    for _ in 0..events {
+        let sent = Instant::now();
+        let (_, back) = run_all(reader)?;
+        reader = back;
+        latencies.push(sent.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6;
+    println!("rule dispatch:  {events} events, 20 rules each ({actions} actions per event)");
+    println!("per event p50:  {:.1} µs", at(50.0));
+    println!("per event p99:  {:.1} µs", at(99.0));
+    println!("per rule p50:   {:.2} µs", at(50.0) / 20.0);
+    println!("events/s:       {:.0} (one core)", events as f64 / elapsed.as_secs_f64());
+    Ok(())
+}
+
+/// The 5 rules of the HTTP comparison.
+fn http_rules() -> Vec<Value> {
+    vec![
+        json!({"name": "bench keywords", "hook": "case.before_save", "condition": "event.creating",
+               "script": "let text = ticket.name.to_lower(); if text.contains(\"offline\") { set(\"priority\", \"High\") }"}),
+        json!({"name": "bench assign", "hook": "case.before_save", "condition": "event.creating && ticket.assigned_user_id == ()",
+               "script": "assign_by(\"round-robin\", \"Bench support\")"}),
+        json!({"name": "bench urgent note", "hook": "case.created", "condition": "ticket.priority == \"Urgent\"",
+               "script": "internal_note(`Urgent case #${ticket.number}`)"}),
+        json!({"name": "bench portal", "hook": "case.created", "condition": "actor.is_portal",
+               "script": "notify(team_users(\"Bench support\"), \"portal case\")"}),
+        json!({"name": "bench problem follow-up", "hook": "case.updated",
+               "condition": "\"status\" in changes && ticket.type == \"Problem\"",
+               "script": "create_case(#{ name: `Review ${ticket.name}` })"}),
+    ]
+}
+
+async fn rules(http: Http) -> anyhow::Result<()> {
+    let client = client(http.concurrency)?;
+    let base = http.url.trim_end_matches('/').to_string();
+    let endpoint = format!("{base}/api/v1/cases");
+    for i in 0..200 {
+        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
+        if status != 201 {
+            bail!("warm-up request answered {status}: check --url and --key");
+        }
+    }
+    let without = run(&client, &endpoint, &http, case_body).await?;
+    without.print("cases created, no rules");
+    without.check()?;
+
+    // The team the assignment rule spreads cases over.
+    let run_id = chrono::Utc::now().timestamp_millis();
+    let mut members = Vec::new();
+    for i in 0..4 {
+        let user: Value = client
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(&http.key)
+            .json(&json!({"username": format!("bench-agent-{run_id}-{i}"), "type": "agent", "password": format!("bench-password-{run_id}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let Some(user_id) = user["id"].as_str() else { bail!("could not create an agent: {user}") };
+        members.push(json!({"user_id": user_id}));
+    }
+    let team = client
+        .post(format!("{base}/api/v1/teams"))
+        .bearer_auth(&http.key)
+        .json(&json!({"name": "Bench support", "members": members}))
+        .send()
+        .await?;
+    if !team.status().is_success() {
+        bail!("could not create the team: {}", team.text().await?);
+    }
+    let mut rule_ids = Vec::new();
+    for rule in http_rules() {
+        let response = client.post(format!("{base}/api/v1/rules")).bearer_auth(&http.key).json(&rule).send().await?;
+        if !response.status().is_success() {
+            bail!("could not create a rule: {}", response.text().await?);
+        }
+        let created: Value = response.json().await?;
+        rule_ids.push(created["id"].as_str().unwrap_or_default().to_string());
+    }
+    let with = run(&client, &endpoint, &http, case_body).await?;
+    with.print("cases created, 5 rules active");
+    for id in rule_ids {
+        client.delete(format!("{base}/api/v1/rules/{id}")).bearer_auth(&http.key).send().await?;
+    }
+    let ratio = with.throughput() / without.throughput();
+    println!("with rules / without: {:.0}%", ratio * 100.0);
+    with.check()
 }

@@ -38,6 +38,11 @@ pub struct Choice {
 /// their own under their names.
 pub trait Strategy: Send + Sync {
     fn name(&self) -> &str;
+    /// Whether `choose` looks at `open_cases` (counting them costs a query
+    /// per candidate, so strategies that do not need them say so).
+    fn needs_open_cases(&self) -> bool {
+        true
+    }
     /// `None` when there is nobody to choose.
     fn choose(&self, input: &AssignmentInput) -> Result<Option<Choice>, String>;
 }
@@ -56,6 +61,10 @@ pub struct RoundRobin;
 impl Strategy for RoundRobin {
     fn name(&self) -> &str {
         "round-robin"
+    }
+
+    fn needs_open_cases(&self) -> bool {
+        false
     }
 
     fn choose(&self, input: &AssignmentInput) -> Result<Option<Choice>, String> {

@@ -16,23 +16,22 @@
 
 use crate::rule::{Rule, RuleInput};
 
-const KEYS: [&str; 8] = ["name", "hook", "condition", "position", "enabled", "description", "schedule", "case_filter"];
+const KEYS: [&str; 9] =
+    ["name", "hook", "condition", "position", "enabled", "description", "schedule", "case_filter", "run_cap"];
 
 /// Reads a rule file; errors name the line.
 pub fn parse(text: &str) -> Result<RuleInput, String> {
     let mut input = RuleInput { enabled: true, ..RuleInput::default() };
     let mut script_start = 0;
     for (index, line) in text.lines().enumerate() {
-        let Some(comment) = line.trim_start().strip_prefix("//") else {
-            if line.trim().is_empty() && input.name.is_empty() {
-                script_start += line.len() + 1;
-                continue;
-            }
-            break;
-        };
-        script_start += line.len() + 1;
-        let Some((key, value)) = comment.split_once(':') else { continue };
+        // The header is the leading `// key: value` lines with known keys;
+        // any other line (code, a blank, a plain comment) starts the script.
+        let Some((key, value)) = line.trim_start().strip_prefix("//").and_then(|c| c.split_once(':')) else { break };
         let (key, value) = (key.trim(), value.trim());
+        if !KEYS.contains(&key) {
+            break;
+        }
+        script_start += line.len() + 1;
         let at = |message: String| format!("line {}: {message}", index + 1);
         match key {
             "name" => input.name = value.to_string(),
@@ -53,12 +52,10 @@ pub fn parse(text: &str) -> Result<RuleInput, String> {
                     other => return Err(at(format!("enabled must be true or false, not `{other}`"))),
                 }
             }
-            "case_filter" => {
+            _ => {
                 input.case_filter =
                     Some(serde_json::from_str(value).map_err(|e| at(format!("case_filter is not JSON: {e}")))?)
             }
-            // Other comments (a licence line, "Note: ...") belong to the script.
-            _ => {}
         }
     }
     input.script = text.get(script_start.min(text.len())..).unwrap_or_default().trim().to_string();

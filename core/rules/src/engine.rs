@@ -85,17 +85,6 @@ pub struct Engine {
     compiled: RwLock<HashMap<String, Arc<Compiled>>>,
 }
 
-/// The variables every script sees, as constants (a script cannot assign
-/// to them; changes go through actions).
-fn scope_for<'a>(ticket: Dynamic, changes: Dynamic, event: Dynamic, actor: Dynamic) -> Scope<'a> {
-    let mut scope = Scope::new();
-    scope.push_constant("ticket", ticket);
-    scope.push_constant("changes", changes);
-    scope.push_constant("event", event);
-    scope.push_constant("actor", actor);
-    scope
-}
-
 /// The same names declared for compiling, so that strict variables reject
 /// typos when the rule is saved. Plain variables, not constants: the
 /// optimizer would fold a constant's compile-time placeholder into the
@@ -166,14 +155,80 @@ impl Engine {
     /// Runs one rule: its condition, then (if it held) its script. The
     /// reader is handed back for the next rule.
     pub fn evaluate(&self, rule: &Rule, event: &Event, reader: Box<dyn Reader>) -> (Evaluation, Box<dyn Reader>) {
-        let started = Instant::now();
-        let compiled = match self.compiled(rule) {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                let evaluation = failed(None, Vec::new(), error.to_string(), started);
-                return (evaluation, reader);
+        let (mut evaluations, reader) = self.evaluate_all(std::slice::from_ref(rule), event, reader);
+        (evaluations.remove(0), reader)
+    }
+
+    /// Runs rules in order against one event, each with its own budget.
+    /// The event's variables are built once and shared by the rules (a
+    /// rule cannot change them: they are constants).
+    pub fn evaluate_all(
+        &self,
+        rules: &[Rule],
+        event: &Event,
+        reader: Box<dyn Reader>,
+    ) -> (Vec<Evaluation>, Box<dyn Reader>) {
+        let mut scope = self.event_scope(event);
+        let base = scope.len();
+        self.begin(event, reader);
+        let mut evaluations = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let started = Instant::now();
+            script_api::reset(started + self.limits.time_budget);
+            scope.rewind(base);
+            scope.push_constant("event", event_map(rule, event));
+            let (condition_held, result) = match self.compiled(rule) {
+                Ok(compiled) => self.run(&compiled, &mut scope),
+                Err(error) => (None, Err(error.to_string().into())),
+            };
+            let (actions, mut log, dropped) = script_api::take_output();
+            if dropped > 0 {
+                log.push(format!("({dropped} more log lines dropped)"));
             }
-        };
+            evaluations.push(match result {
+                Ok(()) => Evaluation { condition_held, actions, log, error: None, duration: started.elapsed() },
+                Err(error) => failed(condition_held, log, self.explain(&error), started),
+            });
+        }
+        let state = script_api::end().expect("the run state was set by begin");
+        (evaluations, state.reader)
+    }
+
+    /// Evaluates only rules' conditions (for manual rules: is the button
+    /// shown?). A rule without a condition always holds.
+    pub fn conditions(
+        &self,
+        rules: &[Rule],
+        event: &Event,
+        reader: Box<dyn Reader>,
+    ) -> (Vec<Result<bool, String>>, Box<dyn Reader>) {
+        let mut scope = self.event_scope(event);
+        let base = scope.len();
+        self.begin(event, reader);
+        let mut results = Vec::with_capacity(rules.len());
+        for rule in rules {
+            script_api::reset(Instant::now() + self.limits.time_budget);
+            scope.rewind(base);
+            scope.push_constant("event", event_map(rule, event));
+            let result = match self.compiled(rule) {
+                Err(error) => Err(error.to_string()),
+                Ok(compiled) => match &compiled.condition {
+                    None => Ok(true),
+                    Some(condition) => match self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, condition) {
+                        Ok(value) => {
+                            value.as_bool().map_err(|t| format!("the condition must be true or false, not a {t}"))
+                        }
+                        Err(error) => Err(self.explain(&error)),
+                    },
+                },
+            };
+            results.push(result);
+        }
+        let state = script_api::end().expect("the run state was set by begin");
+        (results, state.reader)
+    }
+
+    fn begin(&self, event: &Event, reader: Box<dyn Reader>) {
         script_api::begin(RunState {
             hook: event.hook,
             actions: Vec::new(),
@@ -181,75 +236,26 @@ impl Engine {
             dropped_log_lines: 0,
             max_actions: self.limits.max_actions,
             max_log_lines: self.limits.max_log_lines,
-            deadline: started + self.limits.time_budget,
+            deadline: Instant::now() + self.limits.time_budget,
             now: event.now,
             calendar: event.calendar.clone(),
             reader,
         });
-        let (condition_held, result) = self.run(&compiled, rule, event);
-        let state = script_api::end().expect("the run state was set above");
-        let mut log = state.log;
-        if state.dropped_log_lines > 0 {
-            log.push(format!("({} more log lines dropped)", state.dropped_log_lines));
-        }
-        let evaluation = match result {
-            Ok(()) => {
-                Evaluation { condition_held, actions: state.actions, log, error: None, duration: started.elapsed() }
-            }
-            Err(error) => failed(condition_held, log, self.explain(&error), started),
-        };
-        (evaluation, state.reader)
     }
 
-    /// Evaluates only a rule's condition (for manual rules: is the button
-    /// shown?). A rule without a condition always holds.
-    pub fn condition_holds(
-        &self,
-        rule: &Rule,
-        event: &Event,
-        reader: Box<dyn Reader>,
-    ) -> (Result<bool, String>, Box<dyn Reader>) {
-        let started = Instant::now();
-        let compiled = match self.compiled(rule) {
-            Ok(compiled) => compiled,
-            Err(error) => return (Err(error.to_string()), reader),
-        };
-        let Some(condition) = &compiled.condition else { return (Ok(true), reader) };
-        script_api::begin(RunState {
-            hook: event.hook,
-            actions: Vec::new(),
-            log: Vec::new(),
-            dropped_log_lines: 0,
-            max_actions: 0,
-            max_log_lines: 0,
-            deadline: started + self.limits.time_budget,
-            now: event.now,
-            calendar: event.calendar.clone(),
-            reader,
-        });
-        let mut scope = self.scope(rule, event);
-        let result = match self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, condition) {
-            Ok(value) => value.as_bool().map_err(|t| format!("the condition must be true or false, not a {t}")),
-            Err(error) => Err(self.explain(&error)),
-        };
-        let state = script_api::end().expect("the run state was set above");
-        (result, state.reader)
+    /// `ticket`, `changes` and `actor`; `event` is pushed per rule.
+    fn event_scope(&self, event: &Event) -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push_constant("ticket", event.ticket.map(case_map).unwrap_or(Dynamic::UNIT));
+        scope.push_constant("changes", changes_map(event.changes));
+        scope.push_constant("actor", event.actor.map(actor_map).unwrap_or(Dynamic::UNIT));
+        scope
     }
 
-    fn scope(&self, rule: &Rule, event: &Event) -> Scope<'static> {
-        scope_for(
-            event.ticket.map(case_map).unwrap_or(Dynamic::UNIT),
-            changes_map(event.changes),
-            event_map(rule, event),
-            event.actor.map(actor_map).unwrap_or(Dynamic::UNIT),
-        )
-    }
-
-    fn run(&self, compiled: &Compiled, rule: &Rule, event: &Event) -> (Option<bool>, Result<(), Box<EvalAltResult>>) {
-        let mut scope = self.scope(rule, event);
+    fn run(&self, compiled: &Compiled, scope: &mut Scope) -> (Option<bool>, Result<(), Box<EvalAltResult>>) {
         let mut condition_held = None;
         if let Some(condition) = &compiled.condition {
-            match self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, condition) {
+            match self.rhai.eval_ast_with_scope::<Dynamic>(scope, condition) {
                 Ok(value) => match value.as_bool() {
                     Ok(true) => condition_held = Some(true),
                     Ok(false) => return (Some(false), Ok(())),
@@ -261,7 +267,7 @@ impl Engine {
                 Err(error) => return (None, Err(error)),
             }
         }
-        (condition_held, self.rhai.eval_ast_with_scope::<Dynamic>(&mut scope, &compiled.script).map(|_| ()))
+        (condition_held, self.rhai.eval_ast_with_scope::<Dynamic>(scope, &compiled.script).map(|_| ()))
     }
 
     /// A runtime error in words an admin can act on.

@@ -15,7 +15,7 @@ mod values;
 
 pub use engine::{CompileError, Engine, Evaluation, Event};
 pub use sandbox::Limits;
-pub use script_api::{NoReader, Reader, UserInfo};
+pub use script_api::{NoReader, READ_FUNCTIONS, Reader, UserInfo, reads_data};
 
 use docket_domain::rule::RuleAction;
 

@@ -25,6 +25,17 @@ use crate::values::{case_map, dynamic_to_json, seconds};
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
+/// The functions that read through the [`Reader`]. A rule that calls none
+/// of them can be evaluated without one (and without a thread hop).
+pub const READ_FUNCTIONS: [&str; 6] =
+    ["find_cases", "count_cases", "team_users", "last_reply_at", "last_customer_reply_at", "last_applied_at"];
+
+/// Whether a rule's text mentions a read function. A mention in a comment
+/// or a string counts too: erring that way only costs a thread hop.
+pub fn reads_data(condition: Option<&str>, script: &str) -> bool {
+    READ_FUNCTIONS.iter().any(|name| script.contains(name) || condition.is_some_and(|c| c.contains(name)))
+}
+
 /// Most cases one `find_cases` call returns.
 pub const FIND_LIMIT_MAX: usize = 200;
 
@@ -92,6 +103,26 @@ thread_local! {
 
 pub(crate) fn begin(state: RunState) {
     RUN.with(|run| *run.borrow_mut() = Some(state));
+}
+
+/// Starts the next rule of a run: a fresh budget, no actions or log yet.
+pub(crate) fn reset(deadline: Instant) {
+    RUN.with(|run| {
+        if let Some(state) = run.borrow_mut().as_mut() {
+            state.deadline = deadline;
+            state.actions.clear();
+            state.log.clear();
+            state.dropped_log_lines = 0;
+        }
+    });
+}
+
+/// The actions, log and count of dropped log lines of the rule that ran.
+pub(crate) fn take_output() -> (Vec<RuleAction>, Vec<String>, usize) {
+    RUN.with(|run| match run.borrow_mut().as_mut() {
+        Some(state) => (std::mem::take(&mut state.actions), std::mem::take(&mut state.log), state.dropped_log_lines),
+        None => (Vec::new(), Vec::new(), 0),
+    })
 }
 
 pub(crate) fn end() -> Option<RunState> {

@@ -101,11 +101,15 @@ impl Store {
             stream_updated_at: at,
             version: 1,
         };
-        let (mut case, deferred) = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
+        let saved = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
+        let (mut case, deferred) = (saved.case, saved.deferred);
         check_references(tx, &case.account_id, &case.contact_ids, &case.assigned_user_id, &case.team_ids).await?;
         let mut note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id });
         if let Some(rule) = &cause.rule {
             note_data["rule"] = json!(rule);
+        }
+        if let Some(assignment) = saved.assignment.or(cause.assignment.clone()) {
+            note_data["assignment"] = assignment;
         }
         let sql = insert_case_sql(tx.backend(), !silent);
         let create_note_id = new_id();
@@ -146,16 +150,13 @@ impl Store {
             notify_created(tx, &case, &create_note_id, &followers, &actor.user_id).await?;
             effects.announce.push((case.id.clone(), create_note_id));
         }
-        let runs_before = effects.runs.len();
+        effects.wrote(&case);
         self.apply_deferred(tx, &case.id, deferred, cause.depth, effects).await?;
         let trigger =
             Trigger { hook: Hook::Created, case: Some(&case), changes: &[], note: None, actor, depth: cause.depth };
         self.run_hook(tx, trigger, effects).await?;
-        if effects.runs.len() > runs_before {
-            // Rules may have changed the case since it was inserted.
-            case = load_case(tx, "c.id = $1", &case.id, false).await?;
-        }
-        Ok(case)
+        // Rules may have changed the case since it was inserted.
+        Ok(effects.newest(case))
     }
 
     /// One case, if the actor may read it.
@@ -230,8 +231,10 @@ impl Store {
             return Ok(current);
         }
         let changes = all_changes(&current, &applied.case);
-        let (next, deferred) = self.before_save(tx, &applied.case, &changes, actor, cause.depth, effects).await?;
-        let applied = AppliedPatch::between(&current, next, applied.added_attachment_ids);
+        let saved = self.before_save(tx, &applied.case, &changes, actor, cause.depth, effects).await?;
+        let deferred = saved.deferred;
+        let applied = AppliedPatch::between(&current, saved.case, applied.added_attachment_ids);
+        let cause = &Cause { assignment: saved.assignment.or(cause.assignment.clone()), ..cause.clone() };
         if !applied.changed {
             return Ok(current);
         }
@@ -287,14 +290,14 @@ impl Store {
                 effects.announce.push((next.id.clone(), note_id));
             }
         }
-        let mut updated = Case {
+        let updated = Case {
             modified_at: at,
             modified_by_id: Some(actor.user_id.clone()),
             stream_updated_at,
             version: current.version + 1,
             ..next
         };
-        let runs_before = effects.runs.len();
+        effects.wrote(&updated);
         self.apply_deferred(tx, &updated.id, deferred, cause.depth, effects).await?;
         let changes = all_changes(&current, &updated);
         let trigger = Trigger {
@@ -306,10 +309,8 @@ impl Store {
             depth: cause.depth,
         };
         self.run_hook(tx, trigger, effects).await?;
-        if effects.runs.len() > runs_before {
-            updated = load_case(tx, "c.id = $1", &updated.id, false).await?;
-        }
-        Ok(updated)
+        // Rules may have changed the case again.
+        Ok(effects.newest(updated))
     }
 
     /// Deletes a case with its notes, links and attachment rows. Returns the

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,12 +42,57 @@ pub const RULE_HTTP_JOB: &str = "rule_http";
 /// The setting that holds the business calendar.
 pub const BUSINESS_HOURS_SETTING: &str = "business_hours";
 
+/// How stale a node's view of the rules may get: a rule saved on one node
+/// (or by the CLI) is in force on every node within this time.
+pub const RULE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The enabled rules and the business calendar, as a node last read them.
+pub(crate) struct RuleSet {
+    rules: Vec<Rule>,
+    calendar: BusinessCalendar,
+    loaded_at: std::time::Instant,
+}
+
+/// The node's cached [`RuleSet`].
+pub(crate) type RuleCache = std::sync::Mutex<Option<Arc<RuleSet>>>;
+
 /// What a command collects while it runs: rule runs to log and notes to
 /// announce, both after (or at) commit.
 #[derive(Default)]
 pub(crate) struct Effects {
     pub runs: Vec<RuleRun>,
     pub announce: Vec<(String, String)>,
+    /// The newest version of each case the command (or its rules) wrote,
+    /// so that a command whose rules changed its case again returns that
+    /// version without reading it back.
+    pub latest: std::collections::HashMap<String, Case>,
+}
+
+impl Effects {
+    /// Records a version of a case that was just written.
+    pub fn wrote(&mut self, case: &Case) {
+        let newer = self.latest.get(&case.id).is_none_or(|known| known.version < case.version);
+        if newer {
+            self.latest.insert(case.id.clone(), case.clone());
+        }
+    }
+
+    /// The newest written version of `case`, if rules wrote a newer one.
+    pub fn newest(&self, case: Case) -> Case {
+        match self.latest.get(&case.id) {
+            Some(newer) if newer.version > case.version => newer.clone(),
+            _ => case,
+        }
+    }
+}
+
+/// What the `case.before_save` rules made of a case about to be saved.
+pub(crate) struct BeforeSave {
+    pub case: Case,
+    /// Their other actions, applied once the case is saved.
+    pub deferred: Deferred,
+    /// How `assign_by` chose the assignee, for the note.
+    pub assignment: Option<serde_json::Value>,
 }
 
 /// The event a hook fires for.
@@ -63,18 +109,41 @@ pub(crate) struct Trigger<'a> {
 /// emails...): applied right after the write, at the same depth.
 pub(crate) type Deferred = Vec<(Rule, Vec<RuleAction>, usize)>;
 
-/// What `evaluate_with` does with each rule: evaluate it, or only its
-/// condition. It gets the reader and hands it back.
-type PerRule<T> = fn(&docket_rules::Engine, &Rule, &Event, Box<dyn Reader>) -> (T, Box<dyn Reader>);
+/// What `evaluate_with` does with the rules: evaluate them, or only their
+/// conditions. It gets the reader and hands it back.
+type PerRule<T> = fn(&docket_rules::Engine, &[Rule], &Event, Box<dyn Reader>) -> (Vec<T>, Box<dyn Reader>);
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Store {
-    /// The enabled rules of a hook, in order.
-    pub(crate) async fn enabled_rules(tx: &mut Tx, hook: Hook) -> Result<Vec<Rule>> {
-        let sql =
-            format!("SELECT {RULE_COLUMNS} FROM rules WHERE hook = $1 AND is_enabled = $2 ORDER BY position, name");
-        tx.query(&sql).bind(hook.as_str()).bind(true).fetch_all().await?.iter().map(rule_from_row).collect()
+    /// The enabled rules of a hook, in order, from the node's cache of
+    /// rules (see [`RuleCache`]).
+    pub(crate) async fn enabled_rules(&self, tx: &mut Tx, hook: Hook) -> Result<Vec<Rule>> {
+        Ok(self.rule_set(tx).await?.rules.iter().filter(|r| r.hook == hook).cloned().collect())
+    }
+
+    /// The enabled rules and the business calendar, reloaded when older
+    /// than [`RULE_CACHE_TTL`] or changed on this node. Reading them on
+    /// every case event would add two queries to every command, most of
+    /// the time to learn that nothing changed.
+    async fn rule_set(&self, tx: &mut Tx) -> Result<Arc<RuleSet>> {
+        {
+            let cache = self.rule_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(set) = cache.as_ref().filter(|set| set.loaded_at.elapsed() < RULE_CACHE_TTL) {
+                return Ok(set.clone());
+            }
+        }
+        let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE is_enabled = $1 ORDER BY position, name");
+        let rules = tx.query(&sql).bind(true).fetch_all().await?.iter().map(rule_from_row).collect::<Result<_>>()?;
+        let calendar = business_calendar(tx).await?;
+        let set = Arc::new(RuleSet { rules, calendar, loaded_at: std::time::Instant::now() });
+        *self.rule_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
+        Ok(set)
+    }
+
+    /// Drops the cached rules: this node changed a rule or a rule setting.
+    pub(crate) fn forget_rules(&self) {
+        *self.rule_cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Evaluates rules against an event (condition, then script).
@@ -84,7 +153,8 @@ impl Store {
         rules: Vec<Rule>,
         trigger: &Trigger<'_>,
     ) -> Result<Vec<(Rule, Evaluation)>> {
-        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| engine.evaluate(rule, event, reader)).await
+        self.evaluate_with(tx, rules, trigger, |engine, rules, event, reader| engine.evaluate_all(rules, event, reader))
+            .await
     }
 
     /// Evaluates only the rules' conditions.
@@ -94,17 +164,14 @@ impl Store {
         rules: Vec<Rule>,
         trigger: &Trigger<'_>,
     ) -> Result<Vec<(Rule, std::result::Result<bool, String>)>> {
-        self.evaluate_with(tx, rules, trigger, |engine, rule, event, reader| {
-            engine.condition_holds(rule, event, reader)
-        })
-        .await
+        self.evaluate_with(tx, rules, trigger, |engine, rules, event, reader| engine.conditions(rules, event, reader))
+            .await
     }
 
-    /// Runs `f` for each rule against the event, answering the scripts'
-    /// reads from the transaction. The scripts run on a blocking thread
-    /// (they are synchronous and bounded by their budget); their reads come
-    /// back here over a channel, because only this task holds the
-    /// transaction.
+    /// Runs `f` over the rules against the event. Rules that read data run
+    /// on a blocking thread (they are synchronous and bounded by their
+    /// budget) and their reads come back here over a channel, because only
+    /// this task holds the transaction; the others run in place.
     async fn evaluate_with<T: Send + 'static>(
         &self,
         tx: &mut Tx,
@@ -112,7 +179,24 @@ impl Store {
         trigger: &Trigger<'_>,
         f: PerRule<T>,
     ) -> Result<Vec<(Rule, T)>> {
-        let calendar = business_calendar(tx).await?;
+        let calendar = self.rule_set(tx).await?.calendar.clone();
+        if !rules.iter().any(|r| docket_rules::reads_data(r.condition.as_deref(), &r.script)) {
+            // Rules that read nothing are pure computation, bounded by their
+            // budget: evaluated here, without handing the transaction's
+            // task over to another thread and back.
+            let event = Event {
+                hook: trigger.hook,
+                ticket: trigger.case,
+                changes: trigger.changes,
+                note: trigger.note,
+                actor: Some(trigger.actor),
+                depth: trigger.depth,
+                now: Utc::now(),
+                calendar: &calendar,
+            };
+            let (results, _reader) = f(&self.rules, &rules, &event, Box::new(docket_rules::NoReader));
+            return Ok(rules.into_iter().zip(results).collect());
+        }
         let engine = self.rules.clone();
         let (requests, mut incoming) = mpsc::channel::<ReadRequest>(1);
         let case = trigger.case.cloned();
@@ -131,14 +215,9 @@ impl Store {
                 now: Utc::now(),
                 calendar: &calendar,
             };
-            let mut reader: Box<dyn Reader> = Box::new(ChannelReader { requests });
-            let mut results = Vec::with_capacity(rules.len());
-            for rule in rules {
-                let (result, back) = f(&engine, &rule, &event, reader);
-                reader = back;
-                results.push((rule, result));
-            }
-            results
+            let reader: Box<dyn Reader> = Box::new(ChannelReader { requests });
+            let (results, _reader) = f(&engine, &rules, &event, reader);
+            rules.into_iter().zip(results).collect::<Vec<_>>()
         });
         loop {
             tokio::select! {
@@ -161,18 +240,18 @@ impl Store {
         actor: &Actor,
         depth: u32,
         effects: &mut Effects,
-    ) -> Result<(Case, Deferred)> {
-        let rules = Self::enabled_rules(tx, Hook::BeforeSave).await?;
+    ) -> Result<BeforeSave> {
+        let unchanged = || BeforeSave { case: pending.clone(), deferred: Vec::new(), assignment: None };
+        let rules = self.enabled_rules(tx, Hook::BeforeSave).await?;
         if rules.is_empty() {
-            return Ok((pending.clone(), Vec::new()));
+            return Ok(unchanged());
         }
         let trigger = Trigger { hook: Hook::BeforeSave, case: Some(pending), changes, note: None, actor, depth };
         if depth > self.depth_limit {
             self.log_depth_limit(&rules, &trigger, effects);
-            return Ok((pending.clone(), Vec::new()));
+            return Ok(unchanged());
         }
-        let mut case = pending.clone();
-        let mut deferred = Vec::new();
+        let mut result = unchanged();
         for (rule, evaluation) in self.evaluate(tx, rules, &trigger).await? {
             let mut run = run_record(&rule, &trigger, &evaluation, false);
             if let Some(RuleAction::Reject { message }) =
@@ -182,11 +261,21 @@ impl Store {
                 return Err(StoreError::Rejected { rule: rule.name.clone(), message: message.clone() });
             }
             let (fields, later): (Vec<_>, Vec<_>) = evaluation.actions.iter().cloned().partition(is_field_action);
-            match field_patch(&case, &fields).and_then(|patch| patch.apply(&case).map_err(StoreError::from)) {
-                Ok(applied) => case = applied.case,
+            let resolved = match self.resolve_fields(tx, &result.case.id, &result.case.contact_ids, &fields).await {
+                Ok((patch, assignment)) => {
+                    patch.apply(&result.case).map(|applied| (applied, assignment)).map_err(StoreError::from)
+                }
+                Err(error) => Err(error),
+            };
+            match resolved {
+                Ok((applied, assignment)) => {
+                    result.case = applied.case;
+                    result.assignment = assignment.or(result.assignment);
+                }
+                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
                 Err(error) => {
                     run.outcome = Outcome::Failed;
-                    run.error = Some(format!("could not apply: {error}"));
+                    run.error = Some(format!("could not apply: {}", describe_error(&error)));
                     effects.runs.push(run);
                     continue;
                 }
@@ -194,15 +283,42 @@ impl Store {
             let index = effects.runs.len();
             effects.runs.push(run);
             if !later.is_empty() {
-                deferred.push((rule, later, index));
+                result.deferred.push((rule, later, index));
             }
         }
-        Ok((case, deferred))
+        Ok(result)
+    }
+
+    /// The patch that field actions make, with `assign_by` resolved to a
+    /// user (and how it chose, for the `Assign` note).
+    async fn resolve_fields(
+        &self,
+        tx: &mut Tx,
+        case_id: &str,
+        contact_ids: &[String],
+        fields: &[RuleAction],
+    ) -> Result<(CasePatch, Option<serde_json::Value>)> {
+        let mut patch = field_patch(contact_ids, fields)?;
+        let mut assignment = None;
+        for action in fields {
+            if let RuleAction::AssignBy { strategy, team, position } = action {
+                let choice = self.choose_assignee(tx, case_id, strategy, team, position.as_deref()).await?;
+                let Some(choice) = choice else {
+                    return Err(StoreError::invalid(
+                        "assign_by",
+                        format!("team {team} has no active member to assign"),
+                    ));
+                };
+                patch.assigned_user_id = Some(Some(choice.user_id.clone()));
+                assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
+            }
+        }
+        Ok((patch, assignment))
     }
 
     /// Runs the enabled rules of a hook after a change was written.
     pub(crate) async fn run_hook(&self, tx: &mut Tx, trigger: Trigger<'_>, effects: &mut Effects) -> Result<()> {
-        let rules = Self::enabled_rules(tx, trigger.hook).await?;
+        let rules = self.enabled_rules(tx, trigger.hook).await?;
         self.run_rules(tx, rules, &trigger, effects).await
     }
 
@@ -285,6 +401,7 @@ impl Store {
             let savepoint = format!("rule_{}", new_id().replace('-', ""));
             tx.query(&format!("SAVEPOINT {savepoint}")).execute().await?;
             let (runs_before, announce_before) = (effects.runs.len(), effects.announce.len());
+            let latest_before = effects.latest.clone();
             match self.apply(tx, case_id.as_deref(), rule, actions, depth, effects).await {
                 Ok(()) => {
                     tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
@@ -296,6 +413,7 @@ impl Store {
                     // What nested rules did was rolled back with it.
                     effects.runs.truncate(runs_before);
                     effects.announce.truncate(announce_before);
+                    effects.latest = latest_before;
                     let run = &mut effects.runs[index];
                     run.outcome = Outcome::Failed;
                     run.error = Some(format!("could not apply its actions: {}", describe_error(&error)));
@@ -322,25 +440,13 @@ impl Store {
         let (fields, others): (Vec<_>, Vec<_>) = actions.into_iter().partition(is_field_action);
         if !fields.is_empty() {
             let case_id = case_id.ok_or_else(|| no_case("change fields"))?;
-            let current = load_case(tx, "c.id = $1", case_id, true).await?;
-            let mut patch = field_patch(&current, &fields)?;
-            let mut assignment = None;
-            for action in &fields {
-                if let RuleAction::AssignBy { strategy, team, position } = action {
-                    match self.choose_assignee(tx, &current, strategy, team, position.as_deref()).await? {
-                        Some(choice) => {
-                            patch.assigned_user_id = Some(Some(choice.user_id.clone()));
-                            assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
-                        }
-                        None => {
-                            return Err(StoreError::invalid(
-                                "assign_by",
-                                format!("team {team} has no active member to assign"),
-                            ));
-                        }
-                    }
-                }
-            }
+            // Linking and unlinking contacts edit the current list; the
+            // other field actions need only the case's id.
+            let links =
+                fields.iter().any(|a| matches!(a, RuleAction::LinkContact { .. } | RuleAction::UnlinkContact { .. }));
+            let contact_ids =
+                if links { load_case(tx, "c.id = $1", case_id, true).await?.contact_ids } else { Vec::new() };
+            let (patch, assignment) = self.resolve_fields(tx, case_id, &contact_ids, &fields).await?;
             let cause = Cause { assignment, ..cause.clone() };
             self.update_case_in(tx, &system, case_id, &patch, &cause, effects).await?;
         }
@@ -471,7 +577,7 @@ impl Store {
     pub(crate) async fn choose_assignee(
         &self,
         tx: &mut Tx,
-        case: &Case,
+        case_id: &str,
         strategy: &str,
         team: &str,
         position: Option<&str>,
@@ -505,20 +611,29 @@ impl Store {
             candidates.push(Candidate { user_id: row.get("id")?, username: row.get("username")?, open_cases: 0 });
         }
         let mut last_assigned = None;
-        if !candidates.is_empty() {
-            let ids: Vec<String> = candidates.iter().map(|c| c.user_id.clone()).collect();
-            let mut counts = Sql::new("SELECT assigned_user_id, COUNT(*) AS open FROM cases WHERE status NOT IN ");
-            counts.list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
-            counts.push(" AND assigned_user_id IN ").list(&ids).push(" GROUP BY assigned_user_id");
-            for row in tx.built(&counts).fetch_all().await? {
-                let user_id: String = row.get("assigned_user_id")?;
-                let open: i64 = row.get("open")?;
-                if let Some(candidate) = candidates.iter_mut().find(|c| c.user_id == user_id) {
-                    candidate.open_cases = open;
-                }
+        if !candidates.is_empty() && strategy.needs_open_cases() {
+            // One count per candidate over (assigned_user_id, status): only
+            // the open cases are read, however many closed ones there are.
+            let open: Vec<&str> = CaseStatus::ALL.into_iter().filter(|s| s.is_open()).map(CaseStatus::as_str).collect();
+            for candidate in &mut candidates {
+                let mut count = Sql::new("SELECT COUNT(*) AS open FROM cases WHERE assigned_user_id = ");
+                count.value(candidate.user_id.as_str()).push(" AND status IN ").list(&open);
+                candidate.open_cases = tx.built(&count).fetch_one().await?.get("open")?;
             }
-            let mut last = Sql::new("SELECT assigned_user_id, number FROM cases WHERE assigned_user_id IN ");
-            last.list(&ids).push(" AND id <> ").value(case.id.as_str()).push(" ORDER BY number DESC LIMIT 1");
+        }
+        if !candidates.is_empty() {
+            // The latest case of each candidate is one index seek on
+            // (assigned_user_id, number); the highest of those wins.
+            let mut last = Sql::new("SELECT assigned_user_id, number FROM (");
+            for (i, candidate) in candidates.iter().enumerate() {
+                if i > 0 {
+                    last.push(" UNION ALL ");
+                }
+                last.push("SELECT * FROM (SELECT assigned_user_id, number FROM cases WHERE assigned_user_id = ");
+                last.value(candidate.user_id.as_str()).push(" AND id <> ").value(case_id);
+                last.push(&format!(" ORDER BY number DESC LIMIT 1) c{i}"));
+            }
+            last.push(") latest ORDER BY number DESC LIMIT 1");
             if let Some(row) = tx.built(&last).fetch_optional().await? {
                 last_assigned = Some((row.get("assigned_user_id")?, row.get("number")?));
             }
@@ -609,11 +724,11 @@ fn is_field_action(action: &RuleAction) -> bool {
     )
 }
 
-/// The patch a list of field actions makes to `case` (strategy
-/// assignments are resolved by the caller).
-fn field_patch(case: &Case, actions: &[RuleAction]) -> Result<CasePatch> {
+/// The patch a list of field actions makes to a case with these
+/// contacts (strategy assignments are resolved by the caller).
+fn field_patch(contact_ids: &[String], actions: &[RuleAction]) -> Result<CasePatch> {
     let mut patch = CasePatch::default();
-    let mut contact_ids = case.contact_ids.clone();
+    let mut contact_ids = contact_ids.to_vec();
     let mut contacts_changed = false;
     for action in actions {
         match action {

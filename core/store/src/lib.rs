@@ -29,7 +29,7 @@ pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use events::StreamEvent;
-pub use hooks::{BUSINESS_HOURS_SETTING, RULE_EMAIL_JOB, RULE_HTTP_JOB};
+pub use hooks::{BUSINESS_HOURS_SETTING, RULE_CACHE_TTL, RULE_EMAIL_JOB, RULE_HTTP_JOB};
 pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
 pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
@@ -58,6 +58,8 @@ pub struct Store {
     rules: Arc<docket_rules::Engine>,
     /// How deep rules may trigger rules.
     depth_limit: u32,
+    /// The enabled rules, cached for a second (see `hooks.rs`).
+    rule_cache: Arc<hooks::RuleCache>,
     /// Assignment strategies by name: the built-in ones, and plugins'.
     strategies: Arc<RwLock<BTreeMap<String, Arc<dyn Strategy>>>>,
 }
@@ -81,6 +83,7 @@ impl Store {
             job_retry_base: options.job_retry_base,
             rules: Arc::new(docket_rules::Engine::new(options.rule_limits)),
             depth_limit: options.rule_depth_limit,
+            rule_cache: Arc::new(std::sync::Mutex::new(None)),
             strategies: Arc::new(RwLock::new(strategies)),
         })
     }

@@ -179,6 +179,7 @@ impl Store {
         .map_err(|e| duplicate_name(e, &valid.name))?;
         let rule = load_rule(&mut tx, &id).await?;
         tx.commit().await?;
+        self.forget_rules();
         Ok(rule)
     }
 
@@ -224,6 +225,7 @@ impl Store {
         .map_err(|e| duplicate_name(e, &valid.name))?;
         let rule = load_rule(&mut tx, id).await?;
         tx.commit().await?;
+        self.forget_rules();
         Ok(rule)
     }
 
@@ -254,7 +256,9 @@ impl Store {
         if tx.query("DELETE FROM rules WHERE id = $1").bind(id).execute().await? == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.forget_rules();
+        Ok(())
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -343,7 +347,7 @@ impl Store {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let rules = Self::enabled_rules(&mut tx, Hook::Manual).await?;
+        let rules = self.enabled_rules(&mut tx, Hook::Manual).await?;
         if rules.is_empty() {
             tx.commit().await?;
             return Ok(rules);

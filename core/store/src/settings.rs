@@ -46,6 +46,9 @@ impl Store {
             .bind(value.to_string())
             .execute()
             .await?;
-        tx.commit().await
+        tx.commit().await?;
+        // The business calendar is cached with the rules.
+        self.forget_rules();
+        Ok(())
     }
 }
