@@ -18,6 +18,9 @@ CREATE TABLE rules (
     case_filter TEXT,
     run_cap     BIGINT NOT NULL,
     next_run_at TIMESTAMPTZ,
+    -- The number of the last case a scheduled run processed: the next run
+    -- goes on after it, so a capped rule reaches every case in turn.
+    schedule_cursor BIGINT NOT NULL DEFAULT 0,
     created_at  TIMESTAMPTZ NOT NULL,
     modified_at TIMESTAMPTZ NOT NULL,
     version     BIGINT NOT NULL DEFAULT 1

@@ -19,6 +19,9 @@ CREATE TABLE rules (
     case_filter TEXT,
     run_cap     INTEGER NOT NULL,
     next_run_at TEXT,
+    -- The number of the last case a scheduled run processed: the next run
+    -- goes on after it, so a capped rule reaches every case in turn.
+    schedule_cursor INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL,
     modified_at TEXT NOT NULL,
     version     INTEGER NOT NULL DEFAULT 1

@@ -118,8 +118,13 @@ async fn the_example_rules_do_their_jobs(site: Site) {
     let create =
         stream["items"].as_array().expect("items").iter().find(|n| n["type"] == "Create").expect("Create note");
     assert!(create["data"]["assignment"]["reason"].as_str().expect("reason").starts_with("round-robin"), "{create}");
-    // The customer never sees the rules' internal note.
+    // The customer never sees the rules' internal note, nor how the
+    // helpdesk chose the assignee.
     assert!(stream_posts(&server, &portal, id(&first)).await.is_empty());
+    let (_, theirs) = server.get(&format!("/api/v1/cases/{}/stream", id(&first)), &portal).await;
+    let their_create =
+        theirs["items"].as_array().expect("items").iter().find(|n| n["type"] == "Create").expect("Create note");
+    assert!(their_create["data"].get("assignment").is_none() && their_create["data"].get("rule").is_none(), "{their_create}");
 
     // Keywords raise the priority before the case is saved.
     let outage = server.case(&ann_key, json!({ "name": "Mail server down" })).await;
@@ -418,7 +423,7 @@ async fn rule_emails_and_http_requests_leave_after_commit(site: Site) {
     });
 
     let script = format!(
-        "send_email(#{{ to: \"boss@example.com\", subject: \"New: {{{{ case.name }}}}\", body: \"Case {{{{ case.number }}}} by rule {{{{ rule }}}}\" }});\n\
+        "send_email(#{{ to: \"boss@example.com\", subject: `New: ${{ticket.name}}`, body: `Case ${{ticket.number}} by rule ${{event.rule}} {{{{ not a template }}}}` }});\n\
          http_request(#{{ url: \"http://127.0.0.1:{port}/hook\", body: #{{ \"case\": ticket.number }} }});"
     );
     let (status, rule) =
@@ -441,7 +446,7 @@ async fn rule_emails_and_http_requests_leave_after_commit(site: Site) {
     let messages = smtp.wait_for(1).await;
     let number = first["number"].as_i64().expect("number");
     assert!(messages[0].contains(&format!("Subject: [#{number}] New: Private first")), "{}", messages[0]);
-    assert!(messages[0].contains(&format!("Case {number} by rule tell")));
+    assert!(messages[0].contains(&format!("Case {number} by rule tell {{{{ not a template }}}}")), "sent as written");
 
     // Allowed by the admin, the request arrives with its delivery id.
     let settings = json!({ "business_hours": { "days": [1, 2, 3, 4, 5], "start": "09:00", "end": "17:00" }, "http_allow_private": true });

@@ -140,10 +140,15 @@ impl BusinessCalendar {
         None
     }
 
-    /// Working seconds between two instants (0 when `to` is not later).
-    pub fn working_seconds_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    /// Working seconds between two instants (0 when `to` is not later);
+    /// `None` when they are more than ten years apart (the walk is a day
+    /// at a time, and scripts must stay cheap).
+    pub fn working_seconds_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<i64> {
         if to <= from {
-            return 0;
+            return Some(0);
+        }
+        if to - from > Duration::days(3660) {
+            return None;
         }
         let mut total = 0;
         let mut day = (from + self.offset()).date_naive();
@@ -160,7 +165,7 @@ impl BusinessCalendar {
                 None => break,
             }
         }
-        total
+        Some(total)
     }
 }
 
@@ -180,7 +185,8 @@ mod tests {
         assert_eq!(calendar.add_working_seconds(friday, 4 * 3600), Some(at("2026-11-30T11:00:00Z")));
         // Saturday counts from Monday's start.
         assert_eq!(calendar.add_working_seconds(at("2026-11-28T12:00:00Z"), 3600), Some(at("2026-11-30T10:00:00Z")));
-        assert_eq!(calendar.working_seconds_between(friday, at("2026-11-30T11:00:00Z")), 4 * 3600);
+        assert_eq!(calendar.working_seconds_between(friday, at("2026-11-30T11:00:00Z")), Some(4 * 3600));
+        assert_eq!(calendar.working_seconds_between(friday, at("2046-11-30T11:00:00Z")), None, "bounded");
         assert!(!calendar.is_working_time(at("2026-11-28T12:00:00Z")));
         assert!(calendar.is_working_time(at("2026-11-27T16:59:00Z")));
     }

@@ -21,6 +21,8 @@ const KEYS: [&str; 9] =
 
 /// Reads a rule file; errors name the line.
 pub fn parse(text: &str) -> Result<RuleInput, String> {
+    // Files written on Windows: the header offsets below count "\n" only.
+    let text = &text.replace("\r\n", "\n");
     let mut input = RuleInput { enabled: true, ..RuleInput::default() };
     let mut script_start = 0;
     for (index, line) in text.lines().enumerate() {

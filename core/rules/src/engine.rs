@@ -152,6 +152,12 @@ impl Engine {
         Ok(compiled)
     }
 
+    /// Drops a rule's compiled form (the rule was deleted, or was a
+    /// one-off dry run).
+    pub fn forget(&self, rule_id: &str) {
+        self.compiled.write().unwrap_or_else(|e| e.into_inner()).remove(rule_id);
+    }
+
     /// Runs one rule: its condition, then (if it held) its script. The
     /// reader is handed back for the next rule.
     pub fn evaluate(&self, rule: &Rule, event: &Event, reader: Box<dyn Reader>) -> (Evaluation, Box<dyn Reader>) {
@@ -182,12 +188,20 @@ impl Engine {
                 Err(error) => (None, Err(error.to_string().into())),
             };
             let (actions, mut log, dropped) = script_api::take_output();
+            let actions = without_nul(actions);
+            for line in &mut log {
+                scrub(line);
+            }
             if dropped > 0 {
                 log.push(format!("({dropped} more log lines dropped)"));
             }
             evaluations.push(match result {
                 Ok(()) => Evaluation { condition_held, actions, log, error: None, duration: started.elapsed() },
-                Err(error) => failed(condition_held, log, self.explain(&error), started),
+                Err(error) => {
+                    let mut message = self.explain(&error);
+                    scrub(&mut message);
+                    failed(condition_held, log, message, started)
+                }
             });
         }
         let state = script_api::end().expect("the run state was set by begin");
@@ -299,6 +313,22 @@ impl Engine {
             other => other.to_string(),
         }
     }
+}
+
+/// NUL characters removed: PostgreSQL text cannot hold them, and a script
+/// must not be able to make the change it runs in fail that way.
+fn scrub(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "");
+    }
+}
+
+fn without_nul(actions: Vec<RuleAction>) -> Vec<RuleAction> {
+    let Ok(json) = serde_json::to_string(&actions) else { return actions };
+    if !json.contains("\\u0000") {
+        return actions;
+    }
+    serde_json::from_str(&json.replace("\\u0000", "")).unwrap_or(actions)
 }
 
 fn failed(condition_held: Option<bool>, log: Vec<String>, error: String, started: Instant) -> Evaluation {

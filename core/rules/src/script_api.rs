@@ -162,7 +162,14 @@ pub(crate) fn log_line(line: String) {
     });
 }
 
+/// The latest time scripts handle: the end of year 9999. Bounding times
+/// keeps calendar arithmetic (offsets, days) far from chrono's limits.
+const LAST_TIME: i64 = 253_402_300_799;
+
 fn time(secs: i64) -> Fallible<DateTime<Utc>> {
+    if !(0..=LAST_TIME).contains(&secs) {
+        return Err(format!("{secs} is not a time between 1970 and 9999").into());
+    }
     DateTime::from_timestamp(secs, 0).ok_or_else(|| format!("{secs} is not a time").into())
 }
 
@@ -431,7 +438,9 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
     });
     engine.register_fn("working_hours_between", |from: i64, to: i64| -> Fallible<f64> {
         let (from, to) = (time(from)?, time(to)?);
-        calendar(|c, _| c.working_seconds_between(from, to) as f64 / 3_600.0)
+        calendar(|c, _| c.working_seconds_between(from, to))?
+            .map(|seconds| seconds as f64 / 3_600.0)
+            .ok_or_else(|| "working_hours_between: at most ten years apart".into())
     });
     engine.register_fn("is_working_time", |at: i64| -> Fallible<bool> {
         let at = time(at)?;

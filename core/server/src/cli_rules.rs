@@ -55,12 +55,7 @@ pub async fn import(store: &Store, paths: &[PathBuf]) -> anyhow::Result<()> {
     let mut inputs = Vec::new();
     for path in &files {
         let input = read_rule(path)?;
-        let valid = input.validate().map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.summary()))?;
-        if valid.enabled {
-            store
-                .compile_rule(valid.condition.as_deref(), &valid.script)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        }
+        store.check_rule(&input).map_err(|e| store_error(path, e))?;
         inputs.push((path, input));
     }
     println!("checked {} rule file(s); importing", inputs.len());

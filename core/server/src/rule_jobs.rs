@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::api::rules::HTTP_ALLOW_PRIVATE_SETTING;
 use crate::app::AppState;
-use crate::mail::{EmailTemplate, smtp_settings};
+use crate::mail::smtp_settings;
 
 /// How often each node looks for scheduled rules that are due. Ticks are
 /// taken by one node only (see `Store::schedule_due_rules`).
@@ -63,8 +63,8 @@ struct EmailPayload {
     body: String,
 }
 
-/// `rule_email`: renders the rule's subject and body (tera, with `case`
-/// and `rule`) and sends one email per recipient.
+/// `rule_email`: sends the rule's email, one per recipient, with the
+/// case's `[#number]` tag in the subject.
 pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
     let payload: EmailPayload = match serde_json::from_value(job.payload.clone()) {
         Ok(payload) => payload,
@@ -81,16 +81,10 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
         },
         None => None,
     };
-    let mut context = tera::Context::new();
-    context.insert("case", &case);
-    context.insert("rule", &payload.rule);
-    let template = EmailTemplate { subject: payload.subject.clone(), body: payload.body.clone() };
-    let (mut subject, body) = match template.render(&context) {
-        Ok(rendered) => rendered,
-        Err(error) => {
-            return JobOutcome::Permanent(format!("rule {}: the email template failed: {error}", payload.rule));
-        }
-    };
+    // The script composed the subject and body (with rhai's `${...}`):
+    // they are sent as they are, never rendered as templates, so text a
+    // customer wrote cannot become template code.
+    let (mut subject, body) = (payload.subject.lines().collect::<Vec<_>>().join(" "), payload.body.clone());
     let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
     if let Some(case) = &case {
         // Every outgoing mail keeps the [#number] tag, so replies thread.
@@ -116,7 +110,9 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
             // A retry sends again to recipients before this one: email is
             // at-least-once, like every job.
             Err(SendError::Temporary(error)) => return JobOutcome::Retry(error),
-            Err(SendError::Permanent(error)) => return JobOutcome::Permanent(format!("to {to}: {error}")),
+            Err(SendError::Permanent(error)) => {
+                return JobOutcome::Permanent(format!("rule {}: to {to}: {error}", payload.rule));
+            }
         }
     }
     JobOutcome::Done
@@ -147,16 +143,33 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (b & 0xc0) == 64)
+                || (a == 198 && (b & 0xfe) == 18)
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // Forms that embed an IPv4 address (mapped, compatible, NAT64,
+            // 6to4) are judged by it, or refused when it cannot be told.
+            let embedded = |v4: std::net::Ipv4Addr| is_private(IpAddr::V4(v4));
+            let compatible = segments[..6] == [0; 6];
+            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let tail = std::net::Ipv4Addr::new(
+                (segments[6] >> 8) as u8,
+                segments[6] as u8,
+                (segments[7] >> 8) as u8,
+                segments[7] as u8,
+            );
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2002
+                || v6.to_ipv4_mapped().is_some_and(embedded)
+                || ((compatible || nat64) && embedded(tail))
         }
     }
 }
@@ -173,13 +186,19 @@ pub async fn send_http(state: &AppState, job: &Job) -> JobOutcome {
         Ok(url) if matches!(url.scheme(), "http" | "https") => url,
         _ => return JobOutcome::Permanent(format!("rule {}: not an http(s) URL: {}", payload.rule, payload.url)),
     };
-    let Some(host) = url.host_str().map(str::to_string) else {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let Some(raw_host) = url.host_str() else {
         return JobOutcome::Permanent("the URL has no host".into());
     };
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addresses: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(found) => found.collect(),
-        Err(error) => return JobOutcome::Retry(format!("cannot resolve {host}: {error}")),
+    // IP literals (IPv6 ones in brackets) are checked as they are; names
+    // are resolved once.
+    let literal = raw_host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+    let (host, addresses): (String, Vec<SocketAddr>) = match literal {
+        Some(ip) => (ip.to_string(), vec![SocketAddr::new(ip, port)]),
+        None => match tokio::net::lookup_host((raw_host, port)).await {
+            Ok(found) => (raw_host.to_string(), found.collect()),
+            Err(error) => return JobOutcome::Retry(format!("cannot resolve {raw_host}: {error}")),
+        },
     };
     let allow_private =
         matches!(state.store.setting(HTTP_ALLOW_PRIVATE_SETTING).await, Ok(Some(serde_json::Value::Bool(true))));
@@ -194,6 +213,9 @@ pub async fn send_http(state: &AppState, job: &Job) -> JobOutcome {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(payload.timeout_seconds.clamp(1, 60)))
         .resolve(&host, address)
+        // A proxy from the environment would reach the target itself,
+        // around the address check.
+        .no_proxy()
         .user_agent(concat!("Docket/", env!("CARGO_PKG_VERSION")))
         .build()
     {

@@ -236,6 +236,8 @@ impl Store {
         let applied = AppliedPatch::between(&current, saved.case, applied.added_attachment_ids);
         let cause = &Cause { assignment: saved.assignment.or(cause.assignment.clone()), ..cause.clone() };
         if !applied.changed {
+            // The rules undid the change; what else they asked for still happens.
+            self.apply_deferred(tx, &current.id, deferred, cause.depth, effects).await?;
             return Ok(current);
         }
         let next = applied.case.clone();
@@ -382,7 +384,11 @@ impl Store {
         let rows = tx.built(&select).fetch_all().await?;
         let mut notes = Vec::with_capacity(rows.len());
         for row in &rows {
-            notes.push(note_from_row(row)?);
+            let mut note = note_from_row(row)?;
+            if !actor.is_staff() {
+                staff_only_data_removed(&mut note);
+            }
+            notes.push(note);
         }
         let ids: Vec<String> = notes.iter().map(|n| n.id.clone()).collect();
         let mut attachments = load_links(&mut tx, "attachments", "note_id", "id", "created_at", &ids).await?;
@@ -663,6 +669,35 @@ async fn check_references(
     check_exist(tx, "contacts", "contact_ids", contact_ids).await?;
     check_assignee(tx, "assigned_user_id", assigned_user_id.as_deref()).await?;
     check_exist(tx, "teams", "team_ids", team_ids).await
+}
+
+/// Portal users see what happened, not how the helpdesk works inside:
+/// which rule acted, or why a strategy chose an assignee (staff names,
+/// other cases, workloads).
+fn staff_only_data_removed(note: &mut Note) {
+    if let Some(data) = note.data.as_object_mut() {
+        data.remove("rule");
+        data.remove("assignment");
+        data.remove("notified");
+    }
+}
+
+/// Checks the records a rule's patch names exist (the assignee: active
+/// staff).
+pub(crate) async fn check_patch_references(tx: &mut Tx, patch: &CasePatch) -> Result<()> {
+    if let Some(account_id) = &patch.account_id {
+        check_exists(tx, "accounts", "account_id", account_id.as_deref()).await?;
+    }
+    if let Some(contact_ids) = &patch.contact_ids {
+        check_exist(tx, "contacts", "contact_ids", contact_ids).await?;
+    }
+    if let Some(assignee) = &patch.assigned_user_id {
+        check_assignee(tx, "assigned_user_id", assignee.as_deref()).await?;
+    }
+    if let Some(team_ids) = &patch.team_ids {
+        check_exist(tx, "teams", "team_ids", team_ids).await?;
+    }
+    Ok(())
 }
 
 /// Attachments a case takes must exist, be unlinked (or already this

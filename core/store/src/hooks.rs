@@ -42,6 +42,11 @@ pub const RULE_HTTP_JOB: &str = "rule_http";
 /// The setting that holds the business calendar.
 pub const BUSINESS_HOURS_SETTING: &str = "business_hours";
 
+/// Most rule actions one change may set off, all depths together: 100
+/// actions a run and 5 levels would otherwise allow 100^5 inside one
+/// transaction.
+pub const MAX_ACTIONS_PER_CHANGE: usize = 1_000;
+
 /// How stale a node's view of the rules may get: a rule saved on one node
 /// (or by the CLI) is in force on every node within this time.
 pub const RULE_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -62,6 +67,9 @@ pub(crate) type RuleCache = std::sync::Mutex<Option<Arc<RuleSet>>>;
 pub(crate) struct Effects {
     pub runs: Vec<RuleRun>,
     pub announce: Vec<(String, String)>,
+    /// Rule actions applied so far by this command (see
+    /// [`MAX_ACTIONS_PER_CHANGE`]).
+    pub actions_applied: usize,
     /// The newest version of each case the command (or its rules) wrote,
     /// so that a command whose rules changed its case again returns that
     /// version without reading it back.
@@ -261,10 +269,14 @@ impl Store {
                 return Err(StoreError::Rejected { rule: rule.name.clone(), message: message.clone() });
             }
             let (fields, later): (Vec<_>, Vec<_>) = evaluation.actions.iter().cloned().partition(is_field_action);
+            // A rule's own references are checked here, so that a rule
+            // naming a user or contact that is gone fails alone instead of
+            // making the person's change fail.
             let resolved = match self.resolve_fields(tx, &result.case.id, &result.case.contact_ids, &fields).await {
-                Ok((patch, assignment)) => {
-                    patch.apply(&result.case).map(|applied| (applied, assignment)).map_err(StoreError::from)
-                }
+                Ok((patch, assignment)) => match crate::cases::check_patch_references(tx, &patch).await {
+                    Ok(()) => patch.apply(&result.case).map(|applied| (applied, assignment)).map_err(StoreError::from),
+                    Err(error) => Err(error),
+                },
                 Err(error) => Err(error),
             };
             match resolved {
@@ -406,7 +418,10 @@ impl Store {
                 Ok(()) => {
                     tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
                 }
-                Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
+                // Database errors too: on PostgreSQL a failed statement
+                // aborts the transaction until it rolls back to the
+                // savepoint, which restores it. Only if that fails is the
+                // change itself lost.
                 Err(error) => {
                     tx.query(&format!("ROLLBACK TO SAVEPOINT {savepoint}")).execute().await?;
                     tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
@@ -435,6 +450,13 @@ impl Store {
         depth: u32,
         effects: &mut Effects,
     ) -> Result<()> {
+        effects.actions_applied += actions.len();
+        if effects.actions_applied > MAX_ACTIONS_PER_CHANGE {
+            return Err(StoreError::invalid(
+                "rule",
+                format!("this change set off more than {MAX_ACTIONS_PER_CHANGE} rule actions; the rest were not applied"),
+            ));
+        }
         let system = Actor::system();
         let cause = Cause { depth: depth + 1, rule: Some(rule.name.clone()), assignment: None };
         let (fields, others): (Vec<_>, Vec<_>) = actions.into_iter().partition(is_field_action);
@@ -643,11 +665,13 @@ impl Store {
         strategy.choose(&input).map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))
     }
 
-    /// Writes the runs a command collected. Rules whose condition did not
-    /// hold are not logged: with many rules they would be most of the log
-    /// and say little (a dry run shows them).
+    /// Writes the runs a command collected. Runs that did nothing are not
+    /// logged: a condition that did not hold, or a script that emitted no
+    /// action and printed nothing. With many rules (and scheduled rules
+    /// looking at many cases) they would be most of the log and say little;
+    /// a dry run shows them.
     pub(crate) async fn insert_runs(tx: &mut Tx, runs: &[RuleRun]) -> Result<()> {
-        let runs: Vec<&RuleRun> = runs.iter().filter(|run| run.outcome != Outcome::ConditionFalse).collect();
+        let runs: Vec<&RuleRun> = runs.iter().filter(|run| worth_logging(run)).collect();
         for chunk in runs.chunks(50) {
             let mut sql = Sql::new(
                 "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, \
@@ -677,8 +701,18 @@ impl Store {
     pub(crate) async fn insert_runs_alone(&self, runs: Vec<RuleRun>) {
         let result = async {
             let mut tx = self.pools.write().await?;
-            // The case was never saved: its runs name no case.
-            let runs: Vec<RuleRun> = runs.into_iter().map(|run| RuleRun { case_id: None, ..run }).collect();
+            // A refused update keeps its case; a refused creation has none.
+            let mut checked = Vec::with_capacity(runs.len());
+            for mut run in runs {
+                if let Some(case_id) = &run.case_id {
+                    let exists = tx.query("SELECT 1 AS one FROM cases WHERE id = $1").bind(case_id.as_str()).fetch_optional().await?;
+                    if exists.is_none() {
+                        run.case_id = None;
+                    }
+                }
+                checked.push(run);
+            }
+            let runs = checked;
             Self::insert_runs(&mut tx, &runs).await?;
             tx.commit().await
         }
@@ -697,6 +731,14 @@ impl Store {
             self.announce(case_id, note_id).await;
         }
         Ok(())
+    }
+}
+
+fn worth_logging(run: &RuleRun) -> bool {
+    match run.outcome {
+        Outcome::ConditionFalse => false,
+        Outcome::Applied => !run.actions.is_empty() || !run.log.is_empty(),
+        _ => true,
     }
 }
 
@@ -810,24 +852,55 @@ enum ReadRequest {
 }
 
 impl ReadRequest {
+    /// Answers under a savepoint: a read that fails (bad input a script
+    /// passed, say) must not abort a PostgreSQL transaction the change
+    /// still needs.
     async fn answer(self, tx: &mut Tx) {
+        if tx.query("SAVEPOINT rule_read").execute().await.is_err() {
+            self.refuse("the database refused the read");
+            return;
+        }
+        let ok = self.run(tx).await;
+        let end = if ok { "RELEASE SAVEPOINT rule_read" } else { "ROLLBACK TO SAVEPOINT rule_read" };
+        if let Err(error) = tx.query(end).execute().await {
+            tracing::warn!(%error, "could not end a rule read's savepoint");
+        }
+        if !ok {
+            let _ = tx.query("RELEASE SAVEPOINT rule_read").execute().await;
+        }
+    }
+
+    fn refuse(self, message: &str) {
         // A dropped receiver means the script was stopped meanwhile.
+        let message = message.to_string();
         match self {
-            ReadRequest::Find(query, limit, reply) => {
-                let _ = reply.send(find_cases(tx, &query, limit).await.map_err(|e| e.to_string()));
+            ReadRequest::Find(_, _, reply) => drop(reply.send(Err(message))),
+            ReadRequest::Count(_, reply) => drop(reply.send(Err(message))),
+            ReadRequest::TeamUsers(_, _, reply) => drop(reply.send(Err(message))),
+            ReadRequest::LastReply(_, _, reply) | ReadRequest::LastApplied(_, _, reply) => {
+                drop(reply.send(Err(message)))
             }
-            ReadRequest::Count(query, reply) => {
-                let _ = reply.send(count_cases(tx, &query).await.map_err(|e| e.to_string()));
-            }
+        }
+    }
+
+    /// Runs the read and sends the answer; returns whether it succeeded.
+    async fn run(self, tx: &mut Tx) -> bool {
+        fn send<T>(reply: oneshot::Sender<std::result::Result<T, String>>, result: Result<T>) -> bool {
+            let ok = result.is_ok();
+            // A dropped receiver means the script was stopped meanwhile.
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+            ok
+        }
+        match self {
+            ReadRequest::Find(query, limit, reply) => send(reply, find_cases(tx, &query, limit).await),
+            ReadRequest::Count(query, reply) => send(reply, count_cases(tx, &query).await),
             ReadRequest::TeamUsers(team, position, reply) => {
-                let _ = reply.send(team_users(tx, &team, position.as_deref()).await.map_err(|e| e.to_string()));
+                send(reply, team_users(tx, &team, position.as_deref()).await)
             }
             ReadRequest::LastReply(case_id, by_staff, reply) => {
-                let _ = reply.send(last_reply_at(tx, &case_id, by_staff).await.map_err(|e| e.to_string()));
+                send(reply, last_reply_at(tx, &case_id, by_staff).await)
             }
-            ReadRequest::LastApplied(case_id, rule, reply) => {
-                let _ = reply.send(last_applied_at(tx, &case_id, &rule).await.map_err(|e| e.to_string()));
-            }
+            ReadRequest::LastApplied(case_id, rule, reply) => send(reply, last_applied_at(tx, &case_id, &rule).await),
         }
     }
 }
@@ -948,7 +1021,7 @@ async fn last_applied_at(tx: &mut Tx, case_id: &str, rule: &str) -> Result<Optio
     let row = tx
         .query(
             "SELECT started_at FROM rule_runs WHERE case_id = $1 AND rule_name = $2 AND outcome = 'applied' \
-             ORDER BY started_at DESC LIMIT 1",
+             AND actions <> '[]' ORDER BY started_at DESC LIMIT 1",
         )
         .bind(case_id)
         .bind(rule)

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use docket_domain::Actor;
 use docket_domain::ids::{looks_like_id, new_id};
-use docket_domain::listing::{Page, Window};
+use docket_domain::listing::{CaseSortField, Page, Sort, Window};
 use docket_domain::rule::{CaseQuery, Hook, Outcome, Rule, RuleInput, RuleRun, ValidRule};
 use docket_domain::validation::ValidationErrors;
 use docket_domain::{Action, Scope};
@@ -16,7 +16,8 @@ use tracing::instrument;
 
 use crate::cases::{Cause, load_case};
 use crate::db::{Row, Sql, Tx};
-use crate::hooks::{Effects, Trigger, dry_run_record, find_cases};
+use crate::cases::select_cases;
+use crate::hooks::{Effects, Trigger, dry_run_record, query_condition};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};
 use crate::users::require_admin;
@@ -109,8 +110,9 @@ pub struct ScheduledRun {
 impl Store {
     /// Checks a rule input: fields, schedule, filter, and the script and
     /// condition compiled. A script that does not compile may be saved
-    /// only as a disabled draft.
-    fn check_rule(&self, input: &RuleInput) -> Result<ValidRule> {
+    /// only as a disabled draft. Imports check every rule with this before
+    /// saving any.
+    pub fn check_rule(&self, input: &RuleInput) -> Result<ValidRule> {
         let valid = input.validate()?;
         let mut errors = ValidationErrors::new();
         if let Some(schedule) = &valid.schedule
@@ -258,6 +260,7 @@ impl Store {
         }
         tx.commit().await?;
         self.forget_rules();
+        self.rules.forget(id);
         Ok(())
     }
 
@@ -327,7 +330,10 @@ impl Store {
         let trigger = Trigger { hook: rule.hook, case: case.as_ref(), changes: &[], note: None, actor, depth: 0 };
         // A test compiles its own copy: the cache holds saved versions only.
         let scratch = Rule { id: format!("test-{}", new_id()), ..rule.clone() };
-        let (_, evaluation) = self.evaluate(&mut tx, vec![scratch], &trigger).await?.remove(0);
+        let scratch_id = scratch.id.clone();
+        let evaluated = self.evaluate(&mut tx, vec![scratch], &trigger).await;
+        self.rules.forget(&scratch_id);
+        let (_, evaluation) = evaluated?.remove(0);
         tx.commit().await?;
         let mut run = dry_run_record(rule, &trigger, &evaluation);
         run.rule_id = if looks_like_id(&rule.id) { Some(rule.id.clone()) } else { None };
@@ -469,14 +475,26 @@ impl Store {
         };
         let query = CaseQuery::from_json(filter).map_err(|e| StoreError::invalid("case_filter", e))?;
         let cap = usize::try_from(rule.run_cap).unwrap_or(1);
-        let cases = find_cases(&mut tx, &query, cap + 1).await?;
+        // Go on after the last case the previous run processed: a rule
+        // capped below the number of matching cases still reaches every
+        // case in turn, and a retried run does not repeat committed work.
+        let cursor: i64 = tx
+            .query("SELECT schedule_cursor FROM rules WHERE id = $1")
+            .bind(rule.id.as_str())
+            .fetch_one()
+            .await?
+            .get("schedule_cursor")?;
+        let mut condition = query_condition(&tx, &query)?;
+        condition.push(" AND c.number > ").value(cursor);
+        let sort = Sort { field: CaseSortField::Number, descending: false };
+        let cases = select_cases(&mut tx, &condition, sort, Window { offset: 0, limit: cap as i64 + 1 }).await?;
         tx.commit().await?;
         let capped = cases.len() > cap;
-        let ids: Vec<String> = cases.into_iter().take(cap).map(|c| c.id).collect();
-        for batch in ids.chunks(SCHEDULE_BATCH) {
+        let picked: Vec<(String, i64)> = cases.into_iter().take(cap).map(|c| (c.id, c.number)).collect();
+        for batch in picked.chunks(SCHEDULE_BATCH) {
             let mut tx = self.pools.write().await?;
             let mut effects = Effects::default();
-            for id in batch {
+            for (id, _) in batch {
                 // The case may have changed or gone since it was selected.
                 let case = match load_case(&mut tx, "c.id = $1", id, true).await {
                     Ok(case) => case,
@@ -493,11 +511,27 @@ impl Store {
                 };
                 self.run_rules(&mut tx, vec![rule.clone()], &trigger, &mut effects).await?;
             }
+            // The end of the sweep starts the next one from the beginning.
+            let last = batch.last().map(|(_, number)| *number).unwrap_or(cursor);
+            let reached_end = !capped && batch.last() == picked.last();
+            let next_cursor = if reached_end { 0 } else { last };
+            tx.query("UPDATE rules SET schedule_cursor = $1 WHERE id = $2")
+                .bind(next_cursor)
+                .bind(rule.id.as_str())
+                .execute()
+                .await?;
             self.finish(tx, effects).await?;
+        }
+        if picked.is_empty() && cursor > 0 {
+            // Nothing after the cursor: the next run starts over.
+            let mut tx = self.pools.write().await?;
+            tx.query("UPDATE rules SET schedule_cursor = 0 WHERE id = $1").bind(rule.id.as_str()).execute().await?;
+            tx.commit().await?;
         }
         if capped {
             tracing::info!(rule = %rule.name, cap, "scheduled rule hit its cap; the rest wait for the next tick");
         }
+        let ids = picked;
         Ok(ScheduledRun { cases: ids.len(), capped })
     }
 }

@@ -882,6 +882,54 @@ async fn scheduled_rules_run_once_per_tick(db: TestDb) {
     assert_eq!(create.data["rule"], "monthly");
 }
 
+async fn rule_failures_never_block_the_change(db: TestDb) {
+    let store = &db.store;
+    let ghost = r#"assign("0123456789abcdef0123456789abcdef"); set("priority", "High")"#;
+    store.create_rule(&db.admin, &rule("ghost before save", "case.before_save", None, ghost)).await.expect("rule");
+    let nul_note = r#"post_note("a\x00b")"#;
+    store.create_rule(&db.admin, &rule("nul note", "case.created", None, nul_note)).await.expect("rule");
+    let bad_read = r#"print(count_cases(#{ text: "x\x00" }))"#;
+    store.create_rule(&db.admin, &rule("bad read", "case.created", None, bad_read)).await.expect("rule");
+    let after = r#"internal_note("still running")"#;
+    store.create_rule(&db.admin, &RuleInput { position: 9, ..rule("after", "case.created", None, after) }).await.expect("rule");
+
+    let case = db.case(&db.admin, NewCase { name: "Saved anyway".into(), ..Default::default() }).await;
+    assert_eq!(case.assigned_user_id, None);
+    assert_eq!(case.priority, CasePriority::Normal, "the failing before_save rule changed nothing");
+    let runs = runs_of(&db, &case.id).await;
+    let outcome = |name: &str| runs.iter().find(|r| r.rule_name == name).map(|r| r.outcome);
+    assert_eq!(outcome("ghost before save"), Some(Outcome::Failed), "{runs:?}");
+    assert_eq!(outcome("nul note"), Some(Outcome::Applied));
+    assert_eq!(outcome("after"), Some(Outcome::Applied), "rules after a failed read still run: {runs:?}");
+    let stream = store.case_stream(&db.admin, &case.id, Window::new(Some(20), None)).await.expect("stream");
+    let posts: Vec<_> = stream.items.iter().filter_map(|n| n.post.clone()).collect();
+    assert!(posts.contains(&"ab".to_string()), "{posts:?}");
+    assert!(posts.contains(&"still running".to_string()), "{posts:?}");
+}
+
+async fn capped_scheduled_rules_reach_every_case_in_turn(db: TestDb) {
+    let store = &db.store;
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        numbers.push(db.case(&db.admin, NewCase { name: format!("sweep {i}"), ..Default::default() }).await.number);
+    }
+    let sweep = RuleInput {
+        schedule: Some("0 0 6 * * *".into()),
+        case_filter: Some(serde_json::json!({ "status": "New" })),
+        run_cap: Some(2),
+        ..rule("sweep", "schedule", None, "print(ticket.number)")
+    };
+    let sweep = store.create_rule(&db.admin, &sweep).await.expect("rule");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let run = store.run_scheduled_rule(&sweep.id).await.expect("run");
+        let filter = RunFilter { rule_id: Some(sweep.id.clone()), window: Window::new(Some(100), None), ..Default::default() };
+        let total = store.rule_runs(&db.admin, &filter).await.expect("runs").total;
+        seen.push((run.cases, run.capped, total));
+    }
+    assert_eq!(seen, vec![(2, true, 2), (2, true, 4), (1, false, 5), (2, true, 7)], "2, 2, the last one, then over again");
+}
+
 async fn manual_rules_and_dry_runs(db: TestDb) {
     let store = &db.store;
     let close = rule("close it", "manual", Some(r#"ticket.status != "Closed""#), r#"set("status", "Closed")"#);
@@ -945,4 +993,6 @@ conformance!(
     round_robin_assigns_evenly_under_concurrency,
     scheduled_rules_run_once_per_tick,
     manual_rules_and_dry_runs,
+    rule_failures_never_block_the_change,
+    capped_scheduled_rules_reach_every_case_in_turn,
 );

@@ -300,3 +300,12 @@ fn variables_are_not_folded_into_the_compiled_script() {
     assert_eq!(evaluation.error, None);
     assert_eq!(evaluation.log, vec!["New -> Pending"]);
 }
+
+#[test]
+fn nul_characters_never_leave_a_script() {
+    let evaluation = evaluate(Hook::Created, None, r#"print("a\x00b"); post_note("x\x00y");"#);
+    assert_eq!(evaluation.log, vec!["ab"]);
+    assert_eq!(evaluation.actions, vec![RuleAction::Note { text: "xy".into(), internal: false }]);
+    let error = error_of(r#"throw "bad\x00news""#);
+    assert!(!error.contains('\0'), "{error}");
+}

@@ -96,11 +96,12 @@ async fn import(
         return Err(ApiError::Forbidden("only admins may manage rules".into()));
     }
     for (index, input) in set.rules.iter().enumerate() {
-        let valid = input.validate().map_err(|e| ApiError::field(&format!("rules[{index}]"), e.summary()))?;
-        if valid.enabled
-            && let Err(error) = state.store.compile_rule(valid.condition.as_deref(), &valid.script)
-        {
-            return Err(ApiError::field(&format!("rules[{index}]"), format!("{}: {error}", valid.name)));
+        match state.store.check_rule(input) {
+            Ok(_) => {}
+            Err(docket_store::StoreError::Invalid(errors)) => {
+                return Err(ApiError::field(&format!("rules[{index}]"), format!("{}: {}", input.name, errors.summary())));
+            }
+            Err(other) => return Err(other.into()),
         }
     }
     let mut imported = Vec::new();
