@@ -124,7 +124,10 @@ async fn the_example_rules_do_their_jobs(site: Site) {
     let (_, theirs) = server.get(&format!("/api/v1/cases/{}/stream", id(&first)), &portal).await;
     let their_create =
         theirs["items"].as_array().expect("items").iter().find(|n| n["type"] == "Create").expect("Create note");
-    assert!(their_create["data"].get("assignment").is_none() && their_create["data"].get("rule").is_none(), "{their_create}");
+    assert!(
+        their_create["data"].get("assignment").is_none() && their_create["data"].get("rule").is_none(),
+        "{their_create}"
+    );
 
     // Keywords raise the priority before the case is saved.
     let outage = server.case(&ann_key, json!({ "name": "Mail server down" })).await;

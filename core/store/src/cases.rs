@@ -103,7 +103,10 @@ impl Store {
         };
         let saved = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
         let (mut case, deferred) = (saved.case, saved.deferred);
-        check_references(tx, &case.account_id, &case.contact_ids, &case.assigned_user_id, &case.team_ids).await?;
+        // An assignee a strategy just chose is known to be active staff.
+        let verified = saved.verified_assignee.filter(|v| case.assigned_user_id.as_ref() == Some(v));
+        let unverified_assignee = if verified.is_some() { None } else { case.assigned_user_id.clone() };
+        check_references(tx, &case.account_id, &case.contact_ids, &unverified_assignee, &case.team_ids).await?;
         let mut note_data = json!({ "status": case.status, "assigned_user_id": case.assigned_user_id });
         if let Some(rule) = &cause.rule {
             note_data["rule"] = json!(rule);
@@ -145,7 +148,7 @@ impl Store {
                 &nested_plan
             }
         };
-        let followers = initial_follows(tx, &case, actor, plan).await?;
+        let followers = initial_follows(tx, &case, actor, plan, verified.as_deref()).await?;
         if !silent {
             notify_created(tx, &case, &create_note_id, &followers, &actor.user_id).await?;
             effects.announce.push((case.id.clone(), create_note_id));
@@ -684,14 +687,16 @@ fn staff_only_data_removed(note: &mut Note) {
 
 /// Checks the records a rule's patch names exist (the assignee: active
 /// staff).
-pub(crate) async fn check_patch_references(tx: &mut Tx, patch: &CasePatch) -> Result<()> {
+pub(crate) async fn check_patch_references(tx: &mut Tx, patch: &CasePatch, verified: Option<&str>) -> Result<()> {
     if let Some(account_id) = &patch.account_id {
         check_exists(tx, "accounts", "account_id", account_id.as_deref()).await?;
     }
     if let Some(contact_ids) = &patch.contact_ids {
         check_exist(tx, "contacts", "contact_ids", contact_ids).await?;
     }
-    if let Some(assignee) = &patch.assigned_user_id {
+    if let Some(assignee) = &patch.assigned_user_id
+        && assignee.as_deref() != verified
+    {
         check_assignee(tx, "assigned_user_id", assignee.as_deref()).await?;
     }
     if let Some(team_ids) = &patch.team_ids {

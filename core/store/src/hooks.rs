@@ -94,6 +94,15 @@ impl Effects {
     }
 }
 
+/// Field actions made into a patch.
+pub(crate) struct ResolvedFields {
+    pub patch: CasePatch,
+    /// How `assign_by` chose, for the note.
+    pub assignment: Option<serde_json::Value>,
+    /// The user `assign_by` chose (an active staff member).
+    pub chosen: Option<String>,
+}
+
 /// What the `case.before_save` rules made of a case about to be saved.
 pub(crate) struct BeforeSave {
     pub case: Case,
@@ -101,6 +110,9 @@ pub(crate) struct BeforeSave {
     pub deferred: Deferred,
     /// How `assign_by` chose the assignee, for the note.
     pub assignment: Option<serde_json::Value>,
+    /// The assignee `assign_by` chose: an active staff member, just read,
+    /// so the command need not check it again.
+    pub verified_assignee: Option<String>,
 }
 
 /// The event a hook fires for.
@@ -249,7 +261,8 @@ impl Store {
         depth: u32,
         effects: &mut Effects,
     ) -> Result<BeforeSave> {
-        let unchanged = || BeforeSave { case: pending.clone(), deferred: Vec::new(), assignment: None };
+        let unchanged =
+            || BeforeSave { case: pending.clone(), deferred: Vec::new(), assignment: None, verified_assignee: None };
         let rules = self.enabled_rules(tx, Hook::BeforeSave).await?;
         if rules.is_empty() {
             return Ok(unchanged());
@@ -272,17 +285,26 @@ impl Store {
             // A rule's own references are checked here, so that a rule
             // naming a user or contact that is gone fails alone instead of
             // making the person's change fail.
-            let resolved = match self.resolve_fields(tx, &result.case.id, &result.case.contact_ids, &fields).await {
-                Ok((patch, assignment)) => match crate::cases::check_patch_references(tx, &patch).await {
-                    Ok(()) => patch.apply(&result.case).map(|applied| (applied, assignment)).map_err(StoreError::from),
-                    Err(error) => Err(error),
-                },
+            let resolved = match self.resolve_fields(tx, &result.case.contact_ids, &fields).await {
+                Ok(resolved) => {
+                    match crate::cases::check_patch_references(tx, &resolved.patch, resolved.chosen.as_deref()).await {
+                        Ok(()) => resolved
+                            .patch
+                            .apply(&result.case)
+                            .map(|applied| (applied, resolved))
+                            .map_err(StoreError::from),
+                        Err(error) => Err(error),
+                    }
+                }
                 Err(error) => Err(error),
             };
             match resolved {
-                Ok((applied, assignment)) => {
+                Ok((applied, resolved)) => {
                     result.case = applied.case;
-                    result.assignment = assignment.or(result.assignment);
+                    if resolved.assignment.is_some() {
+                        result.assignment = resolved.assignment;
+                        result.verified_assignee = resolved.chosen;
+                    }
                 }
                 Err(StoreError::Database(error)) => return Err(StoreError::Database(error)),
                 Err(error) => {
@@ -306,26 +328,25 @@ impl Store {
     async fn resolve_fields(
         &self,
         tx: &mut Tx,
-        case_id: &str,
         contact_ids: &[String],
         fields: &[RuleAction],
-    ) -> Result<(CasePatch, Option<serde_json::Value>)> {
-        let mut patch = field_patch(contact_ids, fields)?;
-        let mut assignment = None;
+    ) -> Result<ResolvedFields> {
+        let mut resolved = ResolvedFields { patch: field_patch(contact_ids, fields)?, assignment: None, chosen: None };
         for action in fields {
             if let RuleAction::AssignBy { strategy, team, position } = action {
-                let choice = self.choose_assignee(tx, case_id, strategy, team, position.as_deref()).await?;
+                let choice = self.choose_assignee(tx, strategy, team, position.as_deref()).await?;
                 let Some(choice) = choice else {
                     return Err(StoreError::invalid(
                         "assign_by",
                         format!("team {team} has no active member to assign"),
                     ));
                 };
-                patch.assigned_user_id = Some(Some(choice.user_id.clone()));
-                assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
+                resolved.patch.assigned_user_id = Some(Some(choice.user_id.clone()));
+                resolved.assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
+                resolved.chosen = Some(choice.user_id);
             }
         }
-        Ok((patch, assignment))
+        Ok(resolved)
     }
 
     /// Runs the enabled rules of a hook after a change was written.
@@ -454,7 +475,9 @@ impl Store {
         if effects.actions_applied > MAX_ACTIONS_PER_CHANGE {
             return Err(StoreError::invalid(
                 "rule",
-                format!("this change set off more than {MAX_ACTIONS_PER_CHANGE} rule actions; the rest were not applied"),
+                format!(
+                    "this change set off more than {MAX_ACTIONS_PER_CHANGE} rule actions; the rest were not applied"
+                ),
             ));
         }
         let system = Actor::system();
@@ -468,9 +491,9 @@ impl Store {
                 fields.iter().any(|a| matches!(a, RuleAction::LinkContact { .. } | RuleAction::UnlinkContact { .. }));
             let contact_ids =
                 if links { load_case(tx, "c.id = $1", case_id, true).await?.contact_ids } else { Vec::new() };
-            let (patch, assignment) = self.resolve_fields(tx, case_id, &contact_ids, &fields).await?;
-            let cause = Cause { assignment, ..cause.clone() };
-            self.update_case_in(tx, &system, case_id, &patch, &cause, effects).await?;
+            let resolved = self.resolve_fields(tx, &contact_ids, &fields).await?;
+            let cause = Cause { assignment: resolved.assignment, ..cause.clone() };
+            self.update_case_in(tx, &system, case_id, &resolved.patch, &cause, effects).await?;
         }
         for action in others {
             match action {
@@ -599,7 +622,6 @@ impl Store {
     pub(crate) async fn choose_assignee(
         &self,
         tx: &mut Tx,
-        case_id: &str,
         strategy: &str,
         team: &str,
         position: Option<&str>,
@@ -610,29 +632,44 @@ impl Store {
                 format!("unknown strategy `{strategy}`; known: {}", self.strategy_names().join(", ")),
             )
         })?;
-        let lock = tx.for_update();
-        let row = tx
-            .query(&format!("SELECT id, name FROM teams WHERE id = $1 OR name = $1 ORDER BY id LIMIT 1{lock}"))
-            .bind(team)
-            .fetch_optional()
-            .await?
-            .ok_or_else(|| StoreError::invalid("assign_by", format!("no team {team}")))?;
-        let team_id: String = row.get("id")?;
-        let team_name: String = row.get("name")?;
+        // The team and its eligible members in one statement. On PostgreSQL
+        // the team row is locked, so concurrent assignments to the team
+        // take turns and each sees the one before.
+        let lock = match tx.backend() {
+            crate::Backend::Postgres => " FOR UPDATE OF t",
+            crate::Backend::Sqlite => "",
+        };
+        // Each member's latest case comes along: a MAX over the index on
+        // (assigned_user_id, number) is one seek.
         let mut sql = Sql::new(
-            "SELECT u.id, u.username FROM team_members m JOIN users u ON u.id = m.user_id \
-             WHERE u.is_active = ",
+            "SELECT t.id AS team_id, t.name AS team_name, u.id AS user_id, u.username, \
+             (SELECT MAX(c.number) FROM cases c WHERE c.assigned_user_id = u.id) AS last_number \
+             FROM teams t LEFT JOIN team_members m ON m.team_id = t.id",
         );
-        sql.value(true).push(" AND u.user_type IN ('admin', 'agent') AND m.team_id = ").value(team_id.as_str());
         if let Some(position) = position {
             sql.push(" AND m.position = ").value(position);
         }
-        sql.push(" ORDER BY u.id");
+        sql.push(" LEFT JOIN users u ON u.id = m.user_id AND u.user_type IN ('admin', 'agent') AND u.is_active = ");
+        sql.value(true).push(" WHERE t.id = ").value(team).push(" OR t.name = ").value(team);
+        sql.push(&format!(" ORDER BY t.id, u.id{lock}"));
+        let rows = tx.built(&sql).fetch_all().await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::invalid("assign_by", format!("no team {team}")));
+        };
+        let team_id: String = first.get("team_id")?;
+        let team_name: String = first.get("team_name")?;
         let mut candidates = Vec::new();
-        for row in tx.built(&sql).fetch_all().await? {
-            candidates.push(Candidate { user_id: row.get("id")?, username: row.get("username")?, open_cases: 0 });
+        let mut last_assigned: Option<(String, i64)> = None;
+        for row in &rows {
+            let (row_team, user_id): (String, Option<String>) = (row.get("team_id")?, row.get("user_id")?);
+            let (true, Some(user_id)) = (row_team == team_id, user_id) else { continue };
+            if let Some(number) = row.get::<Option<i64>>("last_number")?
+                && last_assigned.as_ref().is_none_or(|(_, best)| number > *best)
+            {
+                last_assigned = Some((user_id.clone(), number));
+            }
+            candidates.push(Candidate { user_id, username: row.get("username")?, open_cases: 0 });
         }
-        let mut last_assigned = None;
         if !candidates.is_empty() && strategy.needs_open_cases() {
             // One count per candidate over (assigned_user_id, status): only
             // the open cases are read, however many closed ones there are.
@@ -641,23 +678,6 @@ impl Store {
                 let mut count = Sql::new("SELECT COUNT(*) AS open FROM cases WHERE assigned_user_id = ");
                 count.value(candidate.user_id.as_str()).push(" AND status IN ").list(&open);
                 candidate.open_cases = tx.built(&count).fetch_one().await?.get("open")?;
-            }
-        }
-        if !candidates.is_empty() {
-            // The latest case of each candidate is one index seek on
-            // (assigned_user_id, number); the highest of those wins.
-            let mut last = Sql::new("SELECT assigned_user_id, number FROM (");
-            for (i, candidate) in candidates.iter().enumerate() {
-                if i > 0 {
-                    last.push(" UNION ALL ");
-                }
-                last.push("SELECT * FROM (SELECT assigned_user_id, number FROM cases WHERE assigned_user_id = ");
-                last.value(candidate.user_id.as_str()).push(" AND id <> ").value(case_id);
-                last.push(&format!(" ORDER BY number DESC LIMIT 1) c{i}"));
-            }
-            last.push(") latest ORDER BY number DESC LIMIT 1");
-            if let Some(row) = tx.built(&last).fetch_optional().await? {
-                last_assigned = Some((row.get("assigned_user_id")?, row.get("number")?));
             }
         }
         let input =
@@ -705,7 +725,11 @@ impl Store {
             let mut checked = Vec::with_capacity(runs.len());
             for mut run in runs {
                 if let Some(case_id) = &run.case_id {
-                    let exists = tx.query("SELECT 1 AS one FROM cases WHERE id = $1").bind(case_id.as_str()).fetch_optional().await?;
+                    let exists = tx
+                        .query("SELECT 1 AS one FROM cases WHERE id = $1")
+                        .bind(case_id.as_str())
+                        .fetch_optional()
+                        .await?;
                     if exists.is_none() {
                         run.case_id = None;
                     }

@@ -14,9 +14,9 @@ use docket_domain::{Action, Scope};
 use serde_json::json;
 use tracing::instrument;
 
+use crate::cases::select_cases;
 use crate::cases::{Cause, load_case};
 use crate::db::{Row, Sql, Tx};
-use crate::cases::select_cases;
 use crate::hooks::{Effects, Trigger, dry_run_record, query_condition};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};

@@ -450,6 +450,7 @@ pub(crate) async fn initial_follows(
     case: &Case,
     creator: &Actor,
     plan: &FollowPlan,
+    known_active: Option<&str>,
 ) -> Result<Vec<String>> {
     let mut followers: Vec<String> = Vec::new();
     if plan.creator_follows {
@@ -474,12 +475,14 @@ pub(crate) async fn initial_follows(
         return Ok(followers);
     }
     // The plan was read before this transaction: keep only users still
-    // active now.
-    let mut sql = Sql::new("SELECT id FROM users WHERE is_active = ");
-    sql.value(true).push(" AND id IN ").list(&followers);
-    let active: Vec<String> =
-        tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
-    followers.retain(|id| active.contains(id));
+    // active now (an assignee a strategy chose in this transaction is).
+    if followers.iter().any(|id| Some(id.as_str()) != known_active) {
+        let mut sql = Sql::new("SELECT id FROM users WHERE is_active = ");
+        sql.value(true).push(" AND id IN ").list(&followers);
+        let active: Vec<String> =
+            tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
+        followers.retain(|id| active.contains(id));
+    }
     for user_id in &followers {
         add_follower(tx, &case.id, user_id).await?;
     }

@@ -891,7 +891,10 @@ async fn rule_failures_never_block_the_change(db: TestDb) {
     let bad_read = r#"print(count_cases(#{ text: "x\x00" }))"#;
     store.create_rule(&db.admin, &rule("bad read", "case.created", None, bad_read)).await.expect("rule");
     let after = r#"internal_note("still running")"#;
-    store.create_rule(&db.admin, &RuleInput { position: 9, ..rule("after", "case.created", None, after) }).await.expect("rule");
+    store
+        .create_rule(&db.admin, &RuleInput { position: 9, ..rule("after", "case.created", None, after) })
+        .await
+        .expect("rule");
 
     let case = db.case(&db.admin, NewCase { name: "Saved anyway".into(), ..Default::default() }).await;
     assert_eq!(case.assigned_user_id, None);
@@ -923,11 +926,16 @@ async fn capped_scheduled_rules_reach_every_case_in_turn(db: TestDb) {
     let mut seen = Vec::new();
     for _ in 0..4 {
         let run = store.run_scheduled_rule(&sweep.id).await.expect("run");
-        let filter = RunFilter { rule_id: Some(sweep.id.clone()), window: Window::new(Some(100), None), ..Default::default() };
+        let filter =
+            RunFilter { rule_id: Some(sweep.id.clone()), window: Window::new(Some(100), None), ..Default::default() };
         let total = store.rule_runs(&db.admin, &filter).await.expect("runs").total;
         seen.push((run.cases, run.capped, total));
     }
-    assert_eq!(seen, vec![(2, true, 2), (2, true, 4), (1, false, 5), (2, true, 7)], "2, 2, the last one, then over again");
+    assert_eq!(
+        seen,
+        vec![(2, true, 2), (2, true, 4), (1, false, 5), (2, true, 7)],
+        "2, 2, the last one, then over again"
+    );
 }
 
 async fn manual_rules_and_dry_runs(db: TestDb) {

@@ -99,7 +99,10 @@ async fn import(
         match state.store.check_rule(input) {
             Ok(_) => {}
             Err(docket_store::StoreError::Invalid(errors)) => {
-                return Err(ApiError::field(&format!("rules[{index}]"), format!("{}: {}", input.name, errors.summary())));
+                return Err(ApiError::field(
+                    &format!("rules[{index}]"),
+                    format!("{}: {}", input.name, errors.summary()),
+                ));
             }
             Err(other) => return Err(other.into()),
         }
