@@ -37,6 +37,8 @@ pub struct Config {
     pub public_url: String,
     /// Seconds before the first retry of a failed job (doubling after).
     pub job_retry_base_secs: u64,
+    /// Days the rule run log is kept.
+    pub rule_runs_days: i64,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -56,6 +58,7 @@ struct FileConfig {
     email_delay_secs: Option<u64>,
     public_url: Option<String>,
     job_retry_base_secs: Option<u64>,
+    rule_runs_days: Option<i64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -104,7 +107,11 @@ impl Config {
                 .or(file.job_retry_base_secs)
                 .unwrap_or(15)
                 .max(1),
+            rule_runs_days: parse_env(&env, "DOCKET_RULE_RUNS_DAYS")?.or(file.rule_runs_days).unwrap_or(90),
         };
+        if !(1..=3650).contains(&config.rule_runs_days) {
+            bail!("rule_runs_days must be between 1 and 3650");
+        }
         if config.max_upload_bytes == 0 {
             bail!("max_upload_bytes must be positive");
         }

@@ -19,9 +19,23 @@ use crate::mail::smtp_settings;
 /// taken by one node only (see `Store::schedule_due_rules`).
 const SCHEDULER_POLL: Duration = Duration::from_secs(2);
 
-/// Enqueues due scheduled rules until `stopped`.
+/// How often each node trims the rule run log.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Enqueues due scheduled rules until `stopped`, and trims the rule run log
+/// to `DOCKET_RULE_RUNS_DAYS` once an hour.
 pub async fn scheduler(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            let before = chrono::Utc::now() - chrono::Duration::days(state.config.rule_runs_days);
+            match state.store.prune_rule_runs(before).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned old rule runs"),
+                Err(error) => tracing::warn!(%error, "could not prune rule runs"),
+            }
+        }
         match state.store.schedule_due_rules().await {
             Ok(0) => {}
             Ok(enqueued) => {

@@ -389,6 +389,29 @@ impl Store {
         Ok(run)
     }
 
+    /// Deletes rule runs that started before `before`, in slices so that
+    /// the writer is never held long. Returns how many went.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn prune_rule_runs(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut deleted = 0;
+        loop {
+            let mut tx = self.pools.write().await?;
+            let slice = tx
+                .query(
+                    "DELETE FROM rule_runs WHERE id IN \
+                     (SELECT id FROM rule_runs WHERE started_at < $1 ORDER BY started_at LIMIT 5000)",
+                )
+                .bind(before)
+                .execute()
+                .await?;
+            tx.commit().await?;
+            deleted += slice;
+            if slice < 5000 {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Enqueues one job per scheduled rule whose tick is due, and moves
     /// the rule to its next tick. Several nodes may call this at once: the
     /// conditional update lets exactly one of them take each tick.
