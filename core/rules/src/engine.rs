@@ -324,11 +324,22 @@ fn scrub(text: &mut String) {
 }
 
 fn without_nul(actions: Vec<RuleAction>) -> Vec<RuleAction> {
-    let Ok(json) = serde_json::to_string(&actions) else { return actions };
-    if !json.contains("\\u0000") {
-        return actions;
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => scrub(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => map.values_mut().for_each(walk),
+            _ => {}
+        }
     }
-    serde_json::from_str(&json.replace("\\u0000", "")).unwrap_or(actions)
+    actions
+        .into_iter()
+        .map(|action| {
+            let Ok(mut value) = serde_json::to_value(&action) else { return action };
+            walk(&mut value);
+            serde_json::from_value(value).unwrap_or(action)
+        })
+        .collect()
 }
 
 fn failed(condition_held: Option<bool>, log: Vec<String>, error: String, started: Instant) -> Evaluation {

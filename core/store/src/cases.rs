@@ -677,7 +677,7 @@ async fn check_references(
 /// Portal users see what happened, not how the helpdesk works inside:
 /// which rule acted, or why a strategy chose an assignee (staff names,
 /// other cases, workloads).
-fn staff_only_data_removed(note: &mut Note) {
+pub(crate) fn staff_only_data_removed(note: &mut Note) {
     if let Some(data) = note.data.as_object_mut() {
         data.remove("rule");
         data.remove("assignment");

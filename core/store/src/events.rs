@@ -127,6 +127,9 @@ impl Store {
         if !actor.allows(Scope::Case, Action::Read, &case.ownership()) || (note.is_internal && !actor.is_staff()) {
             return Err(crate::StoreError::NotFound);
         }
+        if !actor.is_staff() {
+            crate::cases::staff_only_data_removed(&mut note);
+        }
         Ok(note)
     }
 }

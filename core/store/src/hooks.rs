@@ -285,7 +285,7 @@ impl Store {
             // A rule's own references are checked here, so that a rule
             // naming a user or contact that is gone fails alone instead of
             // making the person's change fail.
-            let resolved = match self.resolve_fields(tx, &result.case.contact_ids, &fields).await {
+            let resolved = match self.resolve_fields(tx, &result.case.id, &result.case.contact_ids, &fields).await {
                 Ok(resolved) => {
                     match crate::cases::check_patch_references(tx, &resolved.patch, resolved.chosen.as_deref()).await {
                         Ok(()) => resolved
@@ -328,13 +328,14 @@ impl Store {
     async fn resolve_fields(
         &self,
         tx: &mut Tx,
+        case_id: &str,
         contact_ids: &[String],
         fields: &[RuleAction],
     ) -> Result<ResolvedFields> {
         let mut resolved = ResolvedFields { patch: field_patch(contact_ids, fields)?, assignment: None, chosen: None };
         for action in fields {
             if let RuleAction::AssignBy { strategy, team, position } = action {
-                let choice = self.choose_assignee(tx, strategy, team, position.as_deref()).await?;
+                let choice = self.choose_assignee(tx, case_id, strategy, team, position.as_deref()).await?;
                 let Some(choice) = choice else {
                     return Err(StoreError::invalid(
                         "assign_by",
@@ -435,6 +436,7 @@ impl Store {
             tx.query(&format!("SAVEPOINT {savepoint}")).execute().await?;
             let (runs_before, announce_before) = (effects.runs.len(), effects.announce.len());
             let latest_before = effects.latest.clone();
+            let actions_before = effects.actions_applied;
             match self.apply(tx, case_id.as_deref(), rule, actions, depth, effects).await {
                 Ok(()) => {
                     tx.query(&format!("RELEASE SAVEPOINT {savepoint}")).execute().await?;
@@ -450,6 +452,7 @@ impl Store {
                     effects.runs.truncate(runs_before);
                     effects.announce.truncate(announce_before);
                     effects.latest = latest_before;
+                    effects.actions_applied = actions_before;
                     let run = &mut effects.runs[index];
                     run.outcome = Outcome::Failed;
                     run.error = Some(format!("could not apply its actions: {}", describe_error(&error)));
@@ -491,7 +494,7 @@ impl Store {
                 fields.iter().any(|a| matches!(a, RuleAction::LinkContact { .. } | RuleAction::UnlinkContact { .. }));
             let contact_ids =
                 if links { load_case(tx, "c.id = $1", case_id, true).await?.contact_ids } else { Vec::new() };
-            let resolved = self.resolve_fields(tx, &contact_ids, &fields).await?;
+            let resolved = self.resolve_fields(tx, case_id, &contact_ids, &fields).await?;
             let cause = Cause { assignment: resolved.assignment, ..cause.clone() };
             self.update_case_in(tx, &system, case_id, &resolved.patch, &cause, effects).await?;
         }
@@ -622,6 +625,7 @@ impl Store {
     pub(crate) async fn choose_assignee(
         &self,
         tx: &mut Tx,
+        case_id: &str,
         strategy: &str,
         team: &str,
         position: Option<&str>,
@@ -632,18 +636,23 @@ impl Store {
                 format!("unknown strategy `{strategy}`; known: {}", self.strategy_names().join(", ")),
             )
         })?;
-        // The team and its eligible members in one statement. On PostgreSQL
-        // the team row is locked, so concurrent assignments to the team
-        // take turns and each sees the one before.
-        let lock = match tx.backend() {
-            crate::Backend::Postgres => " FOR UPDATE OF t",
-            crate::Backend::Sqlite => "",
-        };
-        // Each member's latest case comes along: a MAX over the index on
-        // (assigned_user_id, number) is one seek.
+        // On PostgreSQL the team row is locked first, in a statement of its
+        // own: concurrent assignments to the team take turns, and the next
+        // statement (a new snapshot, taken once the lock is held) sees the
+        // case the previous holder assigned. SQLite's single writer
+        // serialises them already.
+        if tx.backend() == crate::Backend::Postgres {
+            tx.query("SELECT id FROM teams WHERE id = $1 OR name = $1 FOR UPDATE").bind(team).fetch_all().await?;
+        }
+        // The team, its eligible members and each member's latest case
+        // (other than this one) in one statement: the latest case is one
+        // backward seek on the index over (assigned_user_id, number).
         let mut sql = Sql::new(
             "SELECT t.id AS team_id, t.name AS team_name, u.id AS user_id, u.username, \
-             (SELECT MAX(c.number) FROM cases c WHERE c.assigned_user_id = u.id) AS last_number \
+             (SELECT c.number FROM cases c WHERE c.assigned_user_id = u.id AND c.id <> ",
+        );
+        sql.value(case_id).push(
+            " ORDER BY c.number DESC LIMIT 1) AS last_number \
              FROM teams t LEFT JOIN team_members m ON m.team_id = t.id",
         );
         if let Some(position) = position {
@@ -651,7 +660,7 @@ impl Store {
         }
         sql.push(" LEFT JOIN users u ON u.id = m.user_id AND u.user_type IN ('admin', 'agent') AND u.is_active = ");
         sql.value(true).push(" WHERE t.id = ").value(team).push(" OR t.name = ").value(team);
-        sql.push(&format!(" ORDER BY t.id, u.id{lock}"));
+        sql.push(" ORDER BY t.id, u.id");
         let rows = tx.built(&sql).fetch_all().await?;
         let Some(first) = rows.first() else {
             return Err(StoreError::invalid("assign_by", format!("no team {team}")));
@@ -682,7 +691,25 @@ impl Store {
         }
         let input =
             AssignmentInput { team_id, team_name, position: position.map(str::to_string), candidates, last_assigned };
-        strategy.choose(&input).map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))
+        let choice = strategy
+            .choose(&input)
+            .map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))?;
+        // A strategy (a plugin's, say) may only pick one of the candidates:
+        // active staff of the team, which is why the caller need not check
+        // the assignee again.
+        if let Some(choice) = &choice
+            && !input.candidates.iter().any(|c| c.user_id == choice.user_id)
+        {
+            return Err(StoreError::invalid(
+                "assign_by",
+                format!(
+                    "strategy {} chose {}, who is not an active member of the team",
+                    strategy.name(),
+                    choice.user_id
+                ),
+            ));
+        }
+        Ok(choice)
     }
 
     /// Writes the runs a command collected. Runs that did nothing are not

@@ -207,7 +207,7 @@ impl Store {
         tx.query(
             "UPDATE rules SET name = $1, description = $2, hook = $3, condition = $4, script = $5, position = $6, \
              is_enabled = $7, schedule = $8, case_filter = $9, run_cap = $10, next_run_at = $11, modified_at = $12, \
-             version = version + 1 WHERE id = $13",
+             schedule_cursor = CASE WHEN $14 THEN 0 ELSE schedule_cursor END, version = version + 1 WHERE id = $13",
         )
         .bind(valid.name.as_str())
         .bind(valid.description.as_deref())
@@ -222,6 +222,8 @@ impl Store {
         .bind(next_run_at)
         .bind(at)
         .bind(id)
+        // A new filter starts a new sweep.
+        .bind(valid.case_filter != current.case_filter)
         .execute()
         .await
         .map_err(|e| duplicate_name(e, &valid.name))?;

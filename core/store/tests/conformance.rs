@@ -777,6 +777,17 @@ async fn rule_loops_stop_at_the_depth_limit(db: TestDb) {
 }
 
 async fn round_robin_assigns_evenly_under_concurrency(db: TestDb) {
+    round_robin_under_concurrency(db, "case.created", 1000).await;
+}
+
+/// Assigning before the case is saved: the team lock (PostgreSQL) must
+/// make each assignment see the one before, although the case is not
+/// inserted yet when the next transaction reads.
+async fn round_robin_before_save_assigns_evenly_under_concurrency(db: TestDb) {
+    round_robin_under_concurrency(db, "case.before_save", 400).await;
+}
+
+async fn round_robin_under_concurrency(db: TestDb, hook: &str, cases: usize) {
     let mut members = Vec::new();
     for name in ["rr1", "rr2", "rr3", "rr4"] {
         let agent = db.agent(name, Permissions::default_agent(), vec![]).await;
@@ -785,9 +796,9 @@ async fn round_robin_assigns_evenly_under_concurrency(db: TestDb) {
     let team = db.store.create_team(&db.admin, &NewTeam { name: "Support".into(), members: members.clone() }).await;
     team.expect("team");
     let script = r#"assign_by("round-robin", "Support")"#;
-    db.store.create_rule(&db.admin, &rule("spread", "case.created", None, script)).await.expect("rule");
+    db.store.create_rule(&db.admin, &rule("spread", hook, None, script)).await.expect("rule");
     let workers = 16;
-    let per_worker = 1000 / workers;
+    let per_worker = cases / workers;
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let store = db.store.clone();
@@ -819,11 +830,16 @@ async fn round_robin_assigns_evenly_under_concurrency(db: TestDb) {
     let first = db.store.list_cases(&db.admin, &filter).await.expect("list").items;
     let order: Vec<_> = first.iter().map(|c| c.assigned_user_id.clone().expect("assigned")).collect();
     assert_eq!(order[..4], order[4..8]);
+    // The note says why: an Assign note when a created rule assigned, the
+    // Create note when the case was assigned before it was saved.
     let stream = db.store.case_stream(&db.admin, &first[1].id, Window::new(Some(10), None)).await.expect("stream");
-    let assign = stream.items.iter().find(|n| n.note_type == NoteType::Assign).expect("an Assign note");
-    let reason = assign.data["assignment"]["reason"].as_str().expect("a reason");
+    let kind = if hook == "case.created" { NoteType::Assign } else { NoteType::Create };
+    let note = stream.items.iter().find(|n| n.note_type == kind).expect("the note");
+    let reason = note.data["assignment"]["reason"].as_str().expect("a reason");
     assert!(reason.starts_with("round-robin: next after rr"), "{reason}");
-    assert_eq!(assign.data["rule"], "spread");
+    if hook == "case.created" {
+        assert_eq!(note.data["rule"], "spread");
+    }
 }
 
 async fn scheduled_rules_run_once_per_tick(db: TestDb) {
@@ -999,6 +1015,7 @@ conformance!(
     failing_rules_are_recorded_and_skipped,
     rule_loops_stop_at_the_depth_limit,
     round_robin_assigns_evenly_under_concurrency,
+    round_robin_before_save_assigns_evenly_under_concurrency,
     scheduled_rules_run_once_per_tick,
     manual_rules_and_dry_runs,
     rule_failures_never_block_the_change,

@@ -306,6 +306,9 @@ fn nul_characters_never_leave_a_script() {
     let evaluation = evaluate(Hook::Created, None, r#"print("a\x00b"); post_note("x\x00y");"#);
     assert_eq!(evaluation.log, vec!["ab"]);
     assert_eq!(evaluation.actions, vec![RuleAction::Note { text: "xy".into(), internal: false }]);
+    // A backslash followed by "u0000" is text, not a NUL: it stays.
+    let literal = evaluate(Hook::Created, None, r#"post_note("C:\\u0000dir")"#);
+    assert_eq!(literal.actions, vec![RuleAction::Note { text: "C:\\u0000dir".into(), internal: false }]);
     let error = error_of(r#"throw "bad\x00news""#);
     assert!(!error.contains('\0'), "{error}");
 }
