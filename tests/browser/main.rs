@@ -628,4 +628,5 @@ async fn admin_writes_tests_and_uses_rules() {
     assert!(browser.text("#rule-runs + .table-wrap").await.contains("applied"));
     assert!(!browser.exists(".rule-button").await, "the condition no longer holds");
     screenshot(&browser, "case-rule-runs").await;
+    browser.close().await;
 }
