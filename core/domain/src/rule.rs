@@ -202,6 +202,31 @@ impl RuleInput {
     }
 }
 
+impl ValidRule {
+    /// The rule as if it were stored under `id` (dry runs of rules not
+    /// saved yet, tests).
+    pub fn unsaved(self, id: &str) -> Rule {
+        let at = Utc::now();
+        Rule {
+            id: id.to_string(),
+            name: self.name,
+            description: self.description,
+            hook: self.hook,
+            condition: self.condition,
+            script: self.script,
+            position: self.position,
+            enabled: self.enabled,
+            schedule: self.schedule,
+            case_filter: self.case_filter,
+            run_cap: self.run_cap,
+            version: 0,
+            next_run_at: None,
+            created_at: at,
+            modified_at: at,
+        }
+    }
+}
+
 impl Rule {
     /// The rule as a file or API input (export).
     pub fn to_input(&self) -> RuleInput {

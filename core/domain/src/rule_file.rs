@@ -117,25 +117,9 @@ mod tests {
         assert_eq!(input.run_cap, Some(200));
         assert!(!input.enabled);
         assert_eq!(input.script, "// Customers had a week.\nset(\"status\", \"Closed\");");
-        let valid = input.validate().expect("valid");
-        let rule = Rule {
-            id: "x".into(),
-            name: valid.name,
-            description: None,
-            hook: Hook::Schedule,
-            condition: None,
-            script: valid.script,
-            position: valid.position,
-            enabled: valid.enabled,
-            schedule: valid.schedule,
-            case_filter: valid.case_filter,
-            run_cap: valid.run_cap,
-            version: 1,
-            next_run_at: None,
-            created_at: chrono::Utc::now(),
-            modified_at: chrono::Utc::now(),
-        };
-        assert_eq!(parse(&render(&rule)).expect("parses"), RuleInput { description: None, ..input });
+        let rule = input.validate().expect("valid").unsaved("x");
+        assert_eq!(rule.hook, Hook::Schedule);
+        assert_eq!(parse(&render(&rule)).expect("parses"), input);
         assert_eq!(file_name(&rule), "close-stale.rhai");
     }
 

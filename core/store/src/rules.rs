@@ -140,16 +140,6 @@ impl Store {
         Ok(valid)
     }
 
-    /// Compiles a rule's script and condition; for editors that check as
-    /// the admin types.
-    pub fn compile_rule(
-        &self,
-        condition: Option<&str>,
-        script: &str,
-    ) -> std::result::Result<(), docket_rules::CompileError> {
-        self.rules.check(condition, script)
-    }
-
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_rule(&self, actor: &Actor, input: &RuleInput) -> Result<Rule> {
         require_admin(actor, "manage rules")?;

@@ -171,25 +171,7 @@ async fn test_unsaved(
 
 /// A rule input as a rule that was never stored, for dry runs.
 pub fn unsaved_rule(input: &RuleInput) -> ApiResult<Rule> {
-    let valid = input.validate()?;
-    let at = chrono::Utc::now();
-    Ok(Rule {
-        id: "unsaved".into(),
-        name: valid.name,
-        description: valid.description,
-        hook: valid.hook,
-        condition: valid.condition,
-        script: valid.script,
-        position: valid.position,
-        enabled: valid.enabled,
-        schedule: valid.schedule,
-        case_filter: valid.case_filter,
-        run_cap: valid.run_cap,
-        version: 0,
-        next_run_at: None,
-        created_at: at,
-        modified_at: at,
-    })
+    Ok(input.validate()?.unsaved("unsaved"))
 }
 
 async fn runs(State(state): State<AppState>, auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Json<Page<RuleRun>>> {
