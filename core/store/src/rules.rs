@@ -16,7 +16,7 @@ use tracing::instrument;
 
 use crate::cases::select_cases;
 use crate::cases::{Cause, load_case};
-use crate::db::{Row, Sql, Tx};
+use crate::db::{Query, Row, Sql, Tx};
 use crate::hooks::{Effects, Trigger, dry_run_record, query_condition};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::{enforce, parse_stored};
@@ -148,27 +148,18 @@ impl Store {
         let id = new_id();
         let next_run_at = valid.schedule.as_deref().and_then(|s| next_tick(s, at));
         let mut tx = self.pools.write().await?;
-        tx.query(
-            "INSERT INTO rules (id, name, description, hook, condition, script, position, is_enabled, schedule, \
-             case_filter, run_cap, next_run_at, created_at, modified_at, version) \
+        let insert = tx.query(
+            "INSERT INTO rules (name, description, hook, condition, script, position, is_enabled, schedule, \
+             case_filter, run_cap, id, next_run_at, created_at, modified_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 1)",
-        )
-        .bind(id.as_str())
-        .bind(valid.name.as_str())
-        .bind(valid.description.as_deref())
-        .bind(valid.hook.as_str())
-        .bind(valid.condition.as_deref())
-        .bind(valid.script.as_str())
-        .bind(valid.position)
-        .bind(valid.enabled)
-        .bind(valid.schedule.as_deref())
-        .bind(valid.case_filter.as_ref().map(|f| f.to_string()))
-        .bind(valid.run_cap)
-        .bind(next_run_at)
-        .bind(at)
-        .execute()
-        .await
-        .map_err(|e| duplicate_name(e, &valid.name))?;
+        );
+        bind_fields(insert, &valid)
+            .bind(id.as_str())
+            .bind(next_run_at)
+            .bind(at)
+            .execute()
+            .await
+            .map_err(|e| duplicate_name(e, &valid.name))?;
         let rule = load_rule(&mut tx, &id).await?;
         tx.commit().await?;
         self.forget_rules();
@@ -194,29 +185,20 @@ impl Store {
             (Some(new), _) => next_tick(new, at),
             (None, _) => None,
         };
-        tx.query(
+        let update = tx.query(
             "UPDATE rules SET name = $1, description = $2, hook = $3, condition = $4, script = $5, position = $6, \
              is_enabled = $7, schedule = $8, case_filter = $9, run_cap = $10, next_run_at = $11, modified_at = $12, \
              schedule_cursor = CASE WHEN $14 THEN 0 ELSE schedule_cursor END, version = version + 1 WHERE id = $13",
-        )
-        .bind(valid.name.as_str())
-        .bind(valid.description.as_deref())
-        .bind(valid.hook.as_str())
-        .bind(valid.condition.as_deref())
-        .bind(valid.script.as_str())
-        .bind(valid.position)
-        .bind(valid.enabled)
-        .bind(valid.schedule.as_deref())
-        .bind(valid.case_filter.as_ref().map(|f| f.to_string()))
-        .bind(valid.run_cap)
-        .bind(next_run_at)
-        .bind(at)
-        .bind(id)
-        // A new filter starts a new sweep.
-        .bind(valid.case_filter != current.case_filter)
-        .execute()
-        .await
-        .map_err(|e| duplicate_name(e, &valid.name))?;
+        );
+        bind_fields(update, &valid)
+            .bind(next_run_at)
+            .bind(at)
+            .bind(id)
+            // A new filter starts a new sweep.
+            .bind(valid.case_filter != current.case_filter)
+            .execute()
+            .await
+            .map_err(|e| duplicate_name(e, &valid.name))?;
         let rule = load_rule(&mut tx, id).await?;
         tx.commit().await?;
         self.forget_rules();
@@ -557,6 +539,22 @@ impl Store {
     pub(crate) fn top_cause() -> Cause {
         Cause { depth: 0, rule: None, assignment: None }
     }
+}
+
+/// Binds a rule's ten editable fields as $1 to $10, in the column order
+/// both `create_rule` and `update_rule` write them.
+fn bind_fields<'q>(query: Query<'q>, valid: &'q ValidRule) -> Query<'q> {
+    query
+        .bind(valid.name.as_str())
+        .bind(valid.description.as_deref())
+        .bind(valid.hook.as_str())
+        .bind(valid.condition.as_deref())
+        .bind(valid.script.as_str())
+        .bind(valid.position)
+        .bind(valid.enabled)
+        .bind(valid.schedule.as_deref())
+        .bind(valid.case_filter.as_ref().map(|f| f.to_string()))
+        .bind(valid.run_cap)
 }
 
 async fn load_rule(tx: &mut Tx, id: &str) -> Result<Rule> {
