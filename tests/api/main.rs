@@ -10,6 +10,7 @@ mod bad_input;
 mod cases;
 mod email;
 mod operations;
+mod plugins;
 mod records;
 mod rules;
 mod stream;

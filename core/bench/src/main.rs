@@ -371,6 +371,7 @@ fn dispatch(events: u64) -> anyhow::Result<()> {
             hook: Hook::Created,
             condition,
             script,
+            plugin: None,
             position: i as i64,
             enabled: true,
             schedule: None,

@@ -88,7 +88,10 @@ pub struct Rule {
     pub hook: Hook,
     /// A rhai expression; the script runs only when it is true.
     pub condition: Option<String>,
+    /// Empty when the rule runs a plugin.
     pub script: String,
+    /// A `rule` WASM plugin (by name) run instead of a script.
+    pub plugin: Option<String>,
     /// Rules of a hook run in ascending position, then name.
     pub position: i64,
     pub enabled: bool,
@@ -117,7 +120,11 @@ pub struct RuleInput {
     pub hook: String,
     #[serde(default)]
     pub condition: Option<String>,
+    #[serde(default)]
     pub script: String,
+    /// A `rule` plugin to run instead of a script.
+    #[serde(default)]
+    pub plugin: Option<String>,
     #[serde(default)]
     pub position: i64,
     #[serde(default = "enabled_default")]
@@ -146,6 +153,7 @@ pub struct ValidRule {
     pub hook: Hook,
     pub condition: Option<String>,
     pub script: String,
+    pub plugin: Option<String>,
     pub position: i64,
     pub enabled: bool,
     pub schedule: Option<String>,
@@ -183,8 +191,11 @@ impl RuleInput {
         if !(1..=RUN_CAP_MAX).contains(&run_cap) {
             errors.add("run_cap", format!("must be between 1 and {RUN_CAP_MAX}"));
         }
-        if self.script.trim().is_empty() {
-            errors.add("script", "must not be empty");
+        let plugin = self.plugin.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+        match (&plugin, self.script.trim().is_empty()) {
+            (None, true) => errors.add("script", "must not be empty (or name a plugin to run instead)"),
+            (Some(_), false) => errors.add("plugin", "a rule runs a script or a plugin, not both"),
+            _ => {}
         }
         errors.into_result()?;
         Ok(ValidRule {
@@ -193,6 +204,7 @@ impl RuleInput {
             hook: hook.expect("validated above"),
             condition,
             script: self.script.clone(),
+            plugin,
             position: self.position,
             enabled: self.enabled,
             schedule,
@@ -214,6 +226,7 @@ impl ValidRule {
             hook: self.hook,
             condition: self.condition,
             script: self.script,
+            plugin: self.plugin,
             position: self.position,
             enabled: self.enabled,
             schedule: self.schedule,
@@ -236,6 +249,7 @@ impl Rule {
             hook: self.hook.as_str().to_string(),
             condition: self.condition.clone(),
             script: self.script.clone(),
+            plugin: self.plugin.clone(),
             position: self.position,
             enabled: self.enabled,
             schedule: self.schedule.clone(),

@@ -16,8 +16,8 @@
 
 use crate::rule::{Rule, RuleInput};
 
-const KEYS: [&str; 9] =
-    ["name", "hook", "condition", "position", "enabled", "description", "schedule", "case_filter", "run_cap"];
+const KEYS: [&str; 10] =
+    ["name", "hook", "condition", "position", "enabled", "description", "schedule", "case_filter", "run_cap", "plugin"];
 
 /// Reads a rule file; errors name the line.
 pub fn parse(text: &str) -> Result<RuleInput, String> {
@@ -41,6 +41,7 @@ pub fn parse(text: &str) -> Result<RuleInput, String> {
             "condition" => input.condition = Some(value.to_string()),
             "description" => input.description = Some(value.to_string()),
             "schedule" => input.schedule = Some(value.to_string()),
+            "plugin" => input.plugin = Some(value.to_string()),
             "position" => {
                 input.position = value.parse().map_err(|_| at(format!("position `{value}` is not a number")))?
             }
@@ -78,6 +79,9 @@ pub fn render(rule: &Rule) -> String {
     }
     if let Some(condition) = &rule.condition {
         text.push_str(&format!("// condition: {}\n", one_line(condition)));
+    }
+    if let Some(plugin) = &rule.plugin {
+        text.push_str(&format!("// plugin: {plugin}\n"));
     }
     if let Some(schedule) = &rule.schedule {
         text.push_str(&format!("// schedule: {schedule}\n"));

@@ -7,6 +7,7 @@ pub mod attachments;
 mod cases;
 mod contacts;
 pub mod email_settings;
+pub mod plugins;
 mod roles;
 pub mod rules;
 mod session;
@@ -38,6 +39,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(stream::router())
         .merge(email_settings::router())
         .merge(rules::router())
+        .merge(plugins::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

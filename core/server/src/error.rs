@@ -118,6 +118,7 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate(message) => ApiError::Conflict { message, current_version: None },
             StoreError::Invalid(errors) => ApiError::from(errors),
             StoreError::Rejected { rule, message } => ApiError::Rejected { rule, message },
+            StoreError::Conflict(message) => ApiError::Conflict { message, current_version: None },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }

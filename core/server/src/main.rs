@@ -2,6 +2,7 @@
 
 mod api;
 mod app;
+mod cli_plugins;
 mod cli_rules;
 mod config;
 mod demo;
@@ -70,6 +71,43 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Check and try WebAssembly plugins without a server (plugins/README.md).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print a component's world, WIT version, imports, exports and the
+    /// capabilities it needs.
+    Inspect { file: PathBuf },
+    /// Run a component against a JSON event (a rule event, an assignment
+    /// request, a parsed email or a process step, by world) and print the
+    /// result, its log, the fuel used, peak memory and time. Exits 1 if the
+    /// plugin failed.
+    Run {
+        file: PathBuf,
+        #[arg(long, value_name = "EVENT.json")]
+        event: PathBuf,
+        /// The plugin's configuration (a JSON object). Not `--config`,
+        /// which names docket.toml.
+        #[arg(long = "plugin-config", value_name = "CONFIG.json")]
+        plugin_config: Option<PathBuf>,
+        /// Cases `get-case` finds (a JSON array of case snapshots).
+        #[arg(long, value_name = "CASES.json")]
+        cases: Option<PathBuf>,
+        /// The plugin's storage before the call (a JSON object).
+        #[arg(long, value_name = "STORAGE.json")]
+        storage: Option<PathBuf>,
+        #[arg(long)]
+        fuel: Option<u64>,
+        #[arg(long)]
+        memory_mb: Option<u64>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
     },
 }
 
@@ -144,6 +182,17 @@ async fn main() -> anyhow::Result<()> {
         Command::User { command: UserCommand::Create { username, user_type, name, email, password, roles } } => {
             create_user(&config, username, &user_type, name, email, password, roles).await
         }
+        Command::Plugin { command: PluginCommand::Inspect { file } } => cli_plugins::inspect(&file),
+        Command::Plugin {
+            command: PluginCommand::Run { file, event, plugin_config, cases, storage, fuel, memory_mb, timeout_ms },
+        } => {
+            let limits = cli_plugins::limits(fuel, memory_mb, timeout_ms)?;
+            let options = cli_plugins::RunOptions { file, event, config: plugin_config, cases, storage, limits };
+            if !tokio::task::spawn_blocking(move || cli_plugins::run(options)).await?? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Rules { command } => {
             let store = open_store(&config).await?;
             let result = match command {
@@ -182,6 +231,12 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         max_connections: config.max_connections,
         email_delay: std::time::Duration::from_secs(config.email_delay_secs),
         job_retry_base: std::time::Duration::from_secs(config.job_retry_base_secs),
+        // Compiled plugins are cached next to the attachments.
+        plugins: docket_plugins::HostConfig {
+            // wasmtime wants an absolute cache path.
+            cache_dir: std::path::absolute(config.data_dir.join("plugin-cache")).ok(),
+            ..docket_plugins::HostConfig::default()
+        },
         ..StoreOptions::default()
     };
     Store::open(&config.database_url, &options)

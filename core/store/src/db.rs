@@ -61,6 +61,8 @@ pub struct StoreOptions {
     pub rule_limits: docket_rules::Limits,
     /// How deep rules may trigger rules through their actions.
     pub rule_depth_limit: u32,
+    /// The plugin host: compile cache and default limits.
+    pub plugins: docket_plugins::HostConfig,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +75,7 @@ impl Default for StoreOptions {
             job_retry_base: Duration::from_secs(15),
             rule_limits: docket_rules::Limits::default(),
             rule_depth_limit: docket_domain::rule::DEFAULT_DEPTH_LIMIT,
+            plugins: docket_plugins::HostConfig::default(),
         }
     }
 }

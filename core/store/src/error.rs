@@ -28,6 +28,13 @@ pub enum StoreError {
     /// rule's, for the user.
     #[error("{message}")]
     Rejected { rule: String, message: String },
+    /// The change conflicts with the state of other records (a plugin
+    /// that rules still use, say).
+    #[error("{0}")]
+    Conflict(String),
+    /// A part of the server this needs could not start.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A stored value this version cannot read (a bug or a manual edit).
     #[error("unreadable stored data: {0}")]
     Corrupt(String),

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cases::{Cause, load_case};
 use crate::db::{Sql, Tx};
 use crate::jobs::{NewJob, enqueue};
+use crate::plugins::{PluginRecord, PluginRun, insert_plugin_runs, load_enabled_plugins};
 use crate::rules::{RULE_COLUMNS, rule_from_row};
 use crate::stream::add_follower;
 use crate::{Result, Store, StoreError, now};
@@ -55,6 +56,8 @@ pub const RULE_CACHE_TTL: Duration = Duration::from_secs(1);
 pub(crate) struct RuleSet {
     rules: Vec<Rule>,
     calendar: BusinessCalendar,
+    /// The enabled plugins (rules and assignments name them).
+    plugins: Arc<Vec<PluginRecord>>,
     loaded_at: std::time::Instant,
 }
 
@@ -66,6 +69,8 @@ pub(crate) type RuleCache = std::sync::Mutex<Option<Arc<RuleSet>>>;
 #[derive(Default)]
 pub(crate) struct Effects {
     pub runs: Vec<RuleRun>,
+    /// Plugin calls to log with the runs.
+    pub plugin_runs: Vec<PluginRun>,
     pub announce: Vec<(String, String)>,
     /// Rule actions applied so far by this command (see
     /// [`MAX_ACTIONS_PER_CHANGE`]).
@@ -156,9 +161,15 @@ impl Store {
         let sql = format!("SELECT {RULE_COLUMNS} FROM rules WHERE is_enabled = $1 ORDER BY position, name");
         let rules = tx.query(&sql).bind(true).fetch_all().await?.iter().map(rule_from_row).collect::<Result<_>>()?;
         let calendar = business_calendar(tx).await?;
-        let set = Arc::new(RuleSet { rules, calendar, loaded_at: std::time::Instant::now() });
+        let plugins = Arc::new(load_enabled_plugins(tx).await?);
+        let set = Arc::new(RuleSet { rules, calendar, plugins, loaded_at: std::time::Instant::now() });
         *self.rule_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
         Ok(set)
+    }
+
+    /// The enabled plugins, cached with the rules.
+    pub(crate) async fn cached_plugins(&self, tx: &mut Tx) -> Result<Arc<Vec<PluginRecord>>> {
+        Ok(self.rule_set(tx).await?.plugins.clone())
     }
 
     /// Drops the cached rules: this node changed a rule or a rule setting.
@@ -166,15 +177,39 @@ impl Store {
         *self.rule_cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Evaluates rules against an event (condition, then script).
+    /// Evaluates rules against an event: the condition, then the script
+    /// or the plugin. Plugin calls are logged in `plugin_runs`; a dry run
+    /// passes `None` (and its plugins' storage writes stay in memory).
     pub(crate) async fn evaluate(
         &self,
         tx: &mut Tx,
         rules: Vec<Rule>,
         trigger: &Trigger<'_>,
+        mut plugin_runs: Option<&mut Vec<PluginRun>>,
     ) -> Result<Vec<(Rule, Evaluation)>> {
-        self.evaluate_with(tx, rules, trigger, |engine, rules, event, reader| engine.evaluate_all(rules, event, reader))
-            .await
+        let mut evaluated = self
+            .evaluate_with(tx, rules, trigger, |engine, rules, event, reader| engine.evaluate_all(rules, event, reader))
+            .await?;
+        for (rule, evaluation) in &mut evaluated {
+            let Some(plugin) = rule.plugin.clone() else { continue };
+            if evaluation.error.is_some() || evaluation.condition_held == Some(false) {
+                continue;
+            }
+            let dry_run = plugin_runs.is_none();
+            let (outcome, log, run) = self.run_rule_plugin(tx, rule, &plugin, trigger, dry_run).await;
+            evaluation.log.extend(log);
+            if let Some(run) = &run {
+                evaluation.duration += Duration::from_micros(run.duration_us.max(0) as u64);
+            }
+            match outcome {
+                Ok(actions) => evaluation.actions = actions,
+                Err(error) => evaluation.error = Some(error),
+            }
+            if let (Some(runs), Some(run)) = (plugin_runs.as_deref_mut(), run) {
+                runs.push(run);
+            }
+        }
+        Ok(evaluated)
     }
 
     /// Evaluates only the rules' conditions.
@@ -273,7 +308,7 @@ impl Store {
             return Ok(unchanged());
         }
         let mut result = unchanged();
-        for (rule, evaluation) in self.evaluate(tx, rules, &trigger).await? {
+        for (rule, evaluation) in self.evaluate(tx, rules, &trigger, Some(&mut effects.plugin_runs)).await? {
             let mut run = run_record(&rule, &trigger, &evaluation, false);
             if let Some(RuleAction::Reject { message }) =
                 evaluation.actions.iter().find(|a| matches!(a, RuleAction::Reject { .. }))
@@ -285,7 +320,11 @@ impl Store {
             // A rule's own references are checked here, so that a rule
             // naming a user or contact that is gone fails alone instead of
             // making the person's change fail.
-            let resolved = match self.resolve_fields(tx, &result.case.id, &result.case.contact_ids, &fields).await {
+            let pending = result.case.clone();
+            let resolved = match self
+                .resolve_fields(tx, &pending.id, Some(&pending), &pending.contact_ids, &fields, effects)
+                .await
+            {
                 Ok(resolved) => {
                     match crate::cases::check_patch_references(tx, &resolved.patch, resolved.chosen.as_deref()).await {
                         Ok(()) => resolved
@@ -329,13 +368,16 @@ impl Store {
         &self,
         tx: &mut Tx,
         case_id: &str,
+        pending: Option<&Case>,
         contact_ids: &[String],
         fields: &[RuleAction],
+        effects: &mut Effects,
     ) -> Result<ResolvedFields> {
         let mut resolved = ResolvedFields { patch: field_patch(contact_ids, fields)?, assignment: None, chosen: None };
         for action in fields {
             if let RuleAction::AssignBy { strategy, team, position } = action {
-                let choice = self.choose_assignee(tx, case_id, strategy, team, position.as_deref()).await?;
+                let choice =
+                    self.choose_assignee(tx, case_id, pending, strategy, team, position.as_deref(), effects).await?;
                 let Some(choice) = choice else {
                     return Err(StoreError::invalid(
                         "assign_by",
@@ -371,7 +413,7 @@ impl Store {
             self.log_depth_limit(&rules, trigger, effects);
             return Ok(());
         }
-        for (rule, evaluation) in self.evaluate(tx, rules, trigger).await? {
+        for (rule, evaluation) in self.evaluate(tx, rules, trigger, Some(&mut effects.plugin_runs)).await? {
             let run = run_record(&rule, trigger, &evaluation, false);
             let index = effects.runs.len();
             effects.runs.push(run);
@@ -494,7 +536,7 @@ impl Store {
                 fields.iter().any(|a| matches!(a, RuleAction::LinkContact { .. } | RuleAction::UnlinkContact { .. }));
             let contact_ids =
                 if links { load_case(tx, "c.id = $1", case_id, true).await?.contact_ids } else { Vec::new() };
-            let resolved = self.resolve_fields(tx, case_id, &contact_ids, &fields).await?;
+            let resolved = self.resolve_fields(tx, case_id, None, &contact_ids, &fields, effects).await?;
             let cause = Cause { assignment: resolved.assignment, ..cause.clone() };
             self.update_case_in(tx, &system, case_id, &resolved.patch, &cause, effects).await?;
         }
@@ -622,20 +664,29 @@ impl Store {
     /// Picks an assignee with a strategy (domain.md, "Assignment rules").
     /// On PostgreSQL the team row is locked first, so that concurrent
     /// assignments to one team take turns and each sees the one before.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn choose_assignee(
         &self,
         tx: &mut Tx,
         case_id: &str,
-        strategy: &str,
+        pending: Option<&Case>,
+        strategy_name: &str,
         team: &str,
         position: Option<&str>,
+        effects: &mut Effects,
     ) -> Result<Option<Choice>> {
-        let strategy = self.strategy(strategy).ok_or_else(|| {
-            StoreError::invalid(
+        // A built-in (or registered) strategy, else an enabled assigner
+        // plugin of that name.
+        let strategy = self.strategy(strategy_name);
+        if strategy.is_none() && !self.has_assigner_plugin(tx, strategy_name).await? {
+            return Err(StoreError::invalid(
                 "assign_by",
-                format!("unknown strategy `{strategy}`; known: {}", self.strategy_names().join(", ")),
-            )
-        })?;
+                format!(
+                    "unknown strategy `{strategy_name}`; known: {}, or an enabled assigner plugin",
+                    self.strategy_names().join(", ")
+                ),
+            ));
+        }
         // On PostgreSQL the team row is locked first, in a statement of its
         // own: concurrent assignments to the team take turns, and the next
         // statement (a new snapshot, taken once the lock is held) sees the
@@ -679,7 +730,7 @@ impl Store {
             }
             candidates.push(Candidate { user_id, username: row.get("username")?, open_cases: 0 });
         }
-        if !candidates.is_empty() && strategy.needs_open_cases() {
+        if !candidates.is_empty() && strategy.as_ref().is_none_or(|s| s.needs_open_cases()) {
             // One count per candidate over (assigned_user_id, status): only
             // the open cases are read, however many closed ones there are.
             let open: Vec<&str> = CaseStatus::ALL.into_iter().filter(|s| s.is_open()).map(CaseStatus::as_str).collect();
@@ -691,9 +742,24 @@ impl Store {
         }
         let input =
             AssignmentInput { team_id, team_name, position: position.map(str::to_string), candidates, last_assigned };
-        let choice = strategy
-            .choose(&input)
-            .map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))?;
+        let choice = match &strategy {
+            Some(strategy) => strategy
+                .choose(&input)
+                .map_err(|e| StoreError::invalid("assign_by", format!("{}: {e}", strategy.name())))?,
+            None => {
+                let loaded;
+                let case = match pending {
+                    Some(case) => case,
+                    None => {
+                        loaded = load_case(tx, "c.id = $1", case_id, true).await?;
+                        &loaded
+                    }
+                };
+                let (outcome, run) = self.run_assigner_plugin(tx, strategy_name, &input, Some(case)).await?;
+                effects.plugin_runs.extend(run);
+                outcome.map_err(|e| StoreError::invalid("assign_by", e))?
+            }
+        };
         // A strategy (a plugin's, say) may only pick one of the candidates:
         // active staff of the team, which is why the caller need not check
         // the assignee again.
@@ -702,11 +768,7 @@ impl Store {
         {
             return Err(StoreError::invalid(
                 "assign_by",
-                format!(
-                    "strategy {} chose {}, who is not an active member of the team",
-                    strategy.name(),
-                    choice.user_id
-                ),
+                format!("strategy {} chose {}, who is not an active member of the team", strategy_name, choice.user_id),
             ));
         }
         Ok(choice)
@@ -777,6 +839,7 @@ impl Store {
     /// its notes to live pages.
     pub(crate) async fn finish(&self, mut tx: Tx, effects: Effects) -> Result<()> {
         Self::insert_runs(&mut tx, &effects.runs).await?;
+        insert_plugin_runs(&mut tx, &effects.plugin_runs).await?;
         tx.commit().await?;
         for (case_id, note_id) in &effects.announce {
             self.announce(case_id, note_id).await;

@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod hooks;
 mod jobs;
+mod plugins;
 mod rows;
 mod rules;
 mod settings;
@@ -31,6 +32,7 @@ pub use error::StoreError;
 pub use events::StreamEvent;
 pub use hooks::{BUSINESS_HOURS_SETTING, RULE_CACHE_TTL, RULE_EMAIL_JOB, RULE_HTTP_JOB};
 pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
+pub use plugins::{NewPlugin, PluginPatch, PluginRecord, PluginRun};
 pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 
@@ -62,6 +64,9 @@ pub struct Store {
     rule_cache: Arc<hooks::RuleCache>,
     /// Assignment strategies by name: the built-in ones, and plugins'.
     strategies: Arc<RwLock<BTreeMap<String, Arc<dyn Strategy>>>>,
+    /// The WebAssembly host, started when a plugin is first used.
+    plugin_host: Arc<std::sync::OnceLock<Arc<docket_plugins::PluginHost>>>,
+    plugin_config: docket_plugins::HostConfig,
 }
 
 impl Store {
@@ -85,6 +90,8 @@ impl Store {
             depth_limit: options.rule_depth_limit,
             rule_cache: Arc::new(std::sync::Mutex::new(None)),
             strategies: Arc::new(RwLock::new(strategies)),
+            plugin_host: Arc::default(),
+            plugin_config: options.plugins.clone(),
         })
     }
 

@@ -23,8 +23,8 @@ use crate::rows::{enforce, parse_stored};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
-pub(crate) const RULE_COLUMNS: &str = "id, name, description, hook, condition, script, position, is_enabled, \
-     schedule, case_filter, run_cap, next_run_at, created_at, modified_at, version";
+pub(crate) const RULE_COLUMNS: &str = "id, name, description, hook, condition, script, plugin, position, \
+     is_enabled, schedule, case_filter, run_cap, next_run_at, created_at, modified_at, version";
 
 /// The job kind that runs one tick of a scheduled rule.
 pub const RULE_SCHEDULE_JOB: &str = "rule_schedule";
@@ -42,6 +42,7 @@ pub(crate) fn rule_from_row(row: &Row) -> Result<Rule> {
         hook: parse_stored(&hook, Hook::parse)?,
         condition: row.get("condition")?,
         script: row.get("script")?,
+        plugin: row.get("plugin")?,
         position: row.get("position")?,
         enabled: row.get("is_enabled")?,
         schedule: row.get("schedule")?,
@@ -148,10 +149,11 @@ impl Store {
         let id = new_id();
         let next_run_at = valid.schedule.as_deref().and_then(|s| next_tick(s, at));
         let mut tx = self.pools.write().await?;
+        check_plugin(&mut tx, &valid).await?;
         let insert = tx.query(
             "INSERT INTO rules (name, description, hook, condition, script, position, is_enabled, schedule, \
-             case_filter, run_cap, id, next_run_at, created_at, modified_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 1)",
+             case_filter, run_cap, plugin, id, next_run_at, created_at, modified_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1)",
         );
         bind_fields(insert, &valid)
             .bind(id.as_str())
@@ -173,6 +175,7 @@ impl Store {
         require_admin(actor, "manage rules")?;
         let valid = self.check_rule(input)?;
         let mut tx = self.pools.write().await?;
+        check_plugin(&mut tx, &valid).await?;
         let current = load_rule(&mut tx, id).await?;
         if let Some(expected) = input.version
             && expected != current.version
@@ -187,8 +190,9 @@ impl Store {
         };
         let update = tx.query(
             "UPDATE rules SET name = $1, description = $2, hook = $3, condition = $4, script = $5, position = $6, \
-             is_enabled = $7, schedule = $8, case_filter = $9, run_cap = $10, next_run_at = $11, modified_at = $12, \
-             schedule_cursor = CASE WHEN $14 THEN 0 ELSE schedule_cursor END, version = version + 1 WHERE id = $13",
+             is_enabled = $7, schedule = $8, case_filter = $9, run_cap = $10, plugin = $11, next_run_at = $12, \
+             modified_at = $13, schedule_cursor = CASE WHEN $15 THEN 0 ELSE schedule_cursor END, \
+             version = version + 1 WHERE id = $14",
         );
         bind_fields(update, &valid)
             .bind(next_run_at)
@@ -305,7 +309,7 @@ impl Store {
         // A test compiles its own copy: the cache holds saved versions only.
         let scratch = Rule { id: format!("test-{}", new_id()), ..rule.clone() };
         let scratch_id = scratch.id.clone();
-        let evaluated = self.evaluate(&mut tx, vec![scratch], &trigger).await;
+        let evaluated = self.evaluate(&mut tx, vec![scratch], &trigger, None).await;
         self.rules.forget(&scratch_id);
         let (_, evaluation) = evaluated?.remove(0);
         tx.commit().await?;
@@ -541,7 +545,7 @@ impl Store {
     }
 }
 
-/// Binds a rule's ten editable fields as $1 to $10, in the column order
+/// Binds a rule's eleven editable fields as $1 to $11, in the column order
 /// both `create_rule` and `update_rule` write them.
 fn bind_fields<'q>(query: Query<'q>, valid: &'q ValidRule) -> Query<'q> {
     query
@@ -555,6 +559,20 @@ fn bind_fields<'q>(query: Query<'q>, valid: &'q ValidRule) -> Query<'q> {
         .bind(valid.schedule.as_deref())
         .bind(valid.case_filter.as_ref().map(|f| f.to_string()))
         .bind(valid.run_cap)
+        .bind(valid.plugin.as_deref())
+}
+
+/// A rule that runs a plugin names an installed `rule` plugin.
+async fn check_plugin(tx: &mut Tx, valid: &ValidRule) -> Result<()> {
+    let Some(name) = &valid.plugin else { return Ok(()) };
+    let row = tx.query("SELECT world FROM plugins WHERE name = $1").bind(name.as_str()).fetch_optional().await?;
+    match row.map(|r| r.get::<String>("world")).transpose()? {
+        None => Err(StoreError::invalid("plugin", format!("no plugin named {name} is installed"))),
+        Some(world) if world != "rule" => {
+            Err(StoreError::invalid("plugin", format!("{name} is an `{world}` plugin; a rule runs `rule` plugins")))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 async fn load_rule(tx: &mut Tx, id: &str) -> Result<Rule> {

@@ -40,6 +40,7 @@ fn rule(hook: Hook, condition: Option<&str>, script: &str) -> Rule {
         hook,
         condition: condition.map(str::to_string),
         script: script.into(),
+        plugin: None,
         position: 0,
         enabled: true,
         schedule: None,
