@@ -48,6 +48,23 @@ enum Command {
     },
     /// Case creation over HTTP with 5 rules active versus none.
     Rules(Http),
+    /// Instantiate and call a `rule` plugin with a fresh store, in process
+    /// (no server): the per-call cost of the plugin host.
+    PluginCall {
+        /// The component (plugins/target/vip-escalation.wasm).
+        #[arg(long)]
+        component: std::path::PathBuf,
+        #[arg(long, short = 'n', default_value_t = 20_000)]
+        calls: u64,
+    },
+    /// Case creation over HTTP with one plugin rule active versus none.
+    PluginRules {
+        #[command(flatten)]
+        http: Http,
+        /// The rule plugin to upload (plugins/target/vip-escalation.wasm).
+        #[arg(long)]
+        component: std::path::PathBuf,
+    },
     /// Push jobs through the queue of a fresh SQLite store.
     Jobs {
         #[arg(long, short = 'n', default_value_t = 20_000)]
@@ -81,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs { jobs: count, workers } => jobs(count, workers).await,
         Command::Dispatch { events } => dispatch(events),
         Command::Rules(http) => rules(http).await,
+        Command::PluginCall { component, calls } => plugin_call(&component, calls),
+        Command::PluginRules { http, component } => plugin_rules(http, &component).await,
     }
 }
 
@@ -446,6 +465,118 @@ fn dispatch(events: u64) -> anyhow::Result<()> {
     println!("per rule p50:   {:.2} µs", at(50.0) / 20.0);
     println!("events/s:       {:.0} (one core)", events as f64 / elapsed.as_secs_f64());
     Ok(())
+}
+
+/// The VIP escalation plugin's event: a case of a VIP account, so that
+/// the call does its whole job (reads its storage, writes it, returns two
+/// actions).
+fn vip_event() -> docket_plugins::RuleEvent {
+    docket_plugins::RuleEvent {
+        hook: "case.created".into(),
+        case: Some(docket_plugins::CaseSnapshot {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            number: 4242,
+            name: "Checkout is down".into(),
+            status: "New".into(),
+            priority: "Normal".into(),
+            account_name: Some("Acme Corp".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn plugin_call(component: &std::path::Path, calls: u64) -> anyhow::Result<()> {
+    use docket_plugins::{Call, Capability, Grants, HostConfig, Limits, MemoryIo, PluginHost};
+    let bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let host = PluginHost::new(HostConfig::default())?;
+    let prepared = host.prepare(&bytes, &Grants::from([Capability::Storage]))?;
+    let config = r#"{"vip_accounts": ["Acme Corp"], "priority": "Urgent"}"#.to_string();
+    let event = vip_event();
+    let io = MemoryIo::default();
+    let call = || Call { config: config.clone(), limits: Limits::default(), io: Box::new(io.clone()) };
+    // Warm-up: the first calls fault in the pooling allocator's slots.
+    for _ in 0..200 {
+        prepared.run_rule(call(), &event).outcome?;
+    }
+    let mut latencies = Vec::with_capacity(calls as usize);
+    let mut fuel = 0;
+    let started = Instant::now();
+    for _ in 0..calls {
+        let sent = Instant::now();
+        let report = prepared.run_rule(call(), &event);
+        latencies.push(sent.elapsed());
+        let actions = report.outcome?;
+        if actions.len() != 2 {
+            bail!("the plugin returned {} actions instead of 2", actions.len());
+        }
+        fuel = report.fuel_used;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6;
+    println!("plugin calls:   {calls} (fresh store, instantiate + call, {fuel} fuel each)");
+    println!("per call p50:   {:.1} µs", at(50.0));
+    println!("per call p99:   {:.1} µs", at(99.0));
+    println!("calls/s:        {:.0} (one core)", calls as f64 / elapsed.as_secs_f64());
+    Ok(())
+}
+
+async fn plugin_rules(http: Http, component: &std::path::Path) -> anyhow::Result<()> {
+    let client = client(http.concurrency)?;
+    let base = http.url.trim_end_matches('/').to_string();
+    let endpoint = format!("{base}/api/v1/cases");
+    for i in 0..200 {
+        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
+        if status != 201 {
+            bail!("warm-up request answered {status}: check --url and --key");
+        }
+    }
+    let without = run(&client, &endpoint, &http, case_body).await?;
+    without.print("cases created, no rules");
+    without.check()?;
+
+    let bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    let run_id = chrono::Utc::now().timestamp_millis();
+    let name = format!("bench-vip-{run_id}");
+    // The benchmark's cases have no account: the plugin looks and returns
+    // no action. What is measured is the call (a fresh store, the event
+    // lowered into the component, the run, the plugin run logged).
+    let manifest = json!({"name": name, "version": "1.0.0", "world": "rule", "capabilities": ["storage"],
+                          "config": {"vip_accounts": ["Acme Corp"]}});
+    let form = reqwest::multipart::Form::new()
+        .text("manifest", manifest.to_string())
+        .part("component", reqwest::multipart::Part::bytes(bytes).file_name("plugin.wasm"))
+        .text("grants", "storage")
+        .text("enabled", "true");
+    let uploaded = client.post(format!("{base}/api/v1/plugins")).bearer_auth(&http.key).multipart(form).send().await?;
+    if !uploaded.status().is_success() {
+        bail!("could not upload the plugin: {}", uploaded.text().await?);
+    }
+    let plugin: Value = uploaded.json().await?;
+    let rule = json!({"name": format!("bench plugin {run_id}"), "hook": "case.created", "plugin": name});
+    let response = client.post(format!("{base}/api/v1/rules")).bearer_auth(&http.key).json(&rule).send().await?;
+    if !response.status().is_success() {
+        bail!("could not create the rule: {}", response.text().await?);
+    }
+    let rule: Value = response.json().await?;
+    // Rules reach every node within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let with = run(&client, &endpoint, &http, case_body).await?;
+    with.print("cases created, 1 plugin rule active");
+    client
+        .delete(format!("{base}/api/v1/rules/{}", rule["id"].as_str().unwrap_or_default()))
+        .bearer_auth(&http.key)
+        .send()
+        .await?;
+    client
+        .delete(format!("{base}/api/v1/plugins/{}", plugin["id"].as_str().unwrap_or_default()))
+        .bearer_auth(&http.key)
+        .send()
+        .await?;
+    let ratio = with.throughput() / without.throughput();
+    println!("with the plugin rule / without: {:.0}%", ratio * 100.0);
+    with.check()
 }
 
 /// The 5 rules of the HTTP comparison.

@@ -95,6 +95,10 @@ pub struct PluginRun {
     pub peak_memory: i64,
     pub duration_us: i64,
     pub started_at: DateTime<Utc>,
+    /// Succeeded without acting or logging: not written to the log, like
+    /// rule runs that did nothing (they would be most of it).
+    #[serde(skip)]
+    pub quiet: bool,
 }
 
 const PLUGIN_COLUMNS: &str = "id, name, version, world, wit_version, description, requested, grants, config, \
@@ -142,6 +146,7 @@ fn run_from_row(row: &Row) -> Result<PluginRun> {
         peak_memory: row.get("peak_memory")?,
         duration_us: row.get("duration_us")?,
         started_at: row.get("started_at")?,
+        quiet: false,
     })
 }
 
@@ -468,7 +473,9 @@ impl Store {
         };
         let report = self.call_plugin(tx, &plugin, dry_run, move |call| prepared.run_rule(call, &event)).await;
         let log = report.log.iter().map(|line| format!("[{}] {}", line.level, line.message)).collect();
-        let run = plugin_run(&plugin, Some(rule.id.clone()), trigger.case.map(|c| c.id.clone()), &report, started_at);
+        let mut run =
+            plugin_run(&plugin, Some(rule.id.clone()), trigger.case.map(|c| c.id.clone()), &report, started_at);
+        run.quiet = report.log.is_empty() && report.outcome.as_ref().is_ok_and(|actions| actions.is_empty());
         (report.outcome.map_err(|e| format!("plugin {name}: {e}")), log, Some(run))
     }
 
@@ -515,8 +522,9 @@ impl Store {
 
     /// One call with the plugin's configuration and limits. Plugins that
     /// may touch data (or have WASI) run on a blocking thread and their
-    /// data calls are answered here, under a savepoint that is rolled
-    /// back if the call fails (nothing a failed plugin wrote is kept).
+    /// data calls are answered here. Their first write opens a savepoint,
+    /// rolled back if the call fails: nothing a failed plugin wrote is
+    /// kept, and a call that writes nothing costs no savepoint.
     async fn call_plugin<T: Send + 'static>(
         &self,
         tx: &mut Tx,
@@ -530,13 +538,22 @@ impl Store {
         if !touches_data && !plugin.grants.contains(&Capability::Wasi) {
             return run(Call { config, limits, io: Box::new(NoIo) });
         }
-        let savepoint = touches_data && tx.query("SAVEPOINT plugin_call").execute().await.is_ok();
+        let mut savepoint = false;
         let (requests, mut incoming) = mpsc::channel::<IoRequest>(1);
         let io = ChannelIo { requests, dry_run, overlay: BTreeMap::new() };
         let mut call = tokio::task::spawn_blocking(move || run(Call { config, limits, io: Box::new(io) }));
         let report = loop {
             tokio::select! {
-                Some(request) = incoming.recv() => request.answer(tx, &plugin.id).await,
+                Some(request) = incoming.recv() => {
+                    if request.writes() && !savepoint {
+                        if let Err(error) = tx.query("SAVEPOINT plugin_call").execute().await {
+                            request.refuse(&format!("the database refused the write: {error}"));
+                            continue;
+                        }
+                        savepoint = true;
+                    }
+                    request.answer(tx, &plugin.id).await
+                }
                 done = &mut call => break done,
             }
         };
@@ -627,11 +644,13 @@ fn plugin_run<T>(
         peak_memory: i64::try_from(report.peak_memory).unwrap_or(i64::MAX),
         duration_us: i64::try_from(report.duration.as_micros()).unwrap_or(i64::MAX),
         started_at,
+        quiet: false,
     }
 }
 
 /// Writes plugin runs (with the command's rule runs).
 pub(crate) async fn insert_plugin_runs(tx: &mut Tx, runs: &[PluginRun]) -> Result<()> {
+    let runs: Vec<&PluginRun> = runs.iter().filter(|run| !run.quiet).collect();
     for chunk in runs.chunks(50) {
         let mut sql = crate::db::Sql::new(
             "INSERT INTO plugin_runs (id, plugin_id, plugin_name, world, rule_id, case_id, outcome, error, log, \
@@ -683,6 +702,20 @@ enum IoRequest {
 }
 
 impl IoRequest {
+    fn writes(&self) -> bool {
+        matches!(self, IoRequest::Set(..) | IoRequest::Delete(..))
+    }
+
+    fn refuse(self, message: &str) {
+        let message = message.to_string();
+        // A dropped receiver means the plugin was stopped meanwhile.
+        match self {
+            IoRequest::Get(_, reply) => drop(reply.send(Err(message))),
+            IoRequest::Set(_, _, reply) | IoRequest::Delete(_, reply) => drop(reply.send(Err(message))),
+            IoRequest::Case(_, reply) => drop(reply.send(Err(message))),
+        }
+    }
+
     async fn answer(self, tx: &mut Tx, plugin_id: &str) {
         fn send<T>(reply: Reply<T>, result: Result<T>) {
             // A dropped receiver means the plugin was stopped meanwhile.
