@@ -127,6 +127,7 @@ fn rule_values(rule: &Rule) -> Value {
         "enabled": rule.enabled, "schedule": rule.schedule.clone().unwrap_or_default(),
         "case_filter": rule.case_filter.as_ref().map(|f| f.to_string()).unwrap_or_default(),
         "run_cap": rule.run_cap, "version": rule.version, "case_number": "",
+        "plugin": rule.plugin.clone().unwrap_or_default(),
     })
 }
 
@@ -137,6 +138,7 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         "condition": form.get("condition"), "script": form.get("script"), "position": form.get("position"),
         "enabled": form.checked("enabled"), "schedule": form.get("schedule"), "case_filter": form.get("case_filter"),
         "run_cap": form.get("run_cap"), "version": form.get("version"), "case_number": form.get("case_number"),
+        "plugin": form.get("plugin"),
     });
     let number = |field: &str, errors: &mut BTreeMap<String, String>| -> Option<i64> {
         let text = form.get(field).trim();
