@@ -110,16 +110,26 @@ fn client(concurrency: u64) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn cases(http: Http) -> anyhow::Result<()> {
-    let client = client(http.concurrency)?;
-    let endpoint = format!("{}/api/v1/cases", http.url.trim_end_matches('/'));
-    // Warm-up: also checks the key and the URL before the clock starts.
+/// 200 cases before the clock starts; also checks the key and the URL.
+async fn warm_up(client: &reqwest::Client, endpoint: &str, http: &Http) -> anyhow::Result<()> {
     for i in 0..200 {
-        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
+        let status = send(client, endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
         if status != 201 {
             bail!("warm-up request answered {status}: check --url and --key");
         }
     }
+    Ok(())
+}
+
+/// The `p`th percentile of sorted latencies, in microseconds.
+fn percentile_us(sorted: &[std::time::Duration], p: f64) -> f64 {
+    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6
+}
+
+async fn cases(http: Http) -> anyhow::Result<()> {
+    let client = client(http.concurrency)?;
+    let endpoint = format!("{}/api/v1/cases", http.url.trim_end_matches('/'));
+    warm_up(&client, &endpoint, &http).await?;
     let report = run(&client, &endpoint, &http, case_body).await?;
     report.print("cases created");
     report.check()
@@ -458,7 +468,7 @@ fn dispatch(events: u64) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6;
+    let at = |p: f64| percentile_us(&latencies, p);
     println!("rule dispatch:  {events} events, 20 rules each ({actions} actions per event)");
     println!("per event p50:  {:.1} µs", at(50.0));
     println!("per event p99:  {:.1} µs", at(99.0));
@@ -514,7 +524,7 @@ fn plugin_call(component: &std::path::Path, calls: u64) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6;
+    let at = |p: f64| percentile_us(&latencies, p);
     println!("plugin calls:   {calls} (fresh store, instantiate + call, {fuel} fuel each)");
     println!("per call p50:   {:.1} µs", at(50.0));
     println!("per call p99:   {:.1} µs", at(99.0));
@@ -526,12 +536,7 @@ async fn plugin_rules(http: Http, component: &std::path::Path) -> anyhow::Result
     let client = client(http.concurrency)?;
     let base = http.url.trim_end_matches('/').to_string();
     let endpoint = format!("{base}/api/v1/cases");
-    for i in 0..200 {
-        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
-        if status != 201 {
-            bail!("warm-up request answered {status}: check --url and --key");
-        }
-    }
+    warm_up(&client, &endpoint, &http).await?;
     let without = run(&client, &endpoint, &http, case_body).await?;
     without.print("cases created, no rules");
     without.check()?;
@@ -600,12 +605,7 @@ async fn rules(http: Http) -> anyhow::Result<()> {
     let client = client(http.concurrency)?;
     let base = http.url.trim_end_matches('/').to_string();
     let endpoint = format!("{base}/api/v1/cases");
-    for i in 0..200 {
-        let status = send(&client, &endpoint, &http.key, case_body(i)).await.context("warm-up request")?;
-        if status != 201 {
-            bail!("warm-up request answered {status}: check --url and --key");
-        }
-    }
+    warm_up(&client, &endpoint, &http).await?;
     let without = run(&client, &endpoint, &http, case_body).await?;
     without.print("cases created, no rules");
     without.check()?;
