@@ -121,6 +121,16 @@ async fn warm_up(client: &reqwest::Client, endpoint: &str, http: &Http) -> anyho
     Ok(())
 }
 
+/// The first half of a comparison: warm up, then create cases with no
+/// rules.
+async fn baseline(client: &reqwest::Client, endpoint: &str, http: &Http) -> anyhow::Result<Report> {
+    warm_up(client, endpoint, http).await?;
+    let without = run(client, endpoint, http, case_body).await?;
+    without.print("cases created, no rules");
+    without.check()?;
+    Ok(without)
+}
+
 /// The `p`th percentile of sorted latencies, in microseconds.
 fn percentile_us(sorted: &[std::time::Duration], p: f64) -> f64 {
     sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize].as_secs_f64() * 1e6
@@ -536,10 +546,7 @@ async fn plugin_rules(http: Http, component: &std::path::Path) -> anyhow::Result
     let client = client(http.concurrency)?;
     let base = http.url.trim_end_matches('/').to_string();
     let endpoint = format!("{base}/api/v1/cases");
-    warm_up(&client, &endpoint, &http).await?;
-    let without = run(&client, &endpoint, &http, case_body).await?;
-    without.print("cases created, no rules");
-    without.check()?;
+    let without = baseline(&client, &endpoint, &http).await?;
 
     let bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
     let run_id = chrono::Utc::now().timestamp_millis();
@@ -605,10 +612,7 @@ async fn rules(http: Http) -> anyhow::Result<()> {
     let client = client(http.concurrency)?;
     let base = http.url.trim_end_matches('/').to_string();
     let endpoint = format!("{base}/api/v1/cases");
-    warm_up(&client, &endpoint, &http).await?;
-    let without = run(&client, &endpoint, &http, case_body).await?;
-    without.print("cases created, no rules");
-    without.check()?;
+    let without = baseline(&client, &endpoint, &http).await?;
 
     // The team the assignment rule spreads cases over.
     let run_id = chrono::Utc::now().timestamp_millis();

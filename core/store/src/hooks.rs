@@ -975,13 +975,7 @@ impl ReadRequest {
             return;
         }
         let ok = self.run(tx).await;
-        let end = if ok { "RELEASE SAVEPOINT rule_read" } else { "ROLLBACK TO SAVEPOINT rule_read" };
-        if let Err(error) = tx.query(end).execute().await {
-            tracing::warn!(%error, "could not end a rule read's savepoint");
-        }
-        if !ok {
-            let _ = tx.query("RELEASE SAVEPOINT rule_read").execute().await;
-        }
+        end_savepoint(tx, "rule_read", ok).await;
     }
 
     fn refuse(self, message: &str) {
@@ -1027,9 +1021,30 @@ struct ChannelReader {
 
 impl ChannelReader {
     fn ask<T>(&mut self, request: impl FnOnce(oneshot::Sender<T>) -> ReadRequest) -> Result<T, String> {
-        let (reply, answer) = oneshot::channel();
-        self.requests.blocking_send(request(reply)).map_err(|_| "the change was abandoned".to_string())?;
-        answer.blocking_recv().map_err(|_| "the change was abandoned".to_string())
+        ask_blocking(&self.requests, request)
+    }
+}
+
+/// Sends a request from a blocking thread (a script or a plugin) to the
+/// task that holds the transaction, and waits for the answer.
+pub(crate) fn ask_blocking<R, T>(
+    requests: &mpsc::Sender<R>,
+    request: impl FnOnce(oneshot::Sender<T>) -> R,
+) -> Result<T, String> {
+    let (reply, answer) = oneshot::channel();
+    requests.blocking_send(request(reply)).map_err(|_| "the change was abandoned".to_string())?;
+    answer.blocking_recv().map_err(|_| "the change was abandoned".to_string())
+}
+
+/// Releases a savepoint, or rolls back to it first when its work is not to
+/// be kept. A failure is logged: the caller has answered already.
+pub(crate) async fn end_savepoint(tx: &mut Tx, name: &str, keep: bool) {
+    let end = if keep { format!("RELEASE SAVEPOINT {name}") } else { format!("ROLLBACK TO SAVEPOINT {name}") };
+    if let Err(error) = tx.query(&end).execute().await {
+        tracing::warn!(%error, savepoint = name, "could not end a savepoint");
+    }
+    if !keep {
+        let _ = tx.query(&format!("RELEASE SAVEPOINT {name}")).execute().await;
     }
 }
 

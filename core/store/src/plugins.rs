@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::instrument;
 
 use crate::db::{Row, Tx};
-use crate::hooks::Trigger;
+use crate::hooks::{Trigger, ask_blocking, end_savepoint};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -177,17 +177,26 @@ impl Store {
         Ok(self.plugin_host.get_or_init(|| host).clone())
     }
 
-    /// Compiles and checks a component off the async threads (a large
-    /// component takes seconds the first time; then the cache answers).
+    /// Runs `work` on the plugin host off the async threads: compiling a
+    /// large component takes seconds the first time (then the cache
+    /// answers).
+    async fn on_host<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PluginHost) -> std::result::Result<T, PluginError> + Send + 'static,
+    ) -> Result<std::result::Result<T, PluginError>> {
+        let host = self.plugin_host()?;
+        tokio::task::spawn_blocking(move || work(&host))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("compiling a plugin panicked: {e}")))
+    }
+
+    /// Compiles, checks and links a component with these grants.
     async fn prepare_component(
         &self,
         bytes: Arc<Vec<u8>>,
         grants: Grants,
     ) -> Result<std::result::Result<Arc<Prepared>, PluginError>> {
-        let host = self.plugin_host()?;
-        tokio::task::spawn_blocking(move || host.prepare(&bytes, &grants))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("compiling a plugin panicked: {e}")))
+        self.on_host(move |host| host.prepare(&bytes, &grants)).await
     }
 
     /// Installs a plugin (admins). The component is compiled and checked
@@ -200,12 +209,8 @@ impl Store {
         let requested = new.manifest.requested();
         check_grants(&requested, &new.grants)?;
         let bytes = Arc::new(new.component);
-        let host = self.plugin_host()?;
         let inspecting = bytes.clone();
-        let inspection = tokio::task::spawn_blocking(move || host.inspect(&inspecting))
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("inspecting a plugin panicked: {e}")))?
-            .map_err(invalid)?;
+        let inspection = self.on_host(move |host| host.inspect(&inspecting)).await?.map_err(invalid)?;
         if inspection.world != new.manifest.world {
             return Err(StoreError::invalid(
                 "manifest",
@@ -400,7 +405,7 @@ impl Store {
         world: World,
     ) -> std::result::Result<(PluginRecord, Arc<Prepared>), String> {
         let plugin = self
-            .enabled_plugins(tx)
+            .cached_plugins(tx)
             .await
             .map_err(|e| e.to_string())?
             .iter()
@@ -517,7 +522,7 @@ impl Store {
 
     /// Is there an enabled assigner plugin of this name?
     pub(crate) async fn has_assigner_plugin(&self, tx: &mut Tx, name: &str) -> Result<bool> {
-        Ok(self.enabled_plugins(tx).await?.iter().any(|p| p.name == name && p.world == World::Assigner))
+        Ok(self.cached_plugins(tx).await?.iter().any(|p| p.name == name && p.world == World::Assigner))
     }
 
     /// One call with the plugin's configuration and limits. Plugins that
@@ -568,24 +573,9 @@ impl Store {
             },
         };
         if savepoint {
-            let end = if report.outcome.is_ok() {
-                "RELEASE SAVEPOINT plugin_call"
-            } else {
-                "ROLLBACK TO SAVEPOINT plugin_call"
-            };
-            if let Err(error) = tx.query(end).execute().await {
-                tracing::warn!(%error, "could not end a plugin call's savepoint");
-            }
-            if report.outcome.is_err() {
-                let _ = tx.query("RELEASE SAVEPOINT plugin_call").execute().await;
-            }
+            end_savepoint(tx, "plugin_call", report.outcome.is_ok()).await;
         }
         report
-    }
-
-    /// The enabled plugins, from the node's rule cache.
-    async fn enabled_plugins(&self, tx: &mut Tx) -> Result<Arc<Vec<PluginRecord>>> {
-        self.cached_plugins(tx).await
     }
 }
 
@@ -774,9 +764,7 @@ struct ChannelIo {
 
 impl ChannelIo {
     fn ask<T>(&mut self, request: impl FnOnce(Reply<T>) -> IoRequest) -> std::result::Result<T, String> {
-        let (reply, answer) = oneshot::channel();
-        self.requests.blocking_send(request(reply)).map_err(|_| "the change was abandoned".to_string())?;
-        answer.blocking_recv().map_err(|_| "the change was abandoned".to_string())?
+        ask_blocking(&self.requests, request)?
     }
 }
 
