@@ -135,6 +135,8 @@ async fn plugins_are_checked_on_upload_and_run_by_rules(site: Site) {
     assert_eq!(runs["total"], 2, "{runs}");
     let run = &runs["items"][0];
     assert_eq!(run["outcome"], "ok");
+    assert_eq!(run["rule_name"], "VIP escalation", "{run}");
+    assert!(run["case_number"].as_i64().is_some(), "{run}");
     assert!(run["fuel_used"].as_i64().expect("fuel") > 0, "{run}");
     assert!(run["duration_us"].as_i64().expect("duration") > 0, "{run}");
 

@@ -630,3 +630,104 @@ async fn admin_writes_tests_and_uses_rules() {
     screenshot(&browser, "case-rule-runs").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn admin_installs_configures_and_watches_a_plugin() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    // Chromium wants canonical paths for file inputs.
+    let plugins =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins").canonicalize().expect("plugins");
+    let manifest = plugins.join("vip-escalation/manifest.json");
+    let component = plugins.join("target/vip-escalation.wasm");
+    assert!(component.exists(), "{} is missing; build the plugins first with plugins/build", component.display());
+    let choose = |css: &'static str, path: &std::path::Path| {
+        let browser = &browser;
+        let path = path.display().to_string();
+        async move { browser.find(css).await.type_text(&path).await }
+    };
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // An upload without the session's CSRF token is refused before its files are read.
+    browser.goto(&server.url("/admin/plugins")).await;
+    let forged = browser
+        .script(
+            "const f = new FormData(); f.append('csrf_token', 'forged');
+             f.append('component', new Blob(['\\0asm']), 'x.wasm');
+             return fetch('/admin/plugins', {method: 'POST', body: f}).then(r => r.status);",
+        )
+        .await;
+    assert_eq!(forged, json!(403));
+
+    // No component: the form says so and installs nothing.
+    choose("#manifest", &manifest).await;
+    click_and_wait(&browser, "#install").await;
+    wait_for(&browser, "#component-error").await;
+    assert!(browser.text("#component-error").await.contains("required"));
+
+    // Enabled without the `storage` grant its imports need: refused, naming it.
+    choose("#manifest", &manifest).await;
+    choose("#component", &component).await;
+    browser.find("#enabled").await.click().await;
+    click_and_wait(&browser, "#install").await;
+    wait_for(&browser, "#component-error").await;
+    assert!(browser.text("#component-error").await.contains("storage"), "{}", browser.text("#component-error").await);
+    let (_, installed) = server.get("/api/v1/plugins", &key).await;
+    assert_eq!(installed, json!([]), "a refused upload installs nothing");
+
+    // With the grant it installs, enabled, and opens its page.
+    choose("#manifest", &manifest).await;
+    choose("#component", &component).await;
+    browser.find("input[name=grants][value=storage]").await.click().await;
+    browser.find("#enabled").await.click().await;
+    click_and_wait(&browser, "#install").await;
+    wait_for(&browser, ".alert.success").await;
+    assert!(browser.text(".plugin-facts").await.contains("docket:plugin@0.1.0"));
+
+    // Configuration is checked as JSON, then saved.
+    let config = browser.find("#config").await;
+    config.clear().await;
+    config.type_text("{\"vip_accounts\": [\"Initech\"],").await;
+    click_and_wait(&browser, "#save").await;
+    wait_for(&browser, "#config-error").await;
+    assert!(browser.text("#config-error").await.contains("not JSON"));
+    let config = browser.find("#config").await;
+    config.clear().await;
+    config.type_text("{\"vip_accounts\": [\"Initech\"], \"priority\": \"High\"}").await;
+    click_and_wait(&browser, "#save").await;
+    wait_for(&browser, ".alert.success").await;
+
+    // A rule runs it; the run shows in its log with the case, fuel and log line.
+    let (status, rule) = server
+        .post("/api/v1/rules", &key, json!({"name": "VIP", "hook": "case.created", "plugin": "vip-escalation"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let (_, initech) = server.post("/api/v1/accounts", &key, json!({"name": "Initech"})).await;
+    let case = server.case(&key, json!({"name": "TPS reports lost", "account_id": initech["id"]})).await;
+    assert_eq!(case["priority"], "High", "the saved configuration is used: {case}");
+    browser.goto(&browser.current_url().await).await;
+    wait_for(&browser, "table.plugin-runs a[href^='/cases/']").await;
+    let runs = browser.text("table.plugin-runs").await;
+    assert!(runs.contains(&format!("#{}", case["number"])), "{runs}");
+    assert!(runs.contains("VIP"), "{runs}");
+    assert!(runs.contains("ok"), "{runs}");
+    browser.script("document.querySelector('#runs').scrollIntoView(); return true;").await;
+    screenshot(&browser, "admin-plugin").await;
+
+    // Not deleted while a rule runs it; the page names the rule.
+    browser.find("#delete").await.click().await;
+    browser.accept_alert().await;
+    wait_for(&browser, "#form-error").await;
+    assert!(browser.text("#form-error").await.contains("VIP"), "{}", browser.text("#form-error").await);
+
+    // Disabled from its page: the list shows it, and the rule's run says why.
+    browser.find("#enabled").await.click().await;
+    click_and_wait(&browser, "#save").await;
+    wait_for(&browser, ".alert.success").await;
+    browser.goto(&server.url("/admin/plugins")).await;
+    assert!(browser.text("table.plugins").await.contains("disabled"));
+    let (_, listed) = server.get("/api/v1/plugins", &key).await;
+    assert_eq!(listed[0]["enabled"], false, "{listed}");
+    browser.close().await;
+}

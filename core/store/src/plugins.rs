@@ -86,7 +86,12 @@ pub struct PluginRun {
     pub plugin_name: String,
     pub world: String,
     pub rule_id: Option<String>,
+    /// The rule's name, when read back from the log (the rule may have
+    /// been deleted since).
+    pub rule_name: Option<String>,
     pub case_id: Option<String>,
+    /// The case's number, when read back from the log.
+    pub case_number: Option<i64>,
     /// `ok` or `failed`.
     pub outcome: String,
     pub error: Option<String>,
@@ -138,7 +143,9 @@ fn run_from_row(row: &Row) -> Result<PluginRun> {
         plugin_name: row.get("plugin_name")?,
         world: row.get("world")?,
         rule_id: row.get("rule_id")?,
+        rule_name: row.get("rule_name")?,
         case_id: row.get("case_id")?,
+        case_number: row.get("case_number")?,
         outcome: row.get("outcome")?,
         error: row.get("error")?,
         log: json_column(row, "log")?,
@@ -272,6 +279,11 @@ impl Store {
         Ok(record)
     }
 
+    /// The host's default and ceiling limits, for the admin pages.
+    pub fn plugin_limits(&self) -> (docket_plugins::Limits, docket_plugins::Limits) {
+        (self.plugin_config.defaults, self.plugin_config.ceiling)
+    }
+
     /// Every installed plugin (admins).
     #[instrument(level = "debug", skip_all)]
     pub async fn plugins(&self, actor: &Actor) -> Result<Vec<PluginRecord>> {
@@ -381,9 +393,11 @@ impl Store {
             .get("total")?;
         let items = tx
             .query(
-                "SELECT id, plugin_id, plugin_name, world, rule_id, case_id, outcome, error, log, fuel_used, \
-                 peak_memory, duration_us, started_at FROM plugin_runs WHERE plugin_id = $1 \
-                 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+                "SELECT r.id, r.plugin_id, r.plugin_name, r.world, r.rule_id, rules.name AS rule_name, r.case_id, \
+                 cases.number AS case_number, r.outcome, r.error, r.log, r.fuel_used, r.peak_memory, \
+                 r.duration_us, r.started_at FROM plugin_runs r LEFT JOIN rules ON rules.id = r.rule_id \
+                 LEFT JOIN cases ON cases.id = r.case_id WHERE r.plugin_id = $1 \
+                 ORDER BY r.started_at DESC, r.id DESC LIMIT $2 OFFSET $3",
             )
             .bind(plugin_id)
             .bind(window.limit)
@@ -626,7 +640,9 @@ fn plugin_run<T>(
         plugin_name: plugin.name.clone(),
         world: plugin.world.as_str().to_string(),
         rule_id,
+        rule_name: None,
         case_id,
+        case_number: None,
         outcome: if report.outcome.is_ok() { "ok" } else { "failed" }.to_string(),
         error: report.outcome.as_ref().err().map(|e| format!("{}: {e}", e.kind())),
         log: report.log.clone(),

@@ -1,6 +1,7 @@
 //! `/api/v1/plugins`: upload WebAssembly plugins, grant capabilities,
 //! configure, enable and disable them, and read their run log (admins).
 
+use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -19,9 +20,14 @@ use crate::extract::{ApiJson, Auth, query_pairs};
 /// interpreter, is about 20 MB).
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
+/// The request body limit of an upload: the component and a manifest.
+pub fn upload_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_COMPONENT_BYTES + (1 << 20))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/plugins", post(upload).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES + (1 << 20))).get(list))
+        .route("/plugins", post(upload).layer(upload_body_limit()).get(list))
         .route("/plugins/{id}", get(show).patch(update).delete(remove))
         .route("/plugins/{id}/runs", get(runs))
 }
@@ -39,23 +45,14 @@ pub struct Upload {
 /// comma-separated list) and `enabled` (`true`).
 pub async fn read_upload(multipart: &mut Multipart) -> ApiResult<Upload> {
     let mut upload = Upload { manifest: None, component: None, grants: None, enabled: false };
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(field) = multipart.next_field().await.map_err(upload_error)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
-            "component" => {
-                let bytes = field.bytes().await.map_err(multipart_error)?;
-                if bytes.len() > MAX_COMPONENT_BYTES {
-                    return Err(ApiError::PayloadTooLarge(format!(
-                        "the component is larger than {} MiB",
-                        MAX_COMPONENT_BYTES >> 20
-                    )));
-                }
-                upload.component = Some(bytes.to_vec());
-            }
-            "manifest" => upload.manifest = Some(field.text().await.map_err(multipart_error)?),
-            "grants" => upload.grants = Some(field.text().await.map_err(multipart_error)?),
+            "component" => upload.component = Some(read_component(field).await?),
+            "manifest" => upload.manifest = Some(field.text().await.map_err(upload_error)?),
+            "grants" => upload.grants = Some(field.text().await.map_err(upload_error)?),
             "enabled" => {
-                upload.enabled = matches!(field.text().await.map_err(multipart_error)?.trim(), "true" | "on" | "1")
+                upload.enabled = matches!(field.text().await.map_err(upload_error)?.trim(), "true" | "on" | "1")
             }
             other => {
                 return Err(ApiError::field(
@@ -66,6 +63,29 @@ pub async fn read_upload(multipart: &mut Multipart) -> ApiResult<Upload> {
         }
     }
     Ok(upload)
+}
+
+/// Reads the `component` part, refusing one larger than
+/// [`MAX_COMPONENT_BYTES`].
+pub async fn read_component(field: Field<'_>) -> ApiResult<Vec<u8>> {
+    let bytes = field.bytes().await.map_err(upload_error)?;
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes.to_vec())
+}
+
+/// A multipart error, with the plugin limit named when the body was too
+/// large.
+pub fn upload_error(error: MultipartError) -> ApiError {
+    match multipart_error(error) {
+        ApiError::PayloadTooLarge(_) => too_large(),
+        other => other,
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!("the component is larger than {} MiB", MAX_COMPONENT_BYTES >> 20))
 }
 
 /// `["storage"]` or `storage, read-cases`.

@@ -17,11 +17,10 @@ use docket_store::{RunFilter, StoreError};
 use serde_json::{Value, json};
 
 use super::render::{UiError, markdown, page, page_with_status};
-use super::session::{FormData, UiSession};
+use super::session::{FormData, UiSession, csrf_failed};
 use crate::api::attachments::save_upload;
 use crate::app::AppState;
 use crate::extract::query_pairs;
-use crate::secrets::constant_time_eq;
 
 /// Cases per page in the list.
 const PAGE_SIZE: i64 = 25;
@@ -330,15 +329,8 @@ async fn upload(
     let mut csrf_ok = false;
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         match field.name() {
-            Some("csrf_token") => {
-                let token = field.text().await.map_err(unreadable)?;
-                csrf_ok = constant_time_eq(&token, &session.csrf_token);
-            }
-            Some("file") if !csrf_ok => {
-                return Err(UiError::Forbidden(
-                    "This form expired or did not come from Docket (CSRF check failed).".into(),
-                ));
-            }
+            Some("csrf_token") => csrf_ok = session.csrf_matches(&field.text().await.map_err(unreadable)?),
+            Some("file") if !csrf_ok => return Err(csrf_failed()),
             Some("file") if field.file_name().is_none_or(str::is_empty) => break,
             Some("file") => {
                 let record = save_upload(&state, &session.actor, field).await.map_err(UiError::from)?;

@@ -64,14 +64,13 @@ impl FromRequestParts<AppState> for UiSession {
 impl UiSession {
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, form: &FormData) -> Result<(), UiError> {
-        if constant_time_eq(form.get("csrf_token"), &self.csrf_token) {
-            Ok(())
-        } else {
-            Err(UiError::Forbidden(
-                "This form expired or did not come from Docket (CSRF check failed). Go back, reload and try again."
-                    .into(),
-            ))
-        }
+        if self.csrf_matches(form.get("csrf_token")) { Ok(()) } else { Err(csrf_failed()) }
+    }
+
+    /// Whether a form's token (read from a multipart body, where the
+    /// token field comes first) is this session's.
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        constant_time_eq(token, &self.csrf_token)
     }
 
     /// What every page's layout needs to know about the user.
@@ -126,6 +125,13 @@ impl FormData {
     pub fn checked(&self, name: &str) -> bool {
         matches!(self.get(name), "on" | "true" | "1")
     }
+}
+
+/// The refusal of a form whose CSRF token is missing or not the session's.
+pub fn csrf_failed() -> UiError {
+    UiError::Forbidden(
+        "This form expired or did not come from Docket (CSRF check failed). Go back, reload and try again.".into(),
+    )
 }
 
 /// Percent-encodes a path for a query parameter.

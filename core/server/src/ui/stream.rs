@@ -13,10 +13,9 @@ use docket_store::StoreError;
 use serde_json::json;
 
 use super::render::{UiError, page};
-use super::session::{FormData, UiSession};
+use super::session::{FormData, UiSession, csrf_failed};
 use crate::api::attachments::save_upload;
 use crate::app::AppState;
-use crate::secrets::constant_time_eq;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let upload_limit = crate::api::attachments::upload_body_limit(state);
@@ -47,14 +46,10 @@ async fn create_post(
 ) -> Result<Response, UiError> {
     let (id, number) = case_id(&state, &session, &number).await?;
     let unreadable = |_| UiError::Forbidden("The form could not be read. Try again.".into());
-    let csrf_failed =
-        || UiError::Forbidden("This form expired or did not come from Docket (CSRF check failed).".into());
     let (mut csrf_ok, mut text, mut is_internal, mut attachment_ids) = (false, String::new(), false, Vec::new());
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         match field.name() {
-            Some("csrf_token") => {
-                csrf_ok = constant_time_eq(&field.text().await.map_err(unreadable)?, &session.csrf_token)
-            }
+            Some("csrf_token") => csrf_ok = session.csrf_matches(&field.text().await.map_err(unreadable)?),
             _ if !csrf_ok => return Err(csrf_failed()),
             Some("post") => text = field.text().await.map_err(unreadable)?,
             Some("is_internal") => {
