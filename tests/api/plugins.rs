@@ -206,6 +206,42 @@ async fn hostile_plugins_fail_alone_and_the_case_is_saved(site: Site) {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The server's settings bound every plugin: its default fuel, and how
+/// many storage keys it may hold (a new key beyond that fails, and the
+/// plugin carries on without it).
+async fn server_settings_bound_plugin_fuel_and_storage(site: Site) {
+    let site = site.with_env("DOCKET_PLUGIN_STORAGE_KEYS", "1").with_env("DOCKET_PLUGIN_FUEL", "2000");
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let vip = manifest("vip-escalation", "rule", &["storage"], json!({"vip_accounts": ["Acme Corp", "Initech"]}));
+    let (status, plugin) = upload(&server, &admin, &vip, component("vip-escalation"), "storage", true).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let plugin_id = plugin["id"].as_str().expect("id").to_string();
+    let rule = json!({"name": "VIP", "hook": "case.created", "plugin": "vip-escalation"});
+    assert_eq!(server.post("/api/v1/rules", &admin, rule).await.0, StatusCode::CREATED);
+    let (_, acme) = server.post("/api/v1/accounts", &admin, json!({"name": "Acme Corp"})).await;
+    let (_, initech) = server.post("/api/v1/accounts", &admin, json!({"name": "Initech"})).await;
+
+    // 2000 units of fuel are too few for this plugin (it uses about 14,000).
+    let starved = server.case(&admin, json!({"name": "Starved", "account_id": acme["id"]})).await;
+    assert_eq!(starved["priority"], "Normal", "{starved}");
+    let (_, runs) = server.get(&format!("/api/v1/plugins/{plugin_id}/runs"), &admin).await;
+    assert!(message(&runs["items"][0]["error"]).contains("fuel budget"), "{runs}");
+
+    // With its own budget it runs; the second account's key is one too many.
+    let patch = json!({"limits": {"fuel": 10_000_000}});
+    let (status, body) = server.call(Method::PATCH, &format!("/api/v1/plugins/{plugin_id}"), &admin, Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for account in [&acme, &initech] {
+        let case = server.case(&admin, json!({"name": "Down", "account_id": account["id"]})).await;
+        assert_eq!(case["priority"], "Urgent", "the plugin still escalates: {case}");
+    }
+    let (_, runs) = server.get(&format!("/api/v1/plugins/{plugin_id}/runs?limit=1"), &admin).await;
+    let log = message(&runs["items"][0]["log"]);
+    assert!(log.contains("could not store the escalation count"), "{runs}");
+    assert_eq!(runs["items"][0]["outcome"], "ok", "{runs}");
+}
+
 async fn an_assigner_plugin_routes_cases_by_language(site: Site) {
     let server = site.start(&[]);
     let admin = site.admin_key();
@@ -282,6 +318,7 @@ async fn plugin_authors_inspect_and_run_components_with_the_cli(site: Site) {
 on_both_backends!(
     plugins_are_checked_on_upload_and_run_by_rules,
     hostile_plugins_fail_alone_and_the_case_is_saved,
+    server_settings_bound_plugin_fuel_and_storage,
     an_assigner_plugin_routes_cases_by_language,
     plugin_authors_inspect_and_run_components_with_the_cli,
 );

@@ -30,4 +30,4 @@ pub use records::{
     ActorView, Address, AssignmentRequest, CandidateView, CaseSnapshot, EmailDecision, EmailFields, FieldChange,
     NoteView, ParsedEmail, RuleEvent, StepInput, StepOutput,
 };
-pub use state::{LogLine, MemoryIo, PluginIo};
+pub use state::{LogLine, MemoryIo, PluginIo, SetOutcome};

@@ -64,6 +64,10 @@ pub struct HostConfig {
     /// How many plugin instances may exist at once (the pooling
     /// allocator's slots); a call beyond that fails and is logged.
     pub max_instances: u32,
+    /// How many storage keys one plugin may hold; setting a new key
+    /// beyond that fails (the plugin sees the error), so a runaway plugin
+    /// cannot fill the database.
+    pub max_storage_keys: u64,
 }
 
 impl Default for HostConfig {
@@ -73,6 +77,7 @@ impl Default for HostConfig {
             defaults: Limits::default(),
             ceiling: Limits { fuel: 10_000_000_000, memory_bytes: 512 << 20, timeout_ms: 10_000 },
             max_instances: 64,
+            max_storage_keys: 10_000,
         }
     }
 }

@@ -25,9 +25,18 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// answers from memory (for `docket plugin run` and tests).
 pub trait PluginIo: Send {
     fn storage_get(&mut self, key: &str) -> Result<Option<String>, String>;
-    fn storage_set(&mut self, key: &str, value: &str) -> Result<(), String>;
+    fn storage_set(&mut self, key: &str, value: &str) -> Result<SetOutcome, String>;
     fn storage_delete(&mut self, key: &str) -> Result<(), String>;
     fn get_case(&mut self, number: i64) -> Result<Option<CaseSnapshot>, String>;
+}
+
+/// What became of a storage write that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetOutcome {
+    Stored,
+    /// The plugin holds as many keys as it may: the plugin gets a
+    /// `storage-full` error with this message (its call goes on).
+    Full(String),
 }
 
 /// Storage and cases held in memory. Clones share the same data, so a
@@ -49,9 +58,9 @@ impl PluginIo for MemoryIo {
     fn storage_get(&mut self, key: &str) -> Result<Option<String>, String> {
         Ok(self.storage().get(key).cloned())
     }
-    fn storage_set(&mut self, key: &str, value: &str) -> Result<(), String> {
+    fn storage_set(&mut self, key: &str, value: &str) -> Result<SetOutcome, String> {
         self.storage().insert(key.to_string(), value.to_string());
-        Ok(())
+        Ok(SetOutcome::Stored)
     }
     fn storage_delete(&mut self, key: &str) -> Result<(), String> {
         self.storage().remove(key);
@@ -169,8 +178,10 @@ impl host::Host for PluginState {
                 message: format!("storage values are at most {MAX_VALUE_BYTES} bytes"),
             }));
         }
-        self.io.storage_set(&key, &value).map_err(io_trap("storage-set"))?;
-        Ok(Ok(()))
+        match self.io.storage_set(&key, &value).map_err(io_trap("storage-set"))? {
+            SetOutcome::Stored => Ok(Ok(())),
+            SetOutcome::Full(message) => Ok(Err(types::PluginError { code: "storage-full".into(), message })),
+        }
     }
 
     fn storage_delete(&mut self, key: String) -> wasmtime::Result<()> {

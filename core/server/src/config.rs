@@ -39,6 +39,11 @@ pub struct Config {
     pub job_retry_base_secs: u64,
     /// Days the rule run log is kept.
     pub rule_runs_days: i64,
+    /// Limits of a plugin call unless the plugin overrides them (fuel,
+    /// memory, time), each at most the host's ceiling.
+    pub plugin_limits: docket_plugins::Limits,
+    /// How many storage keys one plugin may hold.
+    pub plugin_storage_keys: u64,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -59,6 +64,10 @@ struct FileConfig {
     public_url: Option<String>,
     job_retry_base_secs: Option<u64>,
     rule_runs_days: Option<i64>,
+    plugin_fuel: Option<u64>,
+    plugin_memory_mb: Option<u64>,
+    plugin_timeout_ms: Option<u64>,
+    plugin_storage_keys: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -86,6 +95,16 @@ impl Config {
         let database_url = env("DOCKET_DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("docket.db").display()));
+        let host = docket_plugins::HostConfig::default();
+        let plugin_limits = docket_plugins::Limits {
+            fuel: parse_env(&env, "DOCKET_PLUGIN_FUEL")?.or(file.plugin_fuel).unwrap_or(host.defaults.fuel),
+            memory_bytes: parse_env::<u64>(&env, "DOCKET_PLUGIN_MEMORY_MB")?
+                .or(file.plugin_memory_mb)
+                .map_or(host.defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+            timeout_ms: parse_env(&env, "DOCKET_PLUGIN_TIMEOUT_MS")?
+                .or(file.plugin_timeout_ms)
+                .unwrap_or(host.defaults.timeout_ms),
+        };
         let config = Config {
             listen: env("DOCKET_LISTEN").or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
             database_url,
@@ -108,7 +127,24 @@ impl Config {
                 .unwrap_or(15)
                 .max(1),
             rule_runs_days: parse_env(&env, "DOCKET_RULE_RUNS_DAYS")?.or(file.rule_runs_days).unwrap_or(90),
+            plugin_limits,
+            plugin_storage_keys: parse_env(&env, "DOCKET_PLUGIN_STORAGE_KEYS")?
+                .or(file.plugin_storage_keys)
+                .unwrap_or(host.max_storage_keys),
         };
+        let (limits, ceiling) = (&config.plugin_limits, &host.ceiling);
+        if !(1..=ceiling.fuel).contains(&limits.fuel) {
+            bail!("plugin_fuel must be between 1 and {}", ceiling.fuel);
+        }
+        if !(1..=ceiling.memory_bytes >> 20).contains(&(limits.memory_bytes >> 20)) {
+            bail!("plugin_memory_mb must be between 1 and {}", ceiling.memory_bytes >> 20);
+        }
+        if !(10..=ceiling.timeout_ms).contains(&limits.timeout_ms) {
+            bail!("plugin_timeout_ms must be between 10 (the deadline's granularity) and {}", ceiling.timeout_ms);
+        }
+        if config.plugin_storage_keys == 0 {
+            bail!("plugin_storage_keys must be positive");
+        }
         if !(1..=3650).contains(&config.rule_runs_days) {
             bail!("rule_runs_days must be between 1 and 3650");
         }
@@ -165,6 +201,20 @@ mod tests {
         .expect_err("invalid");
         assert!(error.to_string().contains("DOCKET_MAX_UPLOAD_BYTES"));
         assert!(toml::from_str::<FileConfig>("listn = 'x'").is_err());
+    }
+
+    #[test]
+    fn plugin_defaults_are_configurable_within_the_ceiling() {
+        let file = FileConfig { plugin_memory_mb: Some(32), plugin_storage_keys: Some(5), ..Default::default() };
+        let config =
+            Config::resolve(file, |key| (key == "DOCKET_PLUGIN_FUEL").then(|| "1000".to_string())).expect("valid");
+        assert_eq!(config.plugin_limits.fuel, 1000);
+        assert_eq!(config.plugin_limits.memory_bytes, 32 << 20);
+        assert_eq!(config.plugin_limits.timeout_ms, docket_plugins::Limits::default().timeout_ms);
+        assert_eq!(config.plugin_storage_keys, 5);
+        let file = FileConfig { plugin_memory_mb: Some(100_000), ..Default::default() };
+        let error = Config::resolve(file, |_| None).expect_err("above the ceiling");
+        assert!(error.to_string().contains("plugin_memory_mb must be between 1 and 512"), "{error}");
     }
 }
 

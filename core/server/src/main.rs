@@ -235,6 +235,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         plugins: docket_plugins::HostConfig {
             // wasmtime wants an absolute cache path.
             cache_dir: std::path::absolute(config.data_dir.join("plugin-cache")).ok(),
+            defaults: config.plugin_limits,
+            max_storage_keys: config.plugin_storage_keys,
             ..docket_plugins::HostConfig::default()
         },
         ..StoreOptions::default()

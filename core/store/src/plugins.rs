@@ -20,7 +20,7 @@ use docket_domain::listing::{Page, Window};
 use docket_domain::rule::{Rule, RuleAction};
 use docket_plugins::{
     ActorView, AssignmentRequest, Call, CandidateView, Capability, CaseSnapshot, Grants, LimitsOverride, LogLine,
-    Manifest, PluginError, PluginHost, PluginIo, Prepared, Report, RuleEvent, World,
+    Manifest, PluginError, PluginHost, PluginIo, Prepared, Report, RuleEvent, SetOutcome, World,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -571,7 +571,7 @@ impl Store {
                         }
                         savepoint = true;
                     }
-                    request.answer(tx, &plugin.id).await
+                    request.answer(tx, &plugin.id, self.plugin_config.max_storage_keys).await
                 }
                 done = &mut call => break done,
             }
@@ -614,6 +614,40 @@ async fn component_bytes(tx: &mut Tx, id: &str) -> Result<Vec<u8>> {
 
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// Stores a key of a plugin. Updating a key is one statement; a new key
+/// is refused when the plugin holds `max_keys` already. Two transactions
+/// adding keys at once may each pass the count, so the quota can be
+/// overshot by a key per concurrent call: it guards against runaway
+/// plugins, not exact accounting.
+async fn storage_set(tx: &mut Tx, plugin_id: &str, key: &str, value: &str, max_keys: u64) -> Result<SetOutcome> {
+    let updated = tx
+        .query("UPDATE plugin_storage SET value = $1 WHERE plugin_id = $2 AND key = $3")
+        .bind(value)
+        .bind(plugin_id)
+        .bind(key)
+        .execute()
+        .await?;
+    if updated > 0 {
+        return Ok(SetOutcome::Stored);
+    }
+    let held: i64 = tx
+        .query("SELECT COUNT(*) AS held FROM plugin_storage WHERE plugin_id = $1")
+        .bind(plugin_id)
+        .fetch_one()
+        .await?
+        .get("held")?;
+    if u64::try_from(held).unwrap_or(0) >= max_keys {
+        return Ok(SetOutcome::Full(format!("storage is full: a plugin may hold {max_keys} keys; delete some first")));
+    }
+    tx.query("INSERT INTO plugin_storage (plugin_id, key, value) VALUES ($1, $2, $3)")
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value)
+        .execute()
+        .await?;
+    Ok(SetOutcome::Stored)
 }
 
 /// A case as plugins see it, with its account's name.
@@ -686,7 +720,7 @@ impl PluginIo for NoIo {
     fn storage_get(&mut self, _: &str) -> std::result::Result<Option<String>, String> {
         Err("storage is not granted".into())
     }
-    fn storage_set(&mut self, _: &str, _: &str) -> std::result::Result<(), String> {
+    fn storage_set(&mut self, _: &str, _: &str) -> std::result::Result<SetOutcome, String> {
         Err("storage is not granted".into())
     }
     fn storage_delete(&mut self, _: &str) -> std::result::Result<(), String> {
@@ -702,7 +736,7 @@ type Reply<T> = oneshot::Sender<std::result::Result<T, String>>;
 /// A data call of a plugin, sent to the task holding the transaction.
 enum IoRequest {
     Get(String, Reply<Option<String>>),
-    Set(String, String, Reply<()>),
+    Set(String, String, Reply<SetOutcome>),
     Delete(String, Reply<()>),
     Case(i64, Reply<Option<CaseSnapshot>>),
 }
@@ -717,12 +751,13 @@ impl IoRequest {
         // A dropped receiver means the plugin was stopped meanwhile.
         match self {
             IoRequest::Get(_, reply) => drop(reply.send(Err(message))),
-            IoRequest::Set(_, _, reply) | IoRequest::Delete(_, reply) => drop(reply.send(Err(message))),
+            IoRequest::Set(_, _, reply) => drop(reply.send(Err(message))),
+            IoRequest::Delete(_, reply) => drop(reply.send(Err(message))),
             IoRequest::Case(_, reply) => drop(reply.send(Err(message))),
         }
     }
 
-    async fn answer(self, tx: &mut Tx, plugin_id: &str) {
+    async fn answer(self, tx: &mut Tx, plugin_id: &str, max_keys: u64) {
         fn send<T>(reply: Reply<T>, result: Result<T>) {
             // A dropped receiver means the plugin was stopped meanwhile.
             let _ = reply.send(result.map_err(|e| e.to_string()));
@@ -737,19 +772,7 @@ impl IoRequest {
                     .await;
                 send(reply, row.and_then(|r| r.map(|r| r.get("value")).transpose()));
             }
-            IoRequest::Set(key, value, reply) => {
-                let written = tx
-                    .query(
-                        "INSERT INTO plugin_storage (plugin_id, key, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (plugin_id, key) DO UPDATE SET value = excluded.value",
-                    )
-                    .bind(plugin_id)
-                    .bind(key.as_str())
-                    .bind(value.as_str())
-                    .execute()
-                    .await;
-                send(reply, written.map(|_| ()));
-            }
+            IoRequest::Set(key, value, reply) => send(reply, storage_set(tx, plugin_id, &key, &value, max_keys).await),
             IoRequest::Delete(key, reply) => {
                 let deleted = tx
                     .query("DELETE FROM plugin_storage WHERE plugin_id = $1 AND key = $2")
@@ -791,10 +814,10 @@ impl PluginIo for ChannelIo {
         }
         self.ask(|reply| IoRequest::Get(key.to_string(), reply))
     }
-    fn storage_set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+    fn storage_set(&mut self, key: &str, value: &str) -> std::result::Result<SetOutcome, String> {
         if self.dry_run {
             self.overlay.insert(key.to_string(), Some(value.to_string()));
-            return Ok(());
+            return Ok(SetOutcome::Stored);
         }
         self.ask(|reply| IoRequest::Set(key.to_string(), value.to_string(), reply))
     }
