@@ -1,6 +1,10 @@
-//! Outbound email: SMTP settings and one `send` that says whether a
-//! failure is worth retrying. Kept in its own crate so the TLS and SMTP
-//! dependencies compile once, apart from the server.
+//! Email: outbound SMTP settings and one `send` that says whether a
+//! failure is worth retrying; inbound parsing ([`inbound`]). Kept in its
+//! own crate so the TLS, IMAP, SMTP and MIME dependencies compile once,
+//! apart from the server.
+
+pub mod imap;
+pub mod inbound;
 
 use std::time::Duration;
 
