@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod cases;
 mod email;
+mod mailboxes;
 mod operations;
 mod plugins;
 mod records;

@@ -369,3 +369,140 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// A real IMAP server (Dovecot, from Debian's `dovecot-imapd`) on a
+/// loopback port, with throwaway users whose mail lives in a temporary
+/// folder; mail is delivered with `doveadm save`, as a mail server's
+/// delivery agent would. Stopped when dropped.
+pub struct Dovecot {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Dovecot {
+    /// Starts the server, or `None` when Dovecot is not installed (and
+    /// not required: scripts/test sets DOCKET_REQUIRE_IMAP=1).
+    pub fn start() -> Option<Dovecot> {
+        let installed = Path::new("/usr/sbin/dovecot").exists() && Path::new("/usr/bin/doveadm").exists();
+        if !installed {
+            if std::env::var("DOCKET_REQUIRE_IMAP").as_deref() == Ok("1") {
+                panic!("DOCKET_REQUIRE_IMAP=1 but Dovecot is not installed (apt-get install dovecot-imapd)");
+            }
+            eprintln!("skipped: Dovecot is not installed (scripts/test installs it)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("dovecot dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut dovecot = Dovecot { child: None, port, dir };
+        dovecot.configure();
+        dovecot.run();
+        Some(dovecot)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn configure(&self) {
+        let root = self.dir.path();
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir_all(root.join(sub)).expect("dovecot folders");
+        }
+        // Mail is read and written as the `mail` user, never as root.
+        let chown = |path: &Path| {
+            Command::new("chown").arg("-R").arg("mail:mail").arg(path).status().expect("chown");
+        };
+        chown(&root.join("home"));
+        Command::new("chmod").arg("755").arg(root).status().expect("chmod");
+        std::fs::write(root.join("passwd"), "").expect("passwd");
+        let config = format!(
+            "base_dir = {root}/run\nstate_dir = {root}/state\nlog_path = {root}/dovecot.log\nprotocols = imap\n\
+             listen = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             default_internal_user = dovecot\ndefault_login_user = dovenull\nfirst_valid_uid = 1\n\
+             mail_location = maildir:~/Maildir\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {root}/passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=mail gid=mail home={root}/home/%u\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
+               inet_listener imaps {{\n    port = 0\n  }}\n}}\nservice anvil {{\n  chroot =\n}}\n",
+            root = root.display(),
+            port = self.port
+        );
+        std::fs::write(root.join("dovecot.conf"), config).expect("dovecot.conf");
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("/usr/sbin/dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(self.path("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start dovecot");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("dovecot did not start: {}", std::fs::read_to_string(self.path("dovecot.log")).unwrap_or_default());
+    }
+
+    /// Stops the server (its mail stays), as a crash or restart would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("/usr/sbin/dovecot")
+                .arg("-c")
+                .arg(self.path("dovecot.conf"))
+                .arg("stop")
+                .stderr(Stdio::null())
+                .status();
+            for _ in 0..100 {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// A user (a mailbox's login) with this password.
+    pub fn add_user(&self, user: &str, password: &str) {
+        let mut passwd = std::fs::read_to_string(self.path("passwd")).expect("passwd");
+        passwd.push_str(&format!("{user}:{{PLAIN}}{password}\n"));
+        std::fs::write(self.path("passwd"), passwd).expect("passwd");
+    }
+
+    /// Delivers a raw message into the user's INBOX.
+    pub fn deliver(&self, user: &str, raw: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new("/usr/bin/doveadm")
+            .arg("-c")
+            .arg(self.path("dovecot.conf"))
+            .args(["save", "-u", user, "-m", "INBOX"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("doveadm save");
+        child.stdin.take().expect("stdin").write_all(raw).expect("write message");
+        let output = child.wait_with_output().expect("doveadm");
+        assert!(output.status.success(), "doveadm save failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

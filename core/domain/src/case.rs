@@ -203,6 +203,8 @@ pub struct CaseDraft {
     pub is_internal: bool,
     pub attachment_ids: Vec<String>,
     pub silent: bool,
+    /// The group mailbox a case came in through (email-to-case only).
+    pub inbound_mailbox_id: Option<String>,
 }
 
 impl NewCase {
@@ -235,6 +237,7 @@ impl NewCase {
             is_internal: self.is_internal,
             attachment_ids: self.attachment_ids,
             silent: self.silent,
+            inbound_mailbox_id: None,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
 
 /// An address from a header, lower-cased for matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct InboundAttachment {
 pub struct InboundEmail {
     /// Without angle brackets; `None` when the message has none.
     pub message_id: Option<String>,
+    /// The Message-ID, or for a message without one a digest of its bytes:
+    /// what deduplicates the message across fetches and mailboxes.
+    pub key: String,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
     pub from: Option<EmailAddress>,
@@ -101,8 +105,14 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, ParseError> {
         return_path: header_text("Return-Path"),
         from: from.as_ref().map(|a| a.address.clone()),
     });
+    let message_id = message.message_id().map(clean_id).filter(|id| !id.is_empty());
+    let key = match &message_id {
+        Some(id) => id.clone(),
+        None => format!("sha256-{}@no-message-id", hex::encode(Sha256::digest(raw))),
+    };
     Ok(InboundEmail {
-        message_id: message.message_id().map(clean_id).filter(|id| !id.is_empty()),
+        message_id,
+        key,
         in_reply_to: ids(message.in_reply_to()),
         references: ids(message.references()),
         from,
@@ -209,6 +219,23 @@ fn automatic_reason(facts: &AutoFacts) -> Option<String> {
         return Some("X-Auto-Response-Suppress".into());
     }
     None
+}
+
+/// The case a Message-ID that Docket made names: Docket's outgoing mail
+/// has IDs like `case-<case id>.<what>@<domain>`, so a reply's
+/// In-Reply-To or References lead back to the case without a lookup, and
+/// a message carrying such an ID as its own is one of ours coming back.
+pub fn docket_case_id(message_id: &str) -> Option<&str> {
+    let rest = message_id.strip_prefix("case-")?;
+    let end = rest.find(['.', '@']).unwrap_or(rest.len());
+    let id = &rest[..end];
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+/// A Message-ID for mail Docket sends about a case: `what` tells the
+/// messages apart (`note-<id>`, `auto-<id>`, `reply-<id>`).
+pub fn docket_message_id(case_id: &str, what: &str, domain: &str) -> String {
+    format!("case-{case_id}.{what}@{domain}")
 }
 
 /// The case number a subject tags with `[#number]`, if any.
@@ -337,6 +364,16 @@ mod tests {
     fn unreadable_messages_fail_clearly() {
         assert_eq!(parse(b""), Err(ParseError::Empty));
         assert_eq!(parse(b"  \r\n"), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn docket_message_ids_name_their_case() {
+        let case = "0123456789abcdef0123456789abcdef";
+        let id = docket_message_id(case, "auto-1", "help.test");
+        assert_eq!(docket_case_id(&id), Some(case));
+        assert_eq!(docket_case_id(&format!("case-{case}@help.test")), Some(case));
+        assert_eq!(docket_case_id("case-123@x"), None);
+        assert_eq!(docket_case_id("abc@example.com"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod attachments;
 mod cases;
 mod contacts;
 pub mod email_settings;
+pub mod mailboxes;
 pub mod plugins;
 mod roles;
 pub mod rules;
@@ -40,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(email_settings::router())
         .merge(rules::router())
         .merge(plugins::router())
+        .merge(mailboxes::router())
         .method_not_allowed_fallback(method_not_allowed)
 }
 

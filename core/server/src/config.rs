@@ -44,6 +44,9 @@ pub struct Config {
     pub plugin_limits: docket_plugins::Limits,
     /// How many storage keys one plugin may hold.
     pub plugin_storage_keys: u64,
+    /// Seconds between checks of a mailbox whose server has no IDLE (and
+    /// the longest IDLE wait before checking anyway).
+    pub mail_poll_secs: u64,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -68,6 +71,7 @@ struct FileConfig {
     plugin_memory_mb: Option<u64>,
     plugin_timeout_ms: Option<u64>,
     plugin_storage_keys: Option<u64>,
+    mail_poll_secs: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -131,7 +135,11 @@ impl Config {
             plugin_storage_keys: parse_env(&env, "DOCKET_PLUGIN_STORAGE_KEYS")?
                 .or(file.plugin_storage_keys)
                 .unwrap_or(host.max_storage_keys),
+            mail_poll_secs: parse_env(&env, "DOCKET_MAIL_POLL_SECONDS")?.or(file.mail_poll_secs).unwrap_or(30),
         };
+        if !(1..=3600).contains(&config.mail_poll_secs) {
+            bail!("mail_poll_secs must be between 1 and 3600");
+        }
         let (limits, ceiling) = (&config.plugin_limits, &host.ceiling);
         if !(1..=ceiling.fuel).contains(&limits.fuel) {
             bail!("plugin_fuel must be between 1 and {}", ceiling.fuel);

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use docket_store::{EMAIL_NOTIFICATION_JOB, Job, JobOutcome, RULE_EMAIL_JOB, RULE_HTTP_JOB, RULE_SCHEDULE_JOB};
+use docket_store::{
+    AUTO_REPLY_JOB, EMAIL_NOTIFICATION_JOB, Job, JobOutcome, RULE_EMAIL_JOB, RULE_HTTP_JOB, RULE_SCHEDULE_JOB,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -44,6 +46,9 @@ pub fn start(state: AppState) -> Workers {
         let worker = format!("{node}-{index}");
         tasks.spawn(async move { work(state, worker, stopped).await });
     }
+    let fetcher_state = state.clone();
+    let fetcher_stopped = stopped.clone();
+    tasks.spawn(async move { crate::fetcher::supervise(fetcher_state, node, fetcher_stopped).await });
     let scheduler_state = state.clone();
     tasks.spawn(async move { crate::rule_jobs::scheduler(scheduler_state, stopped).await });
     Workers { stop, tasks }
@@ -103,6 +108,7 @@ async fn run(state: &AppState, job: &Job) -> JobOutcome {
         RULE_SCHEDULE_JOB => crate::rule_jobs::run_schedule(state, job).await,
         RULE_EMAIL_JOB => crate::rule_jobs::send_email(state, job).await,
         RULE_HTTP_JOB => crate::rule_jobs::send_http(state, job).await,
+        AUTO_REPLY_JOB => crate::mail::send_auto_reply(state, job).await,
         other => JobOutcome::Permanent(format!("unknown job kind `{other}`")),
     }
 }

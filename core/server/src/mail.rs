@@ -118,6 +118,110 @@ pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
     }
 }
 
+/// The auto-reply a mailbox sends when none is written: says the case's
+/// number, and how to add to it.
+pub fn default_auto_reply() -> EmailTemplate {
+    EmailTemplate {
+        subject: "[#{{ case.number }}] {{ case.name }}".into(),
+        body: "Hello{% if contact_name %} {{ contact_name }}{% endif %},\n\nthank you for your message. We opened case #{{ case.number }} for it and will answer soon.\nTo add anything, reply to this email and keep [#{{ case.number }}] in the subject.\n\n{{ mailbox }}\n".into(),
+    }
+}
+
+/// A mailbox's auto-reply template: its own, or the default for the
+/// parts it left empty.
+pub fn auto_reply_template(subject: &str, body: &str) -> EmailTemplate {
+    let default = default_auto_reply();
+    EmailTemplate {
+        subject: if subject.trim().is_empty() { default.subject } else { subject.to_string() },
+        body: if body.trim().is_empty() { default.body } else { body.to_string() },
+    }
+}
+
+fn auto_reply_context(case: &serde_json::Value, contact_name: &str, subject: &str, mailbox: &str) -> tera::Context {
+    let mut context = tera::Context::new();
+    context.insert("case", case);
+    context.insert("contact_name", contact_name);
+    context.insert("email", &serde_json::json!({ "subject": subject }));
+    context.insert("mailbox", mailbox);
+    context
+}
+
+/// Checks that an auto-reply template renders with example data.
+pub fn validate_auto_reply(subject: &str, body: &str) -> Result<(), String> {
+    let case = serde_json::json!({"id": "x", "number": 42, "name": "Printer on fire", "status": "New"});
+    let context = auto_reply_context(&case, "Bo Customer", "Printer on fire", "Support");
+    auto_reply_template(subject, body).render(&context).map(|_| ())
+}
+
+/// `email_auto_reply`: tells a new case's sender its number. Marked as an
+/// automatic reply, so well-behaved responders do not answer it, and sent
+/// with the case's `[#number]` tag and In-Reply-To the message.
+pub async fn send_auto_reply(state: &AppState, job: &Job) -> JobOutcome {
+    let text = |key: &str| job.payload[key].as_str().map(str::to_string);
+    let (Some(mailbox_id), Some(case_id), Some(to_address)) = (text("mailbox_id"), text("case_id"), text("to_address"))
+    else {
+        return JobOutcome::Permanent("payload lacks mailbox_id, case_id or to_address".into());
+    };
+    let system = docket_domain::Actor::system();
+    let mailbox = match state.store.mailbox(&system, &mailbox_id).await {
+        Ok(mailbox) => mailbox,
+        Err(docket_store::StoreError::NotFound) => return JobOutcome::Permanent("the mailbox was deleted".into()),
+        Err(error) => return JobOutcome::Retry(error.to_string()),
+    };
+    let case = match state.store.get_case(&system, &case_id).await {
+        Ok(case) => case,
+        Err(docket_store::StoreError::NotFound) => return JobOutcome::Permanent("the case was deleted".into()),
+        Err(error) => return JobOutcome::Retry(error.to_string()),
+    };
+    let Some(mut settings) = smtp_settings(state).await else {
+        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    };
+    settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
+    if mailbox.reply_from_name.is_some() {
+        settings.from_name = mailbox.reply_from_name.clone();
+    }
+    let case_facts =
+        serde_json::json!({"id": case.id, "number": case.number, "name": case.name, "status": case.status});
+    let to_name = text("to_name");
+    let context = auto_reply_context(
+        &case_facts,
+        to_name.as_deref().unwrap_or_default(),
+        text("subject").as_deref().unwrap_or_default(),
+        &mailbox.name,
+    );
+    let (subject, body) =
+        match auto_reply_template(&mailbox.auto_reply_subject, &mailbox.auto_reply_body).render(&context) {
+            Ok(rendered) => rendered,
+            Err(error) => return JobOutcome::Permanent(format!("the auto-reply template failed: {error}")),
+        };
+    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let email = OutgoingEmail {
+        to_address,
+        to_name,
+        subject: with_case_tag(&subject, case.number),
+        text_body: body,
+        message_id: docket_email::inbound::docket_message_id(&case.id, &format!("auto-{}", job.id), &domain),
+        in_reply_to: text("in_reply_to"),
+        reply_to: Some(mailbox.reply_to_address.clone().unwrap_or_else(|| mailbox.email_address.clone())),
+        headers: vec![("Auto-Submitted", "auto-replied".into()), ("X-Auto-Response-Suppress", "All".into())],
+    };
+    match docket_email::send(&settings, &email).await {
+        Ok(()) => JobOutcome::Done,
+        Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
+        Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),
+    }
+}
+
+/// Every mail about a case carries its `[#number]` tag, whatever the
+/// template says, so replies thread.
+pub fn with_case_tag(subject: &str, number: i64) -> String {
+    if docket_email::inbound::subject_case_number(subject) == Some(number) {
+        subject.to_string()
+    } else {
+        format!("[#{number}] {subject}")
+    }
+}
+
 fn context(state: &AppState, facts: &NotificationEmail) -> tera::Context {
     let mut context = tera::Context::new();
     context.insert(
@@ -150,6 +254,15 @@ mod tests {
         assert_eq!(subject, "[#42] Printer on fire");
         assert!(body.starts_with("Ann Agent wrote:"), "{body}");
         assert!(body.contains("turning it off"));
+    }
+
+    #[test]
+    fn auto_replies_render_and_keep_the_tag() {
+        assert!(validate_auto_reply("", "").is_ok());
+        assert!(validate_auto_reply("{{ case.number", "").is_err());
+        assert_eq!(with_case_tag("Thanks", 7), "[#7] Thanks");
+        assert_eq!(with_case_tag("[#7] Thanks", 7), "[#7] Thanks");
+        assert_eq!(with_case_tag("[#8] Thanks", 7), "[#7] [#8] Thanks");
     }
 
     #[test]

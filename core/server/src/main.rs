@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod error;
 mod extract;
+mod fetcher;
 mod jobs;
 mod limiter;
 mod mail;

@@ -78,29 +78,7 @@ impl Store {
         check_attachments(tx, actor, &draft.attachment_ids, None).await?;
         let silent = draft.silent;
         let at = now();
-        let pending = Case {
-            id: new_id(),
-            number: 0,
-            name: draft.name,
-            status: draft.status,
-            priority: draft.priority,
-            case_type: draft.case_type,
-            description: draft.description,
-            account_id: draft.account_id,
-            contact_id: draft.contact_id,
-            contact_ids: draft.contact_ids,
-            inbound_mailbox_id: None,
-            is_internal: draft.is_internal,
-            assigned_user_id: draft.assigned_user_id,
-            team_ids: draft.team_ids,
-            attachment_ids: draft.attachment_ids,
-            created_at: at,
-            created_by_id: Some(actor.user_id.clone()),
-            modified_at: at,
-            modified_by_id: Some(actor.user_id.clone()),
-            stream_updated_at: at,
-            version: 1,
-        };
+        let pending = pending_case(draft, &actor.user_id, at);
         let saved = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
         let (mut case, deferred) = (saved.case, saved.deferred);
         // An assignee a strategy just chose is known to be active staff.
@@ -864,6 +842,34 @@ pub(crate) struct Cause {
     pub assignment: Option<Json>,
 }
 
+/// A case about to be inserted (no number yet), as `before_save` rules
+/// and assigner plugins see it.
+pub(crate) fn pending_case(draft: CaseDraft, creator_id: &str, at: chrono::DateTime<chrono::Utc>) -> Case {
+    Case {
+        id: new_id(),
+        number: 0,
+        name: draft.name,
+        status: draft.status,
+        priority: draft.priority,
+        case_type: draft.case_type,
+        description: draft.description,
+        account_id: draft.account_id,
+        contact_id: draft.contact_id,
+        contact_ids: draft.contact_ids,
+        inbound_mailbox_id: draft.inbound_mailbox_id,
+        is_internal: draft.is_internal,
+        assigned_user_id: draft.assigned_user_id,
+        team_ids: draft.team_ids,
+        attachment_ids: draft.attachment_ids,
+        created_at: at,
+        created_by_id: Some(creator_id.to_string()),
+        modified_at: at,
+        modified_by_id: Some(creator_id.to_string()),
+        stream_updated_at: at,
+        version: 1,
+    }
+}
+
 /// The case a rule's `create_case` asks for, as a draft.
 pub(crate) fn rule_draft(case: &NewRuleCase) -> Result<CaseDraft> {
     let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
@@ -894,6 +900,7 @@ pub(crate) fn rule_draft(case: &NewRuleCase) -> Result<CaseDraft> {
         is_internal: false,
         attachment_ids: Vec::new(),
         silent: false,
+        inbound_mailbox_id: None,
     })
 }
 

@@ -28,6 +28,7 @@ use tracing::instrument;
 
 use crate::db::{Row, Tx};
 use crate::hooks::{Trigger, ask_blocking, end_savepoint};
+use crate::rows::json_column;
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -108,11 +109,6 @@ pub struct PluginRun {
 
 const PLUGIN_COLUMNS: &str = "id, name, version, world, wit_version, description, requested, grants, config, \
      limits, is_enabled, inspection, component_hash, component_size, created_at, modified_at";
-
-fn json_column<T: serde::de::DeserializeOwned>(row: &Row, column: &str) -> Result<T> {
-    let text: String = row.get(column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("plugin {column}: {e}")))
-}
 
 fn plugin_from_row(row: &Row) -> Result<PluginRecord> {
     let world: String = row.get("world")?;

@@ -14,6 +14,13 @@ pub(crate) fn parse_stored<T>(value: &str, parse: impl Fn(&str) -> Result<T, Str
     parse(value).map_err(StoreError::Corrupt)
 }
 
+/// A JSON text column, read back into its type; unreadable JSON is
+/// corrupt data.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(row: &crate::db::Row, column: &str) -> Result<T> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
 /// Loads `SELECT owner, value FROM table WHERE owner IN (...) ORDER BY ...`
 /// and groups the values by owner, keeping order.
 pub(crate) async fn load_links(

@@ -157,6 +157,47 @@ pub async fn remove_files(state: &AppState, storage_keys: &[String]) {
     }
 }
 
+/// Writes a file that came in another way (an email's attachment) and
+/// says what to record; the caller's transaction records it. The file is
+/// synced and renamed into place first, like an upload.
+pub async fn store_bytes(
+    state: &AppState,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> std::io::Result<NewAttachment> {
+    let name = clean_file_name(name);
+    let content_type = if content_type.parse::<HeaderValue>().is_ok() && content_type.contains('/') {
+        content_type.to_string()
+    } else {
+        guess_content_type(&name).to_string()
+    };
+    let storage_key = docket_domain::ids::new_id();
+    let final_path = file_path(&state.config.data_dir, &storage_key);
+    let temp_path = final_path.with_extension("part");
+    if let Some(parent) = final_path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let written = async {
+        let mut file = tokio::fs::File::create(&temp_path).await?;
+        file.write_all(bytes).await?;
+        file.sync_all().await
+    }
+    .await;
+    if let Err(error) = written {
+        let _ = tokio::fs::remove_file(&temp_path).await;
+        return Err(error);
+    }
+    tokio::fs::rename(&temp_path, &final_path).await?;
+    Ok(NewAttachment {
+        name,
+        content_type,
+        size: bytes.len() as i64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+        storage_key,
+    })
+}
+
 /// Files fan out over 256 folders by the first two characters of the key.
 fn file_path(data_dir: &FsPath, storage_key: &str) -> PathBuf {
     let fan = storage_key.get(..2).unwrap_or("00");

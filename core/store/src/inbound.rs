@@ -1,0 +1,802 @@
+//! Email-to-case: one fetched message becomes a case, a note on a case,
+//! or a recorded reason why not, in one transaction (domain.md,
+//! "Email-to-case"). The message row is keyed by (mailbox, UIDVALIDITY,
+//! UID), so fetching a message twice (after a crash) ingests it once; the
+//! Message-ID key of `email_messages` makes one message one case, however
+//! many mailboxes and nodes see it.
+
+use chrono::{DateTime, Utc};
+use docket_domain::Actor;
+use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, DESCRIPTION_MAX, NAME_MAX};
+use docket_domain::ids::new_id;
+use docket_domain::listing::{Page, Window};
+use docket_domain::note::{Note, NoteType};
+use docket_domain::rule::Hook;
+use docket_email::inbound::{InboundEmail, docket_case_id, subject_case_number, without_quoted_history};
+use serde::Serialize;
+use serde_json::json;
+use tracing::instrument;
+
+use crate::attachments::NewAttachment;
+use crate::cases::{load_case, load_case_by_number, pending_case};
+use crate::db::{Row, Sql, Tx};
+use crate::hooks::{Effects, Trigger};
+use crate::jobs::{NewJob, enqueue};
+use crate::mailboxes::{Mailbox, load_mailbox};
+use crate::stream::{FanOut, notify_followers};
+use crate::users::require_admin;
+use crate::{Result, Store, StoreError, now};
+
+/// The job that sends a mailbox's auto-reply to a new case's sender.
+pub const AUTO_REPLY_JOB: &str = "email_auto_reply";
+
+/// At most this many auto-replies to one address per [`AUTO_REPLY_WINDOW`].
+pub const AUTO_REPLY_LIMIT: i64 = 5;
+pub const AUTO_REPLY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+
+/// A message fetched from a mailbox, with its attachments' files already
+/// written (in the order of the parsed message's attachments).
+pub struct FetchedEmail<'a> {
+    pub mailbox_id: &'a str,
+    pub uid_validity: u32,
+    pub uid: u32,
+    pub raw: &'a [u8],
+    /// The parsed message, or why it could not be parsed.
+    pub parsed: &'a std::result::Result<InboundEmail, String>,
+    pub files: Vec<NewAttachment>,
+    /// Set when an admin retries a quarantined message: its row.
+    pub retry_of: Option<String>,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Ingested {
+    /// This UID was ingested before (a fetch repeated after a crash).
+    Again,
+    /// A new case.
+    Case { case_id: String, number: i64 },
+    /// A note on the case it replies to.
+    Note { case_id: String, number: i64, reopened: bool },
+    /// The same message arrived before (another mailbox, or again).
+    Duplicate { case_id: String },
+    /// Sent by a machine: no case, no auto-reply.
+    Automatic { reason: String },
+    /// One of Docket's own messages coming back.
+    Own,
+    /// Nothing to thread onto, and the mailbox creates no cases.
+    Ignored { reason: String },
+    /// Could not be read or processed; waits for an admin.
+    Quarantined { reason: String },
+}
+
+impl Ingested {
+    /// Whether the attachment files were linked (else they may go).
+    pub fn kept_files(&self) -> bool {
+        matches!(self, Ingested::Case { .. } | Ingested::Note { .. })
+    }
+
+    fn status(&self) -> &'static str {
+        match self {
+            Ingested::Again => "again",
+            Ingested::Case { .. } => "case",
+            Ingested::Note { .. } => "note",
+            Ingested::Duplicate { .. } => "duplicate",
+            Ingested::Automatic { .. } => "automatic",
+            Ingested::Own => "own",
+            Ingested::Ignored { .. } => "ignored",
+            Ingested::Quarantined { .. } => "quarantined",
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Ingested::Automatic { reason } | Ingested::Ignored { reason } | Ingested::Quarantined { reason } => {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+
+    fn case_id(&self) -> Option<&str> {
+        match self {
+            Ingested::Case { case_id, .. } | Ingested::Note { case_id, .. } | Ingested::Duplicate { case_id } => {
+                Some(case_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A fetched message as the admin area lists it (without its bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboundEmailRecord {
+    pub id: String,
+    pub mailbox_id: String,
+    pub uid_validity: i64,
+    pub uid: i64,
+    pub message_id: Option<String>,
+    pub from_address: Option<String>,
+    pub subject: Option<String>,
+    pub size: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub case_id: Option<String>,
+    pub case_number: Option<i64>,
+    pub received_at: DateTime<Utc>,
+    /// Whether the raw message is kept (not for one refused for its size).
+    pub has_raw: bool,
+}
+
+/// A message set aside without ingesting it.
+pub struct Quarantine<'a> {
+    pub mailbox_id: &'a str,
+    pub uid_validity: u32,
+    pub uid: u32,
+    /// `None` for a message not downloaded (too large).
+    pub raw: Option<&'a [u8]>,
+    pub size: i64,
+    pub reason: &'a str,
+    pub retry_of: Option<String>,
+}
+
+const INBOUND_COLUMNS: &str = "e.id, e.mailbox_id, e.uid_validity, e.uid, e.message_id, e.from_address, e.subject, \
+     e.size, e.status, e.reason, e.case_id, c.number AS case_number, e.received_at, \
+     (e.raw IS NOT NULL) AS has_raw";
+
+fn inbound_from_row(row: &Row) -> Result<InboundEmailRecord> {
+    Ok(InboundEmailRecord {
+        id: row.get("id")?,
+        mailbox_id: row.get("mailbox_id")?,
+        uid_validity: row.get("uid_validity")?,
+        uid: row.get("uid")?,
+        message_id: row.get("message_id")?,
+        from_address: row.get("from_address")?,
+        subject: row.get("subject")?,
+        size: row.get("size")?,
+        status: row.get("status")?,
+        reason: row.get("reason")?,
+        case_id: row.get("case_id")?,
+        case_number: row.get("case_number")?,
+        received_at: row.get("received_at")?,
+        has_raw: row.get("has_raw")?,
+    })
+}
+
+impl Store {
+    /// Ingests one fetched message (see the module comment). A message
+    /// that cannot be parsed is quarantined here; any other failure is the
+    /// caller's to quarantine with [`Store::quarantine_email`].
+    #[instrument(level = "debug", skip_all, fields(mailbox = email.mailbox_id, uid = email.uid))]
+    pub async fn ingest_email(&self, email: FetchedEmail<'_>) -> Result<Ingested> {
+        let mut effects = Effects::default();
+        let result = async {
+            let mut tx = self.pools.write().await?;
+            let outcome = self.ingest_in(&mut tx, &email, &mut effects).await?;
+            Ok((tx, outcome))
+        }
+        .await;
+        let (tx, outcome) = self.settle(result, &mut effects).await?;
+        self.finish(tx, effects).await?;
+        Ok(outcome)
+    }
+
+    async fn ingest_in(&self, tx: &mut Tx, email: &FetchedEmail<'_>, effects: &mut Effects) -> Result<Ingested> {
+        let mailbox = load_mailbox(tx, email.mailbox_id).await?;
+        if email.retry_of.is_none() && seen(tx, email.mailbox_id, email.uid_validity, email.uid).await? {
+            advance(tx, email.mailbox_id, email.uid_validity, email.uid).await?;
+            return Ok(Ingested::Again);
+        }
+        let outcome = match email.parsed {
+            Err(reason) => Ingested::Quarantined { reason: format!("unreadable: {reason}") },
+            Ok(parsed) => self.decide(tx, &mailbox, parsed, &email.files, effects).await?,
+        };
+        let parsed = email.parsed.as_ref().ok();
+        let row = InboundRow {
+            mailbox_id: email.mailbox_id,
+            uid_validity: email.uid_validity,
+            uid: email.uid,
+            message_id: parsed.map(|p| p.key.as_str()),
+            from_address: parsed.and_then(|p| p.from.as_ref()).map(|a| a.address.as_str()),
+            subject: parsed.map(|p| p.subject.as_str()),
+            size: email.raw.len() as i64,
+            raw: Some(email.raw),
+            status: outcome.status(),
+            reason: outcome.reason(),
+            case_id: outcome.case_id(),
+        };
+        write_row(tx, &row, email.retry_of.as_deref()).await?;
+        advance(tx, email.mailbox_id, email.uid_validity, email.uid).await?;
+        Ok(outcome)
+    }
+
+    /// The pipeline of domain.md: our own mail, machine mail, duplicates,
+    /// then threading, then a new case.
+    async fn decide(
+        &self,
+        tx: &mut Tx,
+        mailbox: &Mailbox,
+        email: &InboundEmail,
+        files: &[NewAttachment],
+        effects: &mut Effects,
+    ) -> Result<Ingested> {
+        if docket_case_id(&email.key).is_some() || sent_by_us(tx, &email.key).await? {
+            return Ok(Ingested::Own);
+        }
+        if let Some(reason) = &email.automatic {
+            return Ok(Ingested::Automatic { reason: reason.clone() });
+        }
+        let known = tx.query("SELECT case_id FROM email_messages WHERE message_id = $1").bind(email.key.as_str());
+        if let Some(row) = known.fetch_optional().await? {
+            return Ok(Ingested::Duplicate { case_id: row.get("case_id")? });
+        }
+        if let Some(case) = self.thread(tx, email).await? {
+            let reopened = self.add_email_note(tx, mailbox, &case, email, files, effects).await?;
+            remember(tx, &email.key, &case.id, "in").await?;
+            return Ok(Ingested::Note { case_id: case.id, number: case.number, reopened });
+        }
+        if !mailbox.create_case {
+            return Ok(Ingested::Ignored {
+                reason: "it replies to no case, and this mailbox does not create cases".into(),
+            });
+        }
+        let case = self.case_from_email(tx, mailbox, email, files, effects).await?;
+        remember(tx, &email.key, &case.id, "in").await?;
+        self.auto_reply(tx, mailbox, &case, email).await?;
+        Ok(Ingested::Case { case_id: case.id, number: case.number })
+    }
+
+    /// The case a message replies to: first by In-Reply-To and References
+    /// (to mail sent or received on a case), then by a `[#number]` tag.
+    async fn thread(&self, tx: &mut Tx, email: &InboundEmail) -> Result<Option<Case>> {
+        // The nearest ancestor first: In-Reply-To, then References from
+        // the newest back.
+        let ancestors: Vec<&String> = email.in_reply_to.iter().chain(email.references.iter().rev()).collect();
+        for id in &ancestors {
+            if let Some(case_id) = docket_case_id(id) {
+                match load_case(tx, "c.id = $1", case_id, false).await {
+                    Ok(case) => return Ok(Some(case)),
+                    Err(StoreError::NotFound) => continue,
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        if !ancestors.is_empty() {
+            let mut sql = Sql::new("SELECT message_id, case_id FROM email_messages WHERE message_id IN ");
+            let ids: Vec<String> = ancestors.iter().map(|id| id.to_string()).collect();
+            sql.list(&ids);
+            let rows = tx.built(&sql).fetch_all().await?;
+            for id in &ancestors {
+                for row in &rows {
+                    if row.get::<String>("message_id")? == **id {
+                        let case_id: String = row.get("case_id")?;
+                        return Ok(Some(load_case(tx, "c.id = $1", &case_id, false).await?));
+                    }
+                }
+            }
+        }
+        if let Some(number) = subject_case_number(&email.subject) {
+            match load_case_by_number(tx, number).await {
+                Ok(case) => return Ok(Some(case)),
+                Err(StoreError::NotFound) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(None)
+    }
+
+    /// An `EmailReceived` note on the case; followers are notified, and a
+    /// closed case reopens when the mailbox says so. Returns whether it
+    /// reopened.
+    async fn add_email_note(
+        &self,
+        tx: &mut Tx,
+        mailbox: &Mailbox,
+        case: &Case,
+        email: &InboundEmail,
+        files: &[NewAttachment],
+        effects: &mut Effects,
+    ) -> Result<bool> {
+        let system = Actor::system();
+        let sender = match &email.from {
+            Some(from) => contact_by_address(tx, &from.address).await?,
+            None => None,
+        };
+        // The sender's own portal user is the author, so they are not
+        // notified of what they wrote.
+        let author_id = match &sender {
+            Some((contact_id, _)) => portal_user_of(tx, contact_id).await?,
+            None => None,
+        };
+        let trimmed = without_quoted_history(&email.text);
+        let post = if trimmed.is_empty() { email.text.trim().to_string() } else { trimmed };
+        let at = now();
+        let attachment_ids = insert_attachments(tx, files, &system, at).await?;
+        let note = Note {
+            id: new_id(),
+            case_id: case.id.clone(),
+            note_type: NoteType::EmailReceived,
+            post: Some(truncate(&post, DESCRIPTION_MAX)).filter(|p| !p.is_empty()),
+            data: json!({
+                "from": email.from.as_ref().map(|a| a.address.clone()),
+                "from_name": email.from.as_ref().and_then(|a| a.name.clone()),
+                "subject": email.subject,
+                "message_id": email.key,
+                "mailbox_id": mailbox.id,
+                "mailbox": mailbox.name,
+            }),
+            is_internal: false,
+            author_id: author_id.clone(),
+            attachment_ids: attachment_ids.clone(),
+            created_at: at,
+        };
+        tx.query(
+            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
+             VALUES ($1, $2, 'EmailReceived', $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(note.id.as_str())
+        .bind(case.id.as_str())
+        .bind(note.post.as_deref())
+        .bind(note.data.to_string())
+        .bind(false)
+        .bind(author_id.as_deref())
+        .bind(at)
+        .execute()
+        .await?;
+        for attachment_id in &attachment_ids {
+            tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
+                .bind(case.id.as_str())
+                .bind(note.id.as_str())
+                .bind(attachment_id.as_str())
+                .execute()
+                .await?;
+        }
+        let fan_out = FanOut {
+            note_id: &note.id,
+            note_type: NoteType::EmailReceived,
+            is_internal: false,
+            author_id: author_id.as_deref(),
+            emailed: true,
+        };
+        notify_followers(tx, case, &fan_out, self.email_delay).await?;
+        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(case.id.as_str())
+            .execute()
+            .await?;
+        effects.announce.push((case.id.clone(), note.id.clone()));
+        let cause = Store::top_cause();
+        let trigger = Trigger {
+            hook: Hook::NoteCreated,
+            case: Some(case),
+            changes: &[],
+            note: Some(&note),
+            actor: &system,
+            depth: 0,
+        };
+        self.run_hook(tx, trigger, effects).await?;
+        if mailbox.reopen_on_reply && case.status == CaseStatus::Closed {
+            let status = if case.assigned_user_id.is_some() { CaseStatus::Assigned } else { CaseStatus::New };
+            let patch = CasePatch { status: Some(status), ..Default::default() };
+            self.update_case_in(tx, &system, &case.id, &patch, &cause, effects).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A new case from a message: the sender's contact and account, the
+    /// mailbox's teams and distribution, the attachments.
+    async fn case_from_email(
+        &self,
+        tx: &mut Tx,
+        mailbox: &Mailbox,
+        email: &InboundEmail,
+        files: &[NewAttachment],
+        effects: &mut Effects,
+    ) -> Result<Case> {
+        let system = Actor::system();
+        let at = now();
+        let mut contact = match &email.from {
+            Some(from) => contact_by_address(tx, &from.address).await?,
+            None => None,
+        };
+        if contact.is_none()
+            && mailbox.create_contacts
+            && let Some(from) = &email.from
+        {
+            contact = Some((insert_contact(tx, &from.address, from.name.as_deref(), at).await?, None));
+        }
+        let (contact_id, account_id) = match contact {
+            Some((contact_id, account_id)) => (Some(contact_id), account_id),
+            None => (None, None),
+        };
+        let subject = email.subject.trim();
+        let attachment_ids = insert_attachments(tx, files, &system, at).await?;
+        let mut draft = CaseDraft {
+            name: if subject.is_empty() { "(No Subject)".to_string() } else { truncate(subject, NAME_MAX) },
+            description: Some(truncate(email.text.trim(), DESCRIPTION_MAX)).filter(|d| !d.is_empty()),
+            status: CaseStatus::New,
+            priority: CasePriority::default(),
+            case_type: None,
+            account_id,
+            contact_ids: contact_id.iter().cloned().collect(),
+            contact_id,
+            assigned_user_id: None,
+            team_ids: mailbox.team_ids.clone(),
+            is_internal: false,
+            attachment_ids,
+            silent: false,
+            inbound_mailbox_id: Some(mailbox.id.clone()),
+        };
+        let mut cause = Store::top_cause();
+        match (mailbox.distribution.as_str(), mailbox.target_team_id.as_deref()) {
+            ("direct", _) => {
+                if let Some(user_id) = &mailbox.assign_user_id
+                    && active_staff(tx, user_id).await?
+                {
+                    draft.assigned_user_id = Some(user_id.clone());
+                }
+            }
+            (strategy, Some(team)) => {
+                let pending = pending_case(draft.clone(), &system.user_id, at);
+                let position = mailbox.target_position.as_deref();
+                let choice =
+                    self.choose_assignee(tx, &pending.id, Some(&pending), strategy, team, position, effects).await?;
+                if let Some(choice) = choice {
+                    cause.assignment = Some(json!({ "strategy": strategy, "team": team, "reason": choice.reason }));
+                    draft.assigned_user_id = Some(choice.user_id);
+                }
+            }
+            (_, None) => {}
+        }
+        if draft.assigned_user_id.is_some() {
+            draft.status = CaseStatus::Assigned;
+        }
+        self.create_case_in(tx, &system, draft, None, &cause, effects).await
+    }
+
+    /// Queues the mailbox's auto-reply to a new case's sender: never to
+    /// one of our own addresses, at most [`AUTO_REPLY_LIMIT`] per address
+    /// per [`AUTO_REPLY_WINDOW`].
+    async fn auto_reply(&self, tx: &mut Tx, mailbox: &Mailbox, case: &Case, email: &InboundEmail) -> Result<()> {
+        let Some(from) = &email.from else { return Ok(()) };
+        if !mailbox.auto_reply || is_our_address(tx, &from.address).await? {
+            return Ok(());
+        }
+        let at = now();
+        let recent: i64 = tx
+            .query("SELECT COUNT(*) AS recent FROM auto_replies WHERE address = $1 AND sent_at > $2")
+            .bind(from.address.as_str())
+            .bind(at - AUTO_REPLY_WINDOW)
+            .fetch_one()
+            .await?
+            .get("recent")?;
+        if recent >= AUTO_REPLY_LIMIT {
+            tracing::info!(address = %from.address, "auto-reply suppressed: the limit per address is reached");
+            return Ok(());
+        }
+        tx.query("INSERT INTO auto_replies (address, sent_at) VALUES ($1, $2)")
+            .bind(from.address.as_str())
+            .bind(at)
+            .execute()
+            .await?;
+        let job = NewJob {
+            kind: AUTO_REPLY_JOB,
+            payload: json!({
+                "mailbox_id": mailbox.id,
+                "case_id": case.id,
+                "to_address": from.address,
+                "to_name": from.name,
+                "in_reply_to": email.message_id,
+                "subject": email.subject,
+            }),
+            run_at: at,
+            idempotency_key: Some(format!("auto-reply:{}", case.id)),
+        };
+        enqueue(tx, &job).await
+    }
+
+    /// Sets a message aside with its reason (unparseable, too large, or
+    /// failing to ingest); the mailbox moves on past it.
+    #[instrument(level = "debug", skip_all, fields(mailbox = quarantine.mailbox_id, uid = quarantine.uid))]
+    pub async fn quarantine_email(&self, quarantine: Quarantine<'_>) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        let parsed = quarantine.raw.and_then(|raw| docket_email::inbound::parse(raw).ok());
+        let row = InboundRow {
+            mailbox_id: quarantine.mailbox_id,
+            uid_validity: quarantine.uid_validity,
+            uid: quarantine.uid,
+            message_id: parsed.as_ref().map(|p| p.key.as_str()),
+            from_address: parsed.as_ref().and_then(|p| p.from.as_ref()).map(|a| a.address.as_str()),
+            subject: parsed.as_ref().map(|p| p.subject.as_str()),
+            size: quarantine.size,
+            raw: quarantine.raw,
+            status: "quarantined",
+            reason: Some(quarantine.reason),
+            case_id: None,
+        };
+        if quarantine.retry_of.is_some() || !seen(&mut tx, row.mailbox_id, row.uid_validity, row.uid).await? {
+            write_row(&mut tx, &row, quarantine.retry_of.as_deref()).await?;
+        }
+        advance(&mut tx, quarantine.mailbox_id, quarantine.uid_validity, quarantine.uid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A mailbox's fetched messages, newest first (admins); `status`
+    /// narrows them (`quarantined`, say).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn inbound_emails(
+        &self,
+        actor: &Actor,
+        mailbox_id: &str,
+        status: Option<&str>,
+        window: Window,
+    ) -> Result<Page<InboundEmailRecord>> {
+        require_admin(actor, "see fetched mail")?;
+        let mut tx = self.pools.read().await?;
+        load_mailbox(&mut tx, mailbox_id).await?;
+        let mut count = Sql::new("SELECT COUNT(*) AS total FROM inbound_emails e WHERE e.mailbox_id = ");
+        count.value(mailbox_id);
+        let mut list = Sql::new(&format!(
+            "SELECT {INBOUND_COLUMNS} FROM inbound_emails e LEFT JOIN cases c ON c.id = e.case_id WHERE e.mailbox_id = "
+        ));
+        list.value(mailbox_id);
+        if let Some(status) = status {
+            count.push(" AND e.status = ").value(status);
+            list.push(" AND e.status = ").value(status);
+        }
+        list.push(" ORDER BY e.received_at DESC, e.id DESC LIMIT ").value(window.limit);
+        list.push(" OFFSET ").value(window.offset);
+        let total: i64 = tx.built(&count).fetch_one().await?.get("total")?;
+        let items = tx.built(&list).fetch_all().await?.iter().map(inbound_from_row).collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Page { items, total })
+    }
+
+    /// One fetched message with its raw bytes (admins).
+    pub async fn inbound_email(&self, actor: &Actor, id: &str) -> Result<(InboundEmailRecord, Option<Vec<u8>>)> {
+        require_admin(actor, "see fetched mail")?;
+        if !docket_domain::ids::looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
+        let mut tx = self.pools.read().await?;
+        let sql = format!(
+            "SELECT {INBOUND_COLUMNS}, e.raw FROM inbound_emails e LEFT JOIN cases c ON c.id = e.case_id WHERE e.id = $1"
+        );
+        let row = tx.query(&sql).bind(id).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+        let record = inbound_from_row(&row)?;
+        let raw: Option<Vec<u8>> = row.get("raw")?;
+        tx.commit().await?;
+        Ok((record, raw))
+    }
+
+    /// Discards a quarantined message (admins): its bytes go, the row
+    /// stays so the UID is not fetched again.
+    pub async fn discard_inbound_email(&self, actor: &Actor, id: &str) -> Result<()> {
+        require_admin(actor, "discard fetched mail")?;
+        if !docket_domain::ids::looks_like_id(id) {
+            return Err(StoreError::NotFound);
+        }
+        let mut tx = self.pools.write().await?;
+        let changed = tx
+            .query(
+                "UPDATE inbound_emails SET status = 'discarded', raw = NULL WHERE id = $1 AND status = 'quarantined'",
+            )
+            .bind(id)
+            .execute()
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// What the `inbound_emails` row records.
+struct InboundRow<'a> {
+    mailbox_id: &'a str,
+    uid_validity: u32,
+    uid: u32,
+    message_id: Option<&'a str>,
+    from_address: Option<&'a str>,
+    subject: Option<&'a str>,
+    size: i64,
+    raw: Option<&'a [u8]>,
+    status: &'a str,
+    reason: Option<&'a str>,
+    case_id: Option<&'a str>,
+}
+
+/// Inserts the row, or (a retried message) rewrites the quarantined one.
+async fn write_row(tx: &mut Tx, row: &InboundRow<'_>, retry_of: Option<&str>) -> Result<()> {
+    let subject = row.subject.map(|s| truncate(s, 998));
+    if let Some(id) = retry_of {
+        tx.query(
+            "UPDATE inbound_emails SET status = $1, reason = $2, case_id = $3, message_id = $4, from_address = $5, \
+             subject = $6, received_at = $7 WHERE id = $8",
+        )
+        .bind(row.status)
+        .bind(row.reason)
+        .bind(row.case_id)
+        .bind(row.message_id)
+        .bind(row.from_address)
+        .bind(subject.as_deref())
+        .bind(now())
+        .bind(id)
+        .execute()
+        .await?;
+        return Ok(());
+    }
+    tx.query(
+        "INSERT INTO inbound_emails (id, mailbox_id, uid_validity, uid, message_id, from_address, subject, size, raw, \
+         status, reason, case_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(new_id())
+    .bind(row.mailbox_id)
+    .bind(i64::from(row.uid_validity))
+    .bind(i64::from(row.uid))
+    .bind(row.message_id)
+    .bind(row.from_address)
+    .bind(subject.as_deref())
+    .bind(row.size)
+    .bind(row.raw.map(<[u8]>::to_vec))
+    .bind(row.status)
+    .bind(row.reason)
+    .bind(row.case_id)
+    .bind(now())
+    .execute()
+    .await?;
+    Ok(())
+}
+
+async fn seen(tx: &mut Tx, mailbox_id: &str, uid_validity: u32, uid: u32) -> Result<bool> {
+    let row = tx
+        .query("SELECT id FROM inbound_emails WHERE mailbox_id = $1 AND uid_validity = $2 AND uid = $3")
+        .bind(mailbox_id)
+        .bind(i64::from(uid_validity))
+        .bind(i64::from(uid))
+        .fetch_optional()
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Moves the mailbox's high-water mark, in the message's transaction, so
+/// the mark and what was ingested never disagree.
+async fn advance(tx: &mut Tx, mailbox_id: &str, uid_validity: u32, uid: u32) -> Result<()> {
+    tx.query("UPDATE mailboxes SET last_uid = $1 WHERE id = $2 AND uid_validity = $3 AND last_uid < $1")
+        .bind(i64::from(uid))
+        .bind(mailbox_id)
+        .bind(i64::from(uid_validity))
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Records a Message-ID of a case's mail, for threading and dedupe.
+pub(crate) async fn remember(tx: &mut Tx, message_id: &str, case_id: &str, direction: &str) -> Result<()> {
+    tx.query("INSERT INTO email_messages (message_id, case_id, direction, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(message_id)
+        .bind(case_id)
+        .bind(direction)
+        .bind(now())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+async fn sent_by_us(tx: &mut Tx, message_id: &str) -> Result<bool> {
+    let row = tx
+        .query("SELECT case_id FROM email_messages WHERE message_id = $1 AND direction = 'out'")
+        .bind(message_id)
+        .fetch_optional()
+        .await?;
+    Ok(row.is_some())
+}
+
+async fn is_our_address(tx: &mut Tx, address: &str) -> Result<bool> {
+    let row = tx
+        .query("SELECT id FROM mailboxes WHERE email_address = $1 OR reply_from_address = $1 OR reply_to_address = $1")
+        .bind(address)
+        .fetch_optional()
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The contact with this address and its first account.
+async fn contact_by_address(tx: &mut Tx, address: &str) -> Result<Option<(String, Option<String>)>> {
+    let row = tx
+        .query(
+            "SELECT ce.contact_id, (SELECT ca.account_id FROM contact_accounts ca WHERE ca.contact_id = ce.contact_id \
+             ORDER BY ca.account_id LIMIT 1) AS account_id FROM contact_emails ce WHERE ce.email = $1 \
+             ORDER BY ce.position, ce.contact_id LIMIT 1",
+        )
+        .bind(address)
+        .fetch_optional()
+        .await?;
+    row.map(|row| Ok((row.get("contact_id")?, row.get("account_id")?))).transpose()
+}
+
+async fn portal_user_of(tx: &mut Tx, contact_id: &str) -> Result<Option<String>> {
+    let row = tx
+        .query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2 LIMIT 1")
+        .bind(contact_id)
+        .bind(true)
+        .fetch_optional()
+        .await?;
+    row.map(|row| row.get("id")).transpose()
+}
+
+async fn active_staff(tx: &mut Tx, user_id: &str) -> Result<bool> {
+    let row = tx
+        .query("SELECT id FROM users WHERE id = $1 AND user_type IN ('admin', 'agent') AND is_active = $2")
+        .bind(user_id)
+        .bind(true)
+        .fetch_optional()
+        .await?;
+    Ok(row.is_some())
+}
+
+/// A contact for an unknown sender: the display name split into first and
+/// last name, or the address's local part as the last name.
+async fn insert_contact(tx: &mut Tx, address: &str, name: Option<&str>, at: DateTime<Utc>) -> Result<String> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty() && !n.contains('@'));
+    let (first_name, last_name) = match name.and_then(|n| n.rsplit_once(' ')) {
+        Some((first, last)) => (Some(truncate(first.trim(), 100)), truncate(last.trim(), 100)),
+        None => (None, truncate(name.unwrap_or_else(|| address.split('@').next().unwrap_or(address)), 100)),
+    };
+    let id = new_id();
+    tx.query(
+        "INSERT INTO contacts (id, first_name, last_name, created_at, created_by_id, modified_at, modified_by_id, \
+         version) VALUES ($1, $2, $3, $4, $5, $4, $5, 1)",
+    )
+    .bind(id.as_str())
+    .bind(first_name.as_deref())
+    .bind(last_name.as_str())
+    .bind(at)
+    .bind(docket_domain::access::SYSTEM_USER_ID)
+    .execute()
+    .await?;
+    tx.query("INSERT INTO contact_emails (contact_id, email, position) VALUES ($1, $2, 0)")
+        .bind(id.as_str())
+        .bind(address)
+        .execute()
+        .await?;
+    Ok(id)
+}
+
+/// Attachment rows for files the server wrote, owned by the system user
+/// (so that the case or note may take them).
+async fn insert_attachments(
+    tx: &mut Tx,
+    files: &[NewAttachment],
+    system: &Actor,
+    at: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for file in files {
+        let id = new_id();
+        tx.query(
+            "INSERT INTO attachments (id, name, content_type, size, sha256, storage_key, created_by_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.as_str())
+        .bind(truncate(&file.name, 255))
+        .bind(file.content_type.as_str())
+        .bind(file.size)
+        .bind(file.sha256.as_str())
+        .bind(file.storage_key.as_str())
+        .bind(system.user_id.as_str())
+        .bind(at)
+        .execute()
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// At most `max` characters.
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}

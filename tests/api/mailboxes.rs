@@ -1,0 +1,410 @@
+//! Email-to-case through real servers: Dovecot serves the group mailboxes
+//! over IMAP (mail delivered into them with `doveadm save`), aiosmtpd
+//! receives the auto-replies. Each scenario runs on SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::{Dovecot, Server, Site, SmtpSink};
+
+/// A raw message with CRLF line ends.
+fn mail(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut text = String::new();
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(&body.replace("\r\n", "\n").replace('\n', "\r\n"));
+    text.into_bytes()
+}
+
+/// A plain message from `from` with a Message-ID.
+fn simple(from: &str, subject: &str, message_id: &str, body: &str) -> Vec<u8> {
+    mail(
+        &[
+            ("From", from),
+            ("To", "support@help.test"),
+            ("Subject", subject),
+            ("Message-ID", &format!("<{message_id}>")),
+            ("Date", "Sat, 28 Nov 2026 09:00:00 +0000"),
+        ],
+        body,
+    )
+}
+
+/// Polls until `check` returns something, for up to a minute (a mailbox
+/// whose node died is taken over when its lease runs out, about 22 s here).
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A started site whose fetchers poll every second.
+fn fast(site: Site) -> Site {
+    site.with_env("DOCKET_MAIL_POLL_SECONDS", "1").with_env("DOCKET_EMAIL_DELAY_SECONDS", "0")
+}
+
+async fn configure_smtp(server: &Server, key: &str, port: u16) {
+    let settings = json!({"host": "127.0.0.1", "port": port, "security": "none", "from_address": "docket@help.test"});
+    let (status, body) = server.call(Method::PUT, "/api/v1/settings/smtp", key, Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A Dovecot user and a mailbox that fetches from it.
+async fn add_mailbox(server: &Server, key: &str, dovecot: &Dovecot, user: &str, extra: Value) -> Value {
+    dovecot.add_user(user, "imap-secret");
+    let mut body = json!({
+        "name": user, "email_address": format!("{user}@help.test"), "imap_host": "127.0.0.1",
+        "imap_port": dovecot.port, "imap_security": "none", "imap_username": user, "imap_password": "imap-secret",
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    let (status, mailbox) = server.post("/api/v1/mailboxes", key, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{mailbox}");
+    assert!(mailbox.get("imap_password").is_none(), "the password is never shown: {mailbox}");
+    assert_eq!(mailbox["has_password"], true);
+    mailbox
+}
+
+async fn cases(server: &Server, key: &str) -> Vec<Value> {
+    let (status, list) = server.get("/api/v1/cases?limit=200&sort=number", key).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["items"].as_array().expect("items").clone()
+}
+
+async fn wait_for_cases(server: &Server, key: &str, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} case(s)"), || async {
+        let list = cases(server, key).await;
+        (list.len() >= count).then_some(list)
+    })
+    .await
+}
+
+async fn stream(server: &Server, key: &str, case_id: &str) -> Vec<Value> {
+    let (_, page) = server.get(&format!("/api/v1/cases/{case_id}/stream"), key).await;
+    page["items"].as_array().expect("items").clone()
+}
+
+async fn messages(server: &Server, key: &str, mailbox_id: &str, status: &str) -> Vec<Value> {
+    let (code, page) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}/messages?status={status}"), key).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    page["items"].as_array().expect("items").clone()
+}
+
+async fn wait_for_messages(server: &Server, key: &str, mailbox_id: &str, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} fetched message(s)"), || async {
+        let (_, page) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}/messages?limit=200"), key).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        (items.len() >= count).then_some(items)
+    })
+    .await
+}
+
+async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
+    let (Some(dovecot), Some(smtp)) = (Dovecot::start(), SmtpSink::start()) else { return };
+    let site = fast(site);
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    configure_smtp(&server, &admin, smtp.port).await;
+    let (_, account) = server.post("/api/v1/accounts", &admin, json!({"name": "Acme Corp"})).await;
+    let (status, contact) = server
+        .post(
+            "/api/v1/contacts",
+            &admin,
+            json!({"first_name": "Bo", "last_name": "Customer", "emails": ["bo@customer.test"], "account_ids": [account["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    let (ann, _) = server.agent(&site, &admin, "ann", json!({"read": "all", "edit": "all"}), json!([])).await;
+    let mailbox = add_mailbox(
+        &server,
+        &admin,
+        &dovecot,
+        "support",
+        json!({"assign_user_id": ann["id"], "auto_reply": true, "reopen_on_reply": true}),
+    )
+    .await;
+    let mailbox_id = mailbox["id"].as_str().expect("id").to_string();
+
+    // The connection test says what it found.
+    let (status, test) = server.post(&format!("/api/v1/mailboxes/{mailbox_id}/test"), &admin, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["ok"], true, "{test}");
+
+    // A new message with an attachment: a case for Bo and Acme, assigned.
+    let first = mail(
+        &[
+            ("From", "Bo Customer <Bo@Customer.test>"),
+            ("To", "support@help.test"),
+            ("Subject", "=?UTF-8?Q?Drucker_kaputt_=E2=80=93_help?="),
+            ("Message-ID", "<first@customer.test>"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "multipart/mixed; boundary=\"XX\""),
+        ],
+        "--XX\nContent-Type: text/plain; charset=utf-8\n\nThe printer prints nothing.\n--XX\n\
+         Content-Type: text/plain; name=\"error.log\"\nContent-Disposition: attachment; filename=\"error.log\"\n\n\
+         E42 paper jam\n--XX--\n",
+    );
+    dovecot.deliver("support", &first);
+    let list = wait_for_cases(&server, &admin, 1).await;
+    let case = &list[0];
+    let (case_id, number) = (case["id"].as_str().expect("id").to_string(), case["number"].as_i64().expect("number"));
+    assert_eq!(case["name"], "Drucker kaputt – help");
+    assert!(case["description"].as_str().expect("description").contains("prints nothing"), "{case}");
+    assert_eq!(case["contact_id"], contact["id"]);
+    assert_eq!(case["account_id"], account["id"]);
+    assert_eq!(case["assigned_user_id"], ann["id"]);
+    assert_eq!(case["status"], "Assigned");
+    assert_eq!(case["inbound_mailbox_id"], mailbox_id.as_str());
+    let attachment_id = case["attachment_ids"][0].as_str().expect("an attachment").to_string();
+    let response = server.request(Method::GET, &format!("/api/v1/attachments/{attachment_id}"), &admin).send().await;
+    let response = response.expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("text").trim(), "E42 paper jam");
+
+    // The auto-reply reaches the customer, marked so it gets no answer.
+    let replies = smtp.wait_for(1).await;
+    let reply = &replies[0];
+    assert!(reply.contains(&format!("Subject: [#{number}]")), "{reply}");
+    assert!(reply.contains("In-Reply-To: <first@customer.test>"), "{reply}");
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(reply.contains("X-Auto-Response-Suppress: All"), "{reply}");
+    assert!(reply.contains("bo@customer.test"), "{reply}");
+    assert!(reply.contains("Reply-To: support@help.test"), "{reply}");
+
+    // A vacation responder answering the auto-reply creates nothing.
+    let vacation = mail(
+        &[
+            ("From", "bo@customer.test"),
+            ("Subject", &format!("Out of office: [#{number}] Drucker")),
+            ("Message-ID", "<ooo@customer.test>"),
+            ("Auto-Submitted", "auto-replied"),
+        ],
+        "I am away until Monday.",
+    );
+    dovecot.deliver("support", &vacation);
+    // A bounce creates nothing either.
+    let bounce = mail(
+        &[
+            ("From", "MAILER-DAEMON@mx.customer.test"),
+            ("Subject", "Undelivered Mail Returned to Sender"),
+            ("Message-ID", "<bounce@mx.customer.test>"),
+            ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"B\""),
+        ],
+        "--B\nContent-Type: text/plain\n\nThe mail could not be delivered.\n--B--\n",
+    );
+    dovecot.deliver("support", &bounce);
+
+    // A reply by References threads onto the case, quoted history cut.
+    let reply_by_references = mail(
+        &[
+            ("From", "bo@customer.test"),
+            ("Subject", "Re: printer"),
+            ("Message-ID", "<second@customer.test>"),
+            ("In-Reply-To", "<first@customer.test>"),
+            ("References", "<first@customer.test>"),
+        ],
+        "It works again.\n\nOn Sat, 28 Nov 2026, Support wrote:\n> We opened case\n",
+    );
+    dovecot.deliver("support", &reply_by_references);
+    // A reply with only the tag in its subject too.
+    dovecot.deliver(
+        "support",
+        &simple("bo@customer.test", &format!("Re: [#{number}] anything"), "third@customer.test", "Tag only."),
+    );
+    let notes = eventually("two email notes", || async {
+        let notes: Vec<Value> =
+            stream(&server, &admin, &case_id).await.into_iter().filter(|n| n["type"] == "EmailReceived").collect();
+        (notes.len() >= 2).then_some(notes)
+    })
+    .await;
+    let posts: Vec<&str> = notes.iter().map(|n| n["post"].as_str().unwrap_or_default()).collect();
+    assert!(posts.contains(&"It works again."), "{posts:?}");
+    assert!(posts.contains(&"Tag only."), "{posts:?}");
+    let fetched = wait_for_messages(&server, &admin, &mailbox_id, 5).await;
+    let statuses: Vec<&str> = fetched.iter().map(|m| m["status"].as_str().unwrap_or_default()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "automatic").count(), 2, "{fetched:?}");
+    assert_eq!(cases(&server, &admin).await.len(), 1, "the vacation reply and the bounce made no case");
+    assert_eq!(smtp.messages().len(), 1, "no auto-reply to machine mail or replies");
+
+    // Closed, then a reply: reopened (the mailbox says so).
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/cases/{case_id}"),
+            &admin,
+            Some(json!({"status": "Closed", "version": 1})),
+        )
+        .await;
+    let version = if status == StatusCode::OK {
+        body["version"].as_i64()
+    } else {
+        let (_, current) = server.get(&format!("/api/v1/cases/{case_id}"), &admin).await;
+        let (status, body) = server
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/cases/{case_id}"),
+                &admin,
+                Some(json!({"status": "Closed", "version": current["version"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["version"].as_i64()
+    };
+    assert!(version.is_some());
+    dovecot.deliver(
+        "support",
+        &simple("bo@customer.test", &format!("[#{number}] again"), "fourth@customer.test", "Broken again."),
+    );
+    eventually("the case to reopen", || async {
+        let (_, case) = server.get(&format!("/api/v1/cases/{case_id}"), &admin).await;
+        (case["status"] == "Assigned").then_some(())
+    })
+    .await;
+
+    // The mailbox reports its state.
+    let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
+    assert!(shown["status"]["last_success_at"].is_string(), "{shown}");
+    assert!(shown["status"]["last_uid"].as_i64().expect("last uid") >= 6, "{shown}");
+}
+
+async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {
+    let (Some(dovecot), Some(smtp)) = (Dovecot::start(), SmtpSink::start()) else { return };
+    let site = fast(site);
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    configure_smtp(&server, &admin, smtp.port).await;
+    add_mailbox(&server, &admin, &dovecot, "support", json!({"auto_reply": true, "create_contacts": true})).await;
+    add_mailbox(&server, &admin, &dovecot, "sales", json!({"auto_reply": true})).await;
+
+    // Six messages from one address: six cases, five auto-replies.
+    for i in 1..=6 {
+        let message =
+            simple("Eve Example <eve@example.test>", &format!("Question {i}"), &format!("q{i}@example.test"), "Hi");
+        dovecot.deliver("support", &message);
+    }
+    // One message sent to both mailboxes: one case.
+    let both = simple("zed@example.test", "To both of you", "both@example.test", "Hello both");
+    dovecot.deliver("support", &both);
+    dovecot.deliver("sales", &both);
+    let list = wait_for_cases(&server, &admin, 7).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let list = if cases(&server, &admin).await.len() > list.len() { cases(&server, &admin).await } else { list };
+    assert_eq!(list.len(), 7, "{list:?}");
+    assert_eq!(list.iter().filter(|c| c["name"] == "To both of you").count(), 1);
+    let replies = smtp.wait_for(6).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let to_eve = smtp.messages().iter().filter(|m| m.contains("eve@example.test")).count();
+    assert_eq!(to_eve, 5, "at most five auto-replies per address in two hours ({} sent)", replies.len());
+    // Unknown senders became contacts (the support mailbox says so).
+    let (_, contacts) = server.get("/api/v1/contacts?q=Example", &admin).await;
+    assert_eq!(contacts["total"], 1, "{contacts}");
+}
+
+async fn unusual_mail_is_ingested_or_quarantined_and_never_blocks(site: Site) {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let site = fast(site);
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let mailbox = add_mailbox(&server, &admin, &dovecot, "support", json!({"max_message_bytes": 200_000})).await;
+    let mailbox_id = mailbox["id"].as_str().expect("id").to_string();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mail");
+    let mut names: Vec<_> = std::fs::read_dir(&folder)
+        .expect("tests/fixtures/mail")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "the fixture folder holds the unusual messages");
+    for path in &names {
+        dovecot.deliver("support", &std::fs::read(path).expect("fixture"));
+    }
+    // One too large for the mailbox's limit, then an ordinary message.
+    let huge = simple("big@example.test", "Huge", "huge@example.test", &"x".repeat(300_000));
+    dovecot.deliver("support", &huge);
+    dovecot.deliver("support", &simple("last@example.test", "After the odd ones", "last@example.test", "Still here?"));
+    let fetched = wait_for_messages(&server, &admin, &mailbox_id, names.len() + 2).await;
+    for message in &fetched {
+        let status = message["status"].as_str().expect("status");
+        assert!(["case", "quarantined", "automatic"].contains(&status), "{message}");
+    }
+    let list = cases(&server, &admin).await;
+    assert!(list.iter().any(|c| c["name"] == "After the odd ones"), "the mailbox went on: {list:?}");
+    let quarantined = messages(&server, &admin, &mailbox_id, "quarantined").await;
+    let huge =
+        quarantined.iter().find(|m| m["reason"].as_str().is_some_and(|r| r.contains("limit"))).expect("the huge one");
+    assert_eq!(huge["has_raw"], false);
+    // Retrying a message that was not downloaded says why not; discarding works.
+    let id = huge["id"].as_str().expect("id");
+    let (status, body) =
+        server.post(&format!("/api/v1/mailboxes/{mailbox_id}/messages/{id}/retry"), &admin, json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) =
+        server.post(&format!("/api/v1/mailboxes/{mailbox_id}/messages/{id}/discard"), &admin, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
+    assert_eq!(shown["status"]["quarantined"], quarantined.len() as i64 - 1, "{shown}");
+    // Every case from the odd folder has a name and reads back.
+    for case in &list {
+        assert!(!case["name"].as_str().expect("name").is_empty());
+    }
+}
+
+async fn fetching_survives_restarts_of_both_servers(site: Site) {
+    let Some(mut dovecot) = Dovecot::start() else { return };
+    let site = fast(site);
+    let mut server = site.start(&[]);
+    let admin = site.admin_key();
+    let mailbox = add_mailbox(&server, &admin, &dovecot, "support", json!({})).await;
+    let mailbox_id = mailbox["id"].as_str().expect("id").to_string();
+    for i in 0..120 {
+        dovecot.deliver(
+            "support",
+            &simple("load@example.test", &format!("Load {i}"), &format!("load{i}@example.test"), "x"),
+        );
+    }
+    // Docket is killed while it fetches; a new process finishes the job.
+    eventually("some cases", || async { (cases(&server, &admin).await.len() >= 5).then_some(()) }).await;
+    server.signal_and_wait("KILL");
+    let server = site.start(&[]);
+    let list = wait_for_cases(&server, &admin, 120).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, page) = server.get("/api/v1/cases?limit=1", &admin).await;
+    assert_eq!(page["total"], 120, "every message exactly once");
+    let mut names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap_or_default()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 120);
+
+    // The IMAP server goes away and comes back: fetching resumes.
+    dovecot.stop();
+    eventually("the failure to show", || async {
+        let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
+        shown["status"]["last_error"].is_string().then_some(())
+    })
+    .await;
+    dovecot.restart();
+    dovecot.deliver("support", &simple("back@example.test", "After the restart", "back@example.test", "x"));
+    let list = wait_for_cases(&server, &admin, 121).await;
+    assert!(list.iter().any(|c| c["name"] == "After the restart"));
+}
+
+on_both_backends!(
+    new_mail_becomes_a_case_and_replies_thread_onto_it,
+    auto_replies_are_limited_and_one_message_makes_one_case,
+    unusual_mail_is_ingested_or_quarantined_and_never_blocks,
+    fetching_survives_restarts_of_both_servers,
+);
