@@ -128,7 +128,7 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{contact}");
-    let (ann, _) = server.agent(&site, &admin, "ann", json!({"read": "all", "edit": "all"}), json!([])).await;
+    let (ann, ann_key) = server.agent(&site, &admin, "ann", json!({"read": "all", "edit": "all"}), json!([])).await;
     let mailbox = add_mailbox(
         &server,
         &admin,
@@ -240,6 +240,48 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
     assert_eq!(cases(&server, &admin).await.len(), 1, "the vacation reply and the bounce made no case");
     assert_eq!(smtp.messages().len(), 1, "no auto-reply to machine mail or replies");
 
+    // An agent answers from the case: to the contact, from the mailbox,
+    // threaded, tagged, with the attachment; the customer's answer to it
+    // (no tag in the subject) threads by its Message-ID.
+    let (status, sent) = server
+        .post(
+            &format!("/api/v1/cases/{case_id}/emails"),
+            &ann_key,
+            json!({"body": "Please try the other tray.", "subject": "About your printer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["type"], "EmailSent");
+    let outgoing = eventually("the agent's email", || async {
+        smtp.messages().into_iter().find(|m| m.contains("Please try the other tray."))
+    })
+    .await;
+    assert!(outgoing.contains(&format!("Subject: [#{number}] About your printer")), "{outgoing}");
+    assert!(outgoing.contains("bo@customer.test"), "{outgoing}");
+    assert!(outgoing.contains("Reply-To: support@help.test"), "{outgoing}");
+    assert!(outgoing.contains("In-Reply-To: <third@customer.test>"), "{outgoing}");
+    let sent_id = sent["data"]["message_id"].as_str().expect("message id").to_string();
+    assert!(outgoing.contains(&format!("Message-ID: <{sent_id}>")), "{outgoing}");
+    let answer = mail(
+        &[
+            ("From", "bo@customer.test"),
+            ("Subject", "Re: About your printer"),
+            ("Message-ID", "<answer@customer.test>"),
+            ("In-Reply-To", &format!("<{sent_id}>")),
+        ],
+        "The other tray works.",
+    );
+    dovecot.deliver("support", &answer);
+    eventually("the answer on the case", || async {
+        let notes = stream(&server, &admin, &case_id).await;
+        notes.iter().any(|n| n["post"] == "The other tray works.").then_some(())
+    })
+    .await;
+    let (status, refused) = server
+        .post(&format!("/api/v1/cases/{case_id}/emails"), &ann_key, json!({"body": "x", "to": ["not an address"]}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
     // Closed, then a reply: reopened (the mailbox says so).
     let (status, body) = server
         .call(
@@ -278,7 +320,7 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
     // The mailbox reports its state.
     let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
     assert!(shown["status"]["last_success_at"].is_string(), "{shown}");
-    assert!(shown["status"]["last_uid"].as_i64().expect("last uid") >= 6, "{shown}");
+    assert!(shown["status"]["last_uid"].as_i64().expect("last uid") >= 7, "{shown}");
 }
 
 async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {

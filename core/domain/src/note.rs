@@ -100,6 +100,53 @@ impl NewPost {
     }
 }
 
+/// An agent's email from a case: sent to the customer through the outbox,
+/// recorded as an `EmailSent` note.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmailReply {
+    /// Recipients; empty: the case's primary contact.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Copies; when `to` is empty too, the case's other contacts.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Empty: `[#number] name`. The `[#number]` tag is always kept.
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
+}
+
+impl NewEmailReply {
+    /// Text or attachments, one-line subject, real addresses (lower-cased).
+    pub fn validate(&mut self) -> Result<(), crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::new();
+        if self.body.trim().is_empty() && self.attachment_ids.is_empty() {
+            errors.add("body", "required (or attach a file)");
+        }
+        crate::validation::optional_text(&mut errors, "body", &self.body, POST_MAX);
+        if self.subject.contains(['\r', '\n']) || self.subject.chars().count() > 900 {
+            errors.add("subject", "one line, at most 900 characters");
+        }
+        for (field, list) in [("to", &mut self.to), ("cc", &mut self.cc)] {
+            for address in list.iter_mut() {
+                *address = address.trim().to_lowercase();
+                if !crate::validation::is_email(address) || address.contains(['<', '>', ',', ';', '"']) {
+                    errors.add(field, format!("`{address}` is not a valid email address"));
+                }
+            }
+            if list.len() > 50 {
+                errors.add(field, "at most 50 addresses");
+            }
+        }
+        crate::validation::id_list(&mut errors, "attachment_ids", &self.attachment_ids);
+        errors.into_result()
+    }
+}
+
 /// An edit of a post's text.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

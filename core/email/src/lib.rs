@@ -9,7 +9,7 @@ pub mod inbound;
 use std::time::Duration;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -52,19 +52,34 @@ impl SmtpSettings {
     }
 }
 
-/// One message to send.
+/// A file sent with a message.
 #[derive(Debug, Clone)]
+pub struct OutgoingAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One message to send.
+#[derive(Debug, Clone, Default)]
 pub struct OutgoingEmail {
     pub to_address: String,
     pub to_name: Option<String>,
+    /// More recipients besides `to_address`.
+    pub also_to: Vec<String>,
+    pub cc: Vec<String>,
     pub subject: String,
     pub text_body: String,
     /// Without angle brackets; becomes `Message-ID: <...>`.
     pub message_id: String,
     pub in_reply_to: Option<String>,
     pub reply_to: Option<String>,
+    /// Earlier messages of the thread (`References`), oldest first; the
+    /// `In-Reply-To` message is added at the end.
+    pub references: Vec<String>,
     /// Extra headers such as `Auto-Submitted`.
     pub headers: Vec<(&'static str, String)>,
+    pub attachments: Vec<OutgoingAttachment>,
 }
 
 /// Why sending failed.
@@ -126,15 +141,33 @@ fn build(settings: &SmtpSettings, email: &OutgoingEmail) -> Result<Message, Send
         .from(mailbox(settings.from_name.as_deref(), &settings.from_address)?)
         .to(mailbox(email.to_name.as_deref(), &email.to_address)?)
         .subject(email.subject.clone())
-        .message_id(Some(format!("<{}>", email.message_id)))
-        .header(ContentType::TEXT_PLAIN);
+        .message_id(Some(format!("<{}>", email.message_id)));
+    for address in &email.also_to {
+        builder = builder.to(mailbox(None, address)?);
+    }
+    for address in &email.cc {
+        builder = builder.cc(mailbox(None, address)?);
+    }
     if let Some(reply_to) = &email.reply_to {
         builder = builder.reply_to(mailbox(None, reply_to)?);
     }
     if let Some(in_reply_to) = &email.in_reply_to {
-        builder = builder.in_reply_to(format!("<{in_reply_to}>")).references(format!("<{in_reply_to}>"));
+        let mut thread: Vec<String> = email.references.iter().map(|id| format!("<{id}>")).collect();
+        thread.push(format!("<{in_reply_to}>"));
+        builder = builder.in_reply_to(format!("<{in_reply_to}>")).references(thread.join(" "));
     }
-    let mut message = builder.body(email.text_body.clone()).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let built = if email.attachments.is_empty() {
+        builder.header(ContentType::TEXT_PLAIN).body(email.text_body.clone())
+    } else {
+        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(email.text_body.clone()));
+        for file in &email.attachments {
+            let content_type = ContentType::parse(&file.content_type)
+                .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("a valid type"));
+            parts = parts.singlepart(Attachment::new(file.name.clone()).body(file.bytes.clone(), content_type));
+        }
+        builder.multipart(parts)
+    };
+    let mut message = built.map_err(|e| SendError::Permanent(e.to_string()))?;
     for (name, value) in &email.headers {
         message.headers_mut().insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str(name), value.clone()));
     }
@@ -168,6 +201,7 @@ mod tests {
             in_reply_to: Some("case-2@docket".into()),
             reply_to: Some("help@example.test".into()),
             headers: vec![("Auto-Submitted", "auto-generated".into())],
+            ..Default::default()
         };
         let text = String::from_utf8(build(&settings(), &email).expect("build").formatted()).expect("utf8");
         assert!(text.contains("Message-ID: <note-1.case-2@docket>"), "{text}");
@@ -198,6 +232,7 @@ mod tests {
             in_reply_to: None,
             reply_to: None,
             headers: vec![],
+            ..Default::default()
         };
         assert!(matches!(build(&settings(), &email), Err(SendError::Permanent(_))));
     }

@@ -110,6 +110,7 @@ pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
         in_reply_to: Some(format!("case-{}@{domain}", facts.case_id)),
         reply_to: None,
         headers: vec![("Auto-Submitted", "auto-generated".into()), ("X-Auto-Response-Suppress", "All".into())],
+        ..Default::default()
     };
     match docket_email::send(&settings, &email).await {
         Ok(()) => JobOutcome::Done,
@@ -204,6 +205,66 @@ pub async fn send_auto_reply(state: &AppState, job: &Job) -> JobOutcome {
         in_reply_to: text("in_reply_to"),
         reply_to: Some(mailbox.reply_to_address.clone().unwrap_or_else(|| mailbox.email_address.clone())),
         headers: vec![("Auto-Submitted", "auto-replied".into()), ("X-Auto-Response-Suppress", "All".into())],
+        ..Default::default()
+    };
+    match docket_email::send(&settings, &email).await {
+        Ok(()) => JobOutcome::Done,
+        Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
+        Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),
+    }
+}
+
+/// `email_reply`: sends an agent's reply from a case, from the case's
+/// mailbox (so answers come back to it), threaded onto the customer's last
+/// message, with the note's attachments.
+pub async fn send_email_reply(state: &AppState, job: &Job) -> JobOutcome {
+    let Some(note_id) = job.payload["note_id"].as_str() else {
+        return JobOutcome::Permanent("payload has no note_id".into());
+    };
+    let facts = match state.store.email_reply(note_id).await {
+        Ok(Some(facts)) => facts,
+        Ok(None) => return JobOutcome::Done,
+        Err(error) => return JobOutcome::Retry(error.to_string()),
+    };
+    let Some(mut settings) = smtp_settings(state).await else {
+        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    };
+    let mut reply_to = None;
+    if let Some(mailbox_id) = &facts.mailbox_id
+        && let Ok(mailbox) = state.store.mailbox(&docket_domain::Actor::system(), mailbox_id).await
+    {
+        settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
+        if mailbox.reply_from_name.is_some() {
+            settings.from_name = mailbox.reply_from_name.clone();
+        }
+        reply_to = Some(mailbox.reply_to_address.clone().unwrap_or(mailbox.email_address));
+    }
+    let mut attachments = Vec::new();
+    for (name, content_type, storage_key) in &facts.attachments {
+        match tokio::fs::read(crate::api::attachments::stored_file(state, storage_key)).await {
+            Ok(bytes) => attachments.push(docket_email::OutgoingAttachment {
+                name: name.clone(),
+                content_type: content_type.clone(),
+                bytes,
+            }),
+            Err(error) => return JobOutcome::Retry(format!("reading attachment {name}: {error}")),
+        }
+    }
+    let mut to = facts.to.into_iter();
+    let Some(first) = to.next() else {
+        return JobOutcome::Permanent("the reply has no recipient".into());
+    };
+    let email = OutgoingEmail {
+        to_address: first,
+        also_to: to.collect(),
+        cc: facts.cc,
+        subject: with_case_tag(&facts.subject, facts.case_number),
+        text_body: facts.body,
+        message_id: facts.message_id,
+        in_reply_to: facts.in_reply_to,
+        reply_to,
+        attachments,
+        ..Default::default()
     };
     match docket_email::send(&settings, &email).await {
         Ok(()) => JobOutcome::Done,

@@ -118,6 +118,7 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
             in_reply_to: case.as_ref().map(|c| format!("case-{}@{domain}", c.id)),
             reply_to: None,
             headers: vec![("Auto-Submitted", "auto-generated".into()), ("X-Auto-Response-Suppress", "All".into())],
+            ..Default::default()
         };
         match docket_email::send(&settings, &email).await {
             Ok(()) => {}

@@ -20,6 +20,7 @@ mod inbound;
 mod jobs;
 mod mailboxes;
 mod plugins;
+mod replies;
 mod rows;
 mod rules;
 mod settings;
@@ -37,6 +38,7 @@ pub use inbound::{AUTO_REPLY_JOB, AUTO_REPLY_LIMIT, FetchedEmail, InboundEmailRe
 pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
 pub use mailboxes::{DEFAULT_MAX_MESSAGE_BYTES, DISTRIBUTIONS, Mailbox, MailboxInput, MailboxStatus};
 pub use plugins::{NewPlugin, PluginPatch, PluginRecord, PluginRun};
+pub use replies::{EMAIL_REPLY_JOB, EmailReplyFacts};
 pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
 

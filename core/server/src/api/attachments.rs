@@ -198,6 +198,11 @@ pub async fn store_bytes(
     })
 }
 
+/// Where a stored file lives.
+pub fn stored_file(state: &AppState, storage_key: &str) -> PathBuf {
+    file_path(&state.config.data_dir, storage_key)
+}
+
 /// Files fan out over 256 folders by the first two characters of the key.
 fn file_path(data_dir: &FsPath, storage_key: &str) -> PathBuf {
     let fan = storage_key.get(..2).unwrap_or("00");

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use docket_domain::listing::Window;
-use docket_domain::note::{NewPost, Note, PostEdit};
+use docket_domain::note::{NewEmailReply, NewPost, Note, PostEdit};
 use docket_store::{Follower, NotificationPage};
 
 use super::integer;
@@ -16,6 +16,7 @@ use crate::extract::{ApiJson, Auth, query_pairs};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cases/{id}/posts", post(create_post))
+        .route("/cases/{id}/emails", post(send_email))
         .route("/notes/{id}", patch(edit_post).delete(delete_post))
         .route("/cases/{id}/followers", get(followers))
         .route("/cases/{id}/follow", put(follow).delete(unfollow))
@@ -32,6 +33,19 @@ async fn create_post(
     ApiJson(new): ApiJson<NewPost>,
 ) -> ApiResult<(StatusCode, Json<Note>)> {
     Ok((StatusCode::CREATED, Json(state.store.create_post(&auth.actor, &id, &new).await?)))
+}
+
+/// An email to the customer from the case (an `EmailSent` note; the
+/// outbox sends it).
+async fn send_email(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(reply): ApiJson<NewEmailReply>,
+) -> ApiResult<(StatusCode, Json<Note>)> {
+    let note = state.store.send_email_reply(&auth.actor, &id, reply).await?;
+    state.jobs_wakeup.notify_one();
+    Ok((StatusCode::CREATED, Json(note)))
 }
 
 async fn edit_post(
