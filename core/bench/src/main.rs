@@ -14,6 +14,8 @@
 //! The load generator runs on the same machine as the server in our
 //! figures; it competes for the same cores, so the numbers are a floor.
 
+mod mail;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -65,6 +67,27 @@ enum Command {
         #[arg(long)]
         component: std::path::PathBuf,
     },
+    /// Write a corpus of realistic email messages to a folder.
+    MailCorpus {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, short = 'n', default_value_t = 2000)]
+        count: u64,
+    },
+    /// Parse realistic messages in process (no server).
+    MailParse {
+        #[arg(long, short = 'n', default_value_t = 20_000)]
+        count: u64,
+    },
+    /// Point a new mailbox at an IMAP folder holding COUNT messages (see
+    /// scripts/dovecot) and time their ingestion into cases.
+    MailIngest {
+        #[command(flatten)]
+        http: Http,
+        /// The IMAP server's port on 127.0.0.1 (user `support`).
+        #[arg(long)]
+        imap_port: u16,
+    },
     /// Push jobs through the queue of a fresh SQLite store.
     Jobs {
         #[arg(long, short = 'n', default_value_t = 20_000)]
@@ -100,6 +123,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Rules(http) => rules(http).await,
         Command::PluginCall { component, calls } => plugin_call(&component, calls),
         Command::PluginRules { http, component } => plugin_rules(http, &component).await,
+        Command::MailCorpus { out, count } => mail::corpus(&out, count),
+        Command::MailParse { count } => mail::parse(count),
+        Command::MailIngest { http, imap_port } => mail::ingest(&http.url, &http.key, imap_port, http.count).await,
     }
 }
 
