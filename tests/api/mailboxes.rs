@@ -444,7 +444,80 @@ async fn fetching_survives_restarts_of_both_servers(site: Site) {
     assert!(list.iter().any(|c| c["name"] == "After the restart"));
 }
 
+/// `email.received` rules: a script raises the priority of urgent mail
+/// and drops a spammer's; the Python alert parser turns alerts into
+/// Incidents and drops recoveries. Failing rules drop nothing.
+async fn email_rules_and_parsers_rewrite_or_drop_mail(site: Site) {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let site = fast(site);
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let mailbox = add_mailbox(&server, &admin, &dovecot, "support", json!({})).await;
+    let mailbox_id = mailbox["id"].as_str().expect("id").to_string();
+    let script = "if email.subject.contains(\"URGENT\") { set(\"priority\", \"Urgent\"); internal_note(\"Flagged urgent by mail\"); }\n\
+                  if email.from.ends_with(\"@spam.test\") { drop_email(\"known spammer\"); }";
+    let rule = json!({"name": "Triage mail", "hook": "email.received", "script": script});
+    let (status, body) = server.post("/api/v1/rules", &admin, rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let broken = json!({"name": "Broken", "hook": "email.received", "script": "let x = email.nope.len();"});
+    let (status, body) = server.post("/api/v1/rules", &admin, broken).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let config = json!({"senders": ["alerts@monitoring.test"], "repeat_minutes": 30});
+    let manifest = crate::plugins::manifest("alert-parser", "email-parser", &["storage", "read-cases"], config);
+    let (status, plugin) = crate::plugins::upload(
+        &server,
+        &admin,
+        &manifest,
+        crate::plugins::component("alert-parser"),
+        "storage,read-cases",
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let (status, body) = server
+        .post("/api/v1/rules", &admin, json!({"name": "Alerts", "hook": "email.received", "plugin": "alert-parser"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A rule plugin cannot parse mail, and drop_email belongs to mail rules.
+    let (status, body) = server
+        .post("/api/v1/rules", &admin, json!({"name": "Wrong", "hook": "case.created", "plugin": "alert-parser"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    dovecot.deliver("support", &simple("ann@customer.test", "URGENT: site down", "urgent@customer.test", "Help!"));
+    dovecot.deliver("support", &simple("bot@spam.test", "Cheap watches", "spam@spam.test", "Buy now"));
+    let alert = "Severity: critical\nHost: db-01\nService: disk\nSummary: Disk usage is 97% on /var\n";
+    dovecot
+        .deliver("support", &simple("alerts@monitoring.test", "[ALERT] db-01 disk", "alert-1@monitoring.test", alert));
+    let recovery = "Severity: resolved\nHost: db-01\nService: disk\n";
+    dovecot
+        .deliver("support", &simple("alerts@monitoring.test", "[OK] db-01 disk", "alert-2@monitoring.test", recovery));
+    let fetched = wait_for_messages(&server, &admin, &mailbox_id, 4).await;
+    let status_of = |id: &str| {
+        fetched.iter().find(|m| m["message_id"] == id).map(|m| m["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status_of("spam@spam.test").as_deref(), Some("dropped"), "{fetched:?}");
+    assert_eq!(status_of("alert-2@monitoring.test").as_deref(), Some("dropped"), "{fetched:?}");
+    let dropped = messages(&server, &admin, &mailbox_id, "dropped").await;
+    assert!(dropped.iter().any(|m| m["reason"].as_str().is_some_and(|r| r.contains("known spammer"))), "{dropped:?}");
+    let list = cases(&server, &admin).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    let urgent = list.iter().find(|c| c["name"] == "URGENT: site down").expect("the urgent case");
+    assert_eq!(urgent["priority"], "Urgent");
+    let notes = stream(&server, &admin, urgent["id"].as_str().expect("id")).await;
+    assert!(notes.iter().any(|n| n["post"] == "Flagged urgent by mail"), "{notes:?}");
+    let incident = list.iter().find(|c| c["type"] == "Incident").expect("the alert's case");
+    assert_eq!(incident["priority"], "Urgent");
+    assert_eq!(incident["name"], "db-01: disk – Disk usage is 97% on /var");
+    let notes = stream(&server, &admin, incident["id"].as_str().expect("id")).await;
+    assert!(notes.iter().any(|n| n["post"].as_str().is_some_and(|p| p.contains("Alert fields"))), "{notes:?}");
+    // The broken rule failed on every message, and is on the run log.
+    let (_, runs) = server.get("/api/v1/rule-runs?outcome=failed", &admin).await;
+    assert!(runs["total"].as_i64().expect("total") >= 4, "{runs}");
+}
+
 on_both_backends!(
+    email_rules_and_parsers_rewrite_or_drop_mail,
     new_mail_becomes_a_case_and_replies_thread_onto_it,
     auto_replies_are_limited_and_one_message_makes_one_case,
     unusual_mail_is_ingested_or_quarantined_and_never_blocks,

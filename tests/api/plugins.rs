@@ -16,17 +16,17 @@ fn plugins_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins")
 }
 
-fn component(name: &str) -> Vec<u8> {
+pub(crate) fn component(name: &str) -> Vec<u8> {
     let path = plugins_dir().join("target").join(format!("{name}.wasm"));
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build the plugins first with plugins/build", path.display()))
 }
 
-fn manifest(name: &str, world: &str, capabilities: &[&str], config: Value) -> Value {
+pub(crate) fn manifest(name: &str, world: &str, capabilities: &[&str], config: Value) -> Value {
     json!({ "name": name, "version": "1.0.0", "world": world, "capabilities": capabilities, "config": config })
 }
 
-async fn upload(
+pub(crate) async fn upload(
     server: &Server,
     key: &str,
     manifest: &Value,

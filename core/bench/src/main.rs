@@ -474,6 +474,7 @@ fn dispatch(events: u64) -> anyhow::Result<()> {
     let calendar = BusinessCalendar::default();
     let actor = docket_domain::Actor::system();
     let event = Event {
+        email: None,
         hook: Hook::Created,
         ticket: Some(&case),
         changes: &[],

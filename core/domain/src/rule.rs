@@ -47,10 +47,14 @@ pub enum Hook {
     /// Run only when another rule triggers it.
     #[serde(rename = "sequential")]
     Sequential,
+    /// A message fetched from a group mailbox, before it is threaded or
+    /// makes a case: may set the new case's fields or drop the message.
+    #[serde(rename = "email.received")]
+    EmailReceived,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::BeforeSave,
         Hook::Created,
         Hook::Updated,
@@ -58,6 +62,7 @@ impl Hook {
         Hook::Schedule,
         Hook::Manual,
         Hook::Sequential,
+        Hook::EmailReceived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +74,7 @@ impl Hook {
             Hook::Schedule => "schedule",
             Hook::Manual => "manual",
             Hook::Sequential => "sequential",
+            Hook::EmailReceived => "email.received",
         }
     }
 
@@ -325,6 +331,11 @@ pub enum RuleAction {
     Reject {
         message: String,
     },
+    /// Drops the message being received (`email.received` only): it makes
+    /// no case and no note; the reason is kept with the message.
+    DropEmail {
+        reason: String,
+    },
 }
 
 impl RuleAction {
@@ -343,6 +354,7 @@ impl RuleAction {
             RuleAction::HttpRequest { .. } => "http_request",
             RuleAction::Trigger { .. } => "trigger",
             RuleAction::Reject { .. } => "reject",
+            RuleAction::DropEmail { .. } => "drop_email",
         }
     }
 }

@@ -37,6 +37,8 @@ struct Compiled {
 
 /// What a rule runs against.
 pub struct Event<'a> {
+    /// The message an `email.received` rule looks at (`email`).
+    pub email: Option<&'a serde_json::Value>,
     pub hook: Hook,
     /// The case (`ticket`); `None` for scheduled rules without a filter.
     pub ticket: Option<&'a Case>,
@@ -91,7 +93,7 @@ pub struct Engine {
 /// script.
 fn compile_scope<'a>() -> Scope<'a> {
     let mut scope = Scope::new();
-    for name in ["ticket", "changes", "event", "actor"] {
+    for name in ["ticket", "changes", "event", "actor", "email"] {
         scope.push(name, Dynamic::UNIT);
     }
     scope
@@ -263,6 +265,8 @@ impl Engine {
         scope.push_constant("ticket", event.ticket.map(case_map).unwrap_or(Dynamic::UNIT));
         scope.push_constant("changes", changes_map(event.changes));
         scope.push_constant("actor", event.actor.map(actor_map).unwrap_or(Dynamic::UNIT));
+        let email = event.email.and_then(|email| rhai::serde::to_dynamic(email).ok());
+        scope.push_constant("email", email.unwrap_or(Dynamic::UNIT));
         scope
     }
 

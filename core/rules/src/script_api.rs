@@ -375,6 +375,17 @@ pub(crate) fn register(engine: &mut rhai::Engine) {
         emit(RuleAction::Reject { message: message.to_string() })
     });
 
+    engine.register_fn("drop_email", |reason: &str| -> Fallible<()> {
+        let hook = with_run(|state| Ok(state.hook))?;
+        if hook != Hook::EmailReceived {
+            return Err(format!("drop_email() works only in email.received rules, not {}", hook.as_str()).into());
+        }
+        if reason.trim().is_empty() {
+            return Err("drop_email: say why (it is kept with the message)".into());
+        }
+        emit(RuleAction::DropEmail { reason: reason.to_string() })
+    });
+
     // Reading (inside the triggering transaction).
     engine.register_fn("find_cases", |filter: Dynamic| -> Fallible<Array> {
         let query = query(&filter)?;

@@ -133,8 +133,15 @@ impl Store {
         }
         effects.wrote(&case);
         self.apply_deferred(tx, &case.id, deferred, cause.depth, effects).await?;
-        let trigger =
-            Trigger { hook: Hook::Created, case: Some(&case), changes: &[], note: None, actor, depth: cause.depth };
+        let trigger = Trigger {
+            email: None,
+            hook: Hook::Created,
+            case: Some(&case),
+            changes: &[],
+            note: None,
+            actor,
+            depth: cause.depth,
+        };
         self.run_hook(tx, trigger, effects).await?;
         // Rules may have changed the case since it was inserted.
         Ok(effects.newest(case))
@@ -284,6 +291,7 @@ impl Store {
         self.apply_deferred(tx, &updated.id, deferred, cause.depth, effects).await?;
         let changes = all_changes(&current, &updated);
         let trigger = Trigger {
+            email: None,
             hook: Hook::Updated,
             case: Some(&updated),
             changes: &changes,

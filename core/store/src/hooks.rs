@@ -122,12 +122,30 @@ pub(crate) struct BeforeSave {
 
 /// The event a hook fires for.
 pub(crate) struct Trigger<'a> {
+    /// The message, for `email.received` rules (as they see it, `email`).
+    pub email: Option<&'a serde_json::Value>,
     pub hook: Hook,
     pub case: Option<&'a Case>,
     pub changes: &'a [FieldChange],
     pub note: Option<&'a Note>,
     pub actor: &'a Actor,
     pub depth: u32,
+}
+
+/// Fields `email.received` rules set on the case a message opens.
+pub(crate) const EMAIL_CASE_FIELDS: [&str; 4] = ["name", "description", "priority", "type"];
+
+/// What the `email.received` rules decided about a message.
+#[derive(Default)]
+pub(crate) struct EmailVerdict {
+    /// Why the message is dropped, naming the rule.
+    pub drop: Option<String>,
+    /// Values of [`EMAIL_CASE_FIELDS`] for a new case, in order.
+    pub fields: Vec<(String, serde_json::Value)>,
+    /// Other actions, for the case the message lands on.
+    pub deferred: Deferred,
+    /// This message's runs in `Effects::runs`, to name the case later.
+    pub runs: Vec<usize>,
 }
 
 /// Actions of `case.before_save` rules that need the saved case (notes,
@@ -240,6 +258,7 @@ impl Store {
             // budget: evaluated here, without handing the transaction's
             // task over to another thread and back.
             let event = Event {
+                email: trigger.email,
                 hook: trigger.hook,
                 ticket: trigger.case,
                 changes: trigger.changes,
@@ -259,8 +278,10 @@ impl Store {
         let note = trigger.note.cloned();
         let actor = trigger.actor.clone();
         let (hook, depth) = (trigger.hook, trigger.depth);
+        let email = trigger.email.cloned();
         let mut evaluation = tokio::task::spawn_blocking(move || {
             let event = Event {
+                email: email.as_ref(),
                 hook,
                 ticket: case.as_ref(),
                 changes: &changes,
@@ -302,7 +323,8 @@ impl Store {
         if rules.is_empty() {
             return Ok(unchanged());
         }
-        let trigger = Trigger { hook: Hook::BeforeSave, case: Some(pending), changes, note: None, actor, depth };
+        let trigger =
+            Trigger { email: None, hook: Hook::BeforeSave, case: Some(pending), changes, note: None, actor, depth };
         if depth > self.depth_limit {
             self.log_depth_limit(&rules, &trigger, effects);
             return Ok(unchanged());
@@ -423,6 +445,56 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Runs the `email.received` rules (scripts and email-parser plugins)
+    /// on a message before it is threaded or makes a case. Failing rules
+    /// are recorded and skipped; the message is never lost to one.
+    pub(crate) async fn email_received(
+        &self,
+        tx: &mut Tx,
+        email: &serde_json::Value,
+        effects: &mut Effects,
+    ) -> Result<EmailVerdict> {
+        let rules = self.enabled_rules(tx, Hook::EmailReceived).await?;
+        let mut verdict = EmailVerdict::default();
+        if rules.is_empty() {
+            return Ok(verdict);
+        }
+        let system = Actor::system();
+        let trigger = Trigger {
+            email: Some(email),
+            hook: Hook::EmailReceived,
+            case: None,
+            changes: &[],
+            note: None,
+            actor: &system,
+            depth: 0,
+        };
+        for (rule, evaluation) in self.evaluate(tx, rules, &trigger, Some(&mut effects.plugin_runs)).await? {
+            let index = effects.runs.len();
+            effects.runs.push(run_record(&rule, &trigger, &evaluation, false));
+            verdict.runs.push(index);
+            if evaluation.error.is_some() {
+                continue;
+            }
+            let mut others = Vec::new();
+            for action in evaluation.actions {
+                match action {
+                    RuleAction::DropEmail { reason } => {
+                        verdict.drop.get_or_insert_with(|| format!("{reason} (rule “{}”)", rule.name));
+                    }
+                    RuleAction::Set { field, value } if EMAIL_CASE_FIELDS.contains(&field.as_str()) => {
+                        verdict.fields.push((field, value));
+                    }
+                    other => others.push(other),
+                }
+            }
+            if !others.is_empty() {
+                verdict.deferred.push((rule, others, index));
+            }
+        }
+        Ok(verdict)
     }
 
     /// Applies deferred `case.before_save` actions once the case exists.
@@ -597,6 +669,7 @@ impl Store {
                         None => None,
                     };
                     let trigger = Trigger {
+                        email: None,
                         hook: Hook::Sequential,
                         case: case.as_ref(),
                         changes: &[],
@@ -613,6 +686,9 @@ impl Store {
                 | RuleAction::UnlinkContact { .. } => unreachable!("field actions were partitioned out above"),
                 RuleAction::Reject { .. } => {
                     return Err(StoreError::invalid("reject", "reject works only in case.before_save rules"));
+                }
+                RuleAction::DropEmail { .. } => {
+                    return Err(StoreError::invalid("drop_email", "drop_email works only in email.received rules"));
                 }
             }
         }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use docket_domain::Actor;
-use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, DESCRIPTION_MAX, NAME_MAX};
+use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, DESCRIPTION_MAX, NAME_MAX};
 use docket_domain::ids::new_id;
 use docket_domain::listing::{Page, Window};
 use docket_domain::note::{Note, NoteType};
@@ -66,6 +66,8 @@ pub enum Ingested {
     Own,
     /// Nothing to thread onto, and the mailbox creates no cases.
     Ignored { reason: String },
+    /// An `email.received` rule (or email parser) dropped it.
+    Dropped { reason: String },
     /// Could not be read or processed; waits for an admin.
     Quarantined { reason: String },
 }
@@ -85,15 +87,17 @@ impl Ingested {
             Ingested::Automatic { .. } => "automatic",
             Ingested::Own => "own",
             Ingested::Ignored { .. } => "ignored",
+            Ingested::Dropped { .. } => "dropped",
             Ingested::Quarantined { .. } => "quarantined",
         }
     }
 
     fn reason(&self) -> Option<&str> {
         match self {
-            Ingested::Automatic { reason } | Ingested::Ignored { reason } | Ingested::Quarantined { reason } => {
-                Some(reason)
-            }
+            Ingested::Automatic { reason }
+            | Ingested::Ignored { reason }
+            | Ingested::Dropped { reason }
+            | Ingested::Quarantined { reason } => Some(reason),
             _ => None,
         }
     }
@@ -230,9 +234,14 @@ impl Store {
         if let Some(row) = known.fetch_optional().await? {
             return Ok(Ingested::Duplicate { case_id: row.get("case_id")? });
         }
+        let verdict = self.email_received(tx, &email_view(mailbox, email), effects).await?;
+        if let Some(reason) = verdict.drop {
+            return Ok(Ingested::Dropped { reason });
+        }
         if let Some(case) = self.thread(tx, email).await? {
             let reopened = self.add_email_note(tx, mailbox, &case, email, files, effects).await?;
             remember(tx, &email.key, &case.id, "in").await?;
+            self.apply_email_rules(tx, &case.id, verdict.deferred, &verdict.runs, effects).await?;
             return Ok(Ingested::Note { case_id: case.id, number: case.number, reopened });
         }
         if !mailbox.create_case {
@@ -240,10 +249,29 @@ impl Store {
                 reason: "it replies to no case, and this mailbox does not create cases".into(),
             });
         }
-        let case = self.case_from_email(tx, mailbox, email, files, effects).await?;
+        let case = self.case_from_email(tx, mailbox, email, files, &verdict.fields, effects).await?;
         remember(tx, &email.key, &case.id, "in").await?;
+        self.apply_email_rules(tx, &case.id, verdict.deferred, &verdict.runs, effects).await?;
         self.auto_reply(tx, mailbox, &case, email).await?;
         Ok(Ingested::Case { case_id: case.id, number: case.number })
+    }
+
+    /// The `email.received` rules' other actions, on the case the message
+    /// landed on; their runs now name it.
+    async fn apply_email_rules(
+        &self,
+        tx: &mut Tx,
+        case_id: &str,
+        deferred: crate::hooks::Deferred,
+        runs: &[usize],
+        effects: &mut Effects,
+    ) -> Result<()> {
+        for index in runs {
+            if let Some(run) = effects.runs.get_mut(*index) {
+                run.case_id = Some(case_id.to_string());
+            }
+        }
+        self.apply_deferred(tx, case_id, deferred, 0, effects).await
     }
 
     /// The case a message replies to: first by In-Reply-To and References
@@ -367,6 +395,7 @@ impl Store {
         effects.announce.push((case.id.clone(), note.id.clone()));
         let cause = Store::top_cause();
         let trigger = Trigger {
+            email: None,
             hook: Hook::NoteCreated,
             case: Some(case),
             changes: &[],
@@ -392,6 +421,7 @@ impl Store {
         mailbox: &Mailbox,
         email: &InboundEmail,
         files: &[NewAttachment],
+        fields: &[(String, serde_json::Value)],
         effects: &mut Effects,
     ) -> Result<Case> {
         let system = Actor::system();
@@ -428,6 +458,7 @@ impl Store {
             silent: false,
             inbound_mailbox_id: Some(mailbox.id.clone()),
         };
+        rewrite(&mut draft, fields)?;
         let mut cause = Store::top_cause();
         match (mailbox.distribution.as_str(), mailbox.target_team_id.as_deref()) {
             ("direct", _) => {
@@ -592,6 +623,49 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The message as `email.received` rules see it (`email`) and email
+/// parsers get it: the shape of the plugins' `parsed-email`, plus `from`
+/// and `from_name` for scripts.
+fn email_view(mailbox: &Mailbox, email: &InboundEmail) -> serde_json::Value {
+    let address = |a: &docket_email::inbound::EmailAddress| json!({ "name": a.name, "email": a.address });
+    let sender = email.from.as_ref().map(address).unwrap_or_else(|| json!({ "name": null, "email": "" }));
+    json!({
+        "message_id": email.message_id,
+        "sender": sender,
+        "from": email.from.as_ref().map(|a| a.address.clone()).unwrap_or_default(),
+        "from_name": email.from.as_ref().and_then(|a| a.name.clone()),
+        "to": email.to.iter().map(address).collect::<Vec<_>>(),
+        "cc": email.cc.iter().map(address).collect::<Vec<_>>(),
+        "subject": email.subject,
+        "text": email.text,
+        "headers": [],
+        "mailbox": mailbox.name,
+    })
+}
+
+/// Applies the fields `email.received` rules set to a new case's draft;
+/// a value the case cannot take is an error (the message is quarantined
+/// with it, not half-made).
+fn rewrite(draft: &mut CaseDraft, fields: &[(String, serde_json::Value)]) -> Result<()> {
+    for (field, value) in fields {
+        let text = value.as_str().map(str::trim).unwrap_or_default();
+        let bad = |message: String| StoreError::invalid(field, message);
+        match field.as_str() {
+            "name" => {
+                if !text.is_empty() {
+                    draft.name = truncate(text, NAME_MAX);
+                }
+            }
+            "description" => draft.description = Some(truncate(text, DESCRIPTION_MAX)).filter(|d| !d.is_empty()),
+            "priority" => draft.priority = CasePriority::parse(text).map_err(bad)?,
+            "type" if text.is_empty() => draft.case_type = None,
+            "type" => draft.case_type = Some(CaseType::parse(text).map_err(bad)?),
+            other => return Err(StoreError::invalid(other, "an email rule cannot set this field here")),
+        }
+    }
+    Ok(())
 }
 
 /// What the `inbound_emails` row records.

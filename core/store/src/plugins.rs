@@ -19,8 +19,8 @@ use docket_domain::ids::{looks_like_id, new_id};
 use docket_domain::listing::{Page, Window};
 use docket_domain::rule::{Rule, RuleAction};
 use docket_plugins::{
-    ActorView, AssignmentRequest, Call, CandidateView, Capability, CaseSnapshot, Grants, LimitsOverride, LogLine,
-    Manifest, PluginError, PluginHost, PluginIo, Prepared, Report, RuleEvent, SetOutcome, World,
+    ActorView, AssignmentRequest, Call, CandidateView, Capability, CaseSnapshot, EmailDecision, Grants, LimitsOverride,
+    LogLine, Manifest, ParsedEmail, PluginError, PluginHost, PluginIo, Prepared, Report, RuleEvent, SetOutcome, World,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -448,6 +448,9 @@ impl Store {
         trigger: &Trigger<'_>,
         dry_run: bool,
     ) -> (std::result::Result<Vec<RuleAction>, String>, Vec<String>, Option<PluginRun>) {
+        if trigger.hook == docket_domain::rule::Hook::EmailReceived {
+            return self.run_parser_plugin(tx, rule, name, trigger, dry_run).await;
+        }
         let started_at = now();
         let (plugin, prepared) = match self.ready_plugin(tx, name, World::Rule).await {
             Ok(ready) => ready,
@@ -492,6 +495,37 @@ impl Store {
             plugin_run(&plugin, Some(rule.id.clone()), trigger.case.map(|c| c.id.clone()), &report, started_at);
         run.quiet = report.log.is_empty() && report.outcome.as_ref().is_ok_and(|actions| actions.is_empty());
         (report.outcome.map_err(|e| format!("plugin {name}: {e}")), log, Some(run))
+    }
+
+    /// Runs an `email-parser` plugin on the message of an `email.received`
+    /// rule. Its decision becomes actions: `drop` a `drop_email`, a rewrite
+    /// the fields it sets (and any actions it returns).
+    async fn run_parser_plugin(
+        &self,
+        tx: &mut Tx,
+        rule: &Rule,
+        name: &str,
+        trigger: &Trigger<'_>,
+        dry_run: bool,
+    ) -> (std::result::Result<Vec<RuleAction>, String>, Vec<String>, Option<PluginRun>) {
+        let started_at = now();
+        let (plugin, prepared) = match self.ready_plugin(tx, name, World::EmailParser).await {
+            Ok(ready) => ready,
+            Err(message) => return (Err(message), Vec::new(), None),
+        };
+        let email: ParsedEmail = match trigger.email.map(|email| serde_json::from_value(email.clone())) {
+            Some(Ok(email)) => email,
+            Some(Err(error)) => {
+                return (Err(format!("the message could not be handed over: {error}")), Vec::new(), None);
+            }
+            None => return (Err("an email parser runs only on received mail".into()), Vec::new(), None),
+        };
+        let report = self.call_plugin(tx, &plugin, dry_run, move |call| prepared.run_email_parser(call, &email)).await;
+        let log = report.log.iter().map(|line| format!("[{}] {}", line.level, line.message)).collect();
+        let mut run = plugin_run(&plugin, Some(rule.id.clone()), None, &report, started_at);
+        run.quiet = report.log.is_empty() && matches!(report.outcome, Ok(EmailDecision::Keep));
+        let outcome = report.outcome.map(decision_actions).map_err(|e| format!("plugin {name}: {e}"));
+        (outcome, log, Some(run))
     }
 
     /// Asks an `assigner` plugin to choose among the candidates.
@@ -644,6 +678,30 @@ async fn storage_set(tx: &mut Tx, plugin_id: &str, key: &str, value: &str, max_k
         .execute()
         .await?;
     Ok(SetOutcome::Stored)
+}
+
+/// An email parser's decision as rule actions.
+fn decision_actions(decision: EmailDecision) -> Vec<RuleAction> {
+    match decision {
+        EmailDecision::Keep => Vec::new(),
+        EmailDecision::Drop { reason } => vec![RuleAction::DropEmail { reason }],
+        EmailDecision::Rewrite(fields) => {
+            let set = |field: &str, value: Option<String>| {
+                value.map(|value| RuleAction::Set { field: field.to_string(), value: serde_json::Value::String(value) })
+            };
+            let mut actions: Vec<RuleAction> = [
+                set("name", fields.subject),
+                set("description", fields.description),
+                set("priority", fields.priority),
+                set("type", fields.case_type),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            actions.extend(fields.actions);
+            actions
+        }
+    }
 }
 
 /// A case as plugins see it, with its account's name.

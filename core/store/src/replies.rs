@@ -187,8 +187,15 @@ impl Store {
             .execute()
             .await?;
         effects.announce.push((case.id.clone(), note.id.clone()));
-        let trigger =
-            Trigger { hook: Hook::NoteCreated, case: Some(&case), changes: &[], note: Some(&note), actor, depth: 0 };
+        let trigger = Trigger {
+            email: None,
+            hook: Hook::NoteCreated,
+            case: Some(&case),
+            changes: &[],
+            note: Some(&note),
+            actor,
+            depth: 0,
+        };
         self.run_hook(tx, trigger, effects).await?;
         Ok(note)
     }

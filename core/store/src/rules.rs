@@ -305,7 +305,8 @@ impl Store {
             Some(number) => Some(crate::cases::load_case_by_number(&mut tx, number).await?),
             None => None,
         };
-        let trigger = Trigger { hook: rule.hook, case: case.as_ref(), changes: &[], note: None, actor, depth: 0 };
+        let trigger =
+            Trigger { email: None, hook: rule.hook, case: case.as_ref(), changes: &[], note: None, actor, depth: 0 };
         // A test compiles its own copy: the cache holds saved versions only.
         let scratch = Rule { id: format!("test-{}", new_id()), ..rule.clone() };
         let scratch_id = scratch.id.clone();
@@ -336,7 +337,8 @@ impl Store {
             tx.commit().await?;
             return Ok(rules);
         }
-        let trigger = Trigger { hook: Hook::Manual, case: Some(&case), changes: &[], note: None, actor, depth: 0 };
+        let trigger =
+            Trigger { email: None, hook: Hook::Manual, case: Some(&case), changes: &[], note: None, actor, depth: 0 };
         let held = self.conditions(&mut tx, rules, &trigger).await?;
         tx.commit().await?;
         Ok(held.into_iter().filter(|(_, holds)| holds == &Ok(true)).map(|(rule, _)| rule).collect())
@@ -355,7 +357,8 @@ impl Store {
         if rule.hook != Hook::Manual || !rule.enabled {
             return Err(StoreError::invalid("rule", "not an enabled manual rule"));
         }
-        let trigger = Trigger { hook: Hook::Manual, case: Some(&case), changes: &[], note: None, actor, depth: 0 };
+        let trigger =
+            Trigger { email: None, hook: Hook::Manual, case: Some(&case), changes: &[], note: None, actor, depth: 0 };
         let mut effects = Effects::default();
         let held = self.conditions(&mut tx, vec![rule.clone()], &trigger).await?;
         if held.first().map(|(_, holds)| holds) != Some(&Ok(true)) {
@@ -467,8 +470,15 @@ impl Store {
         let Some(filter) = &rule.case_filter else {
             tx.commit().await?;
             let mut tx = self.pools.write().await?;
-            let trigger =
-                Trigger { hook: Hook::Schedule, case: None, changes: &[], note: None, actor: &system, depth: 0 };
+            let trigger = Trigger {
+                email: None,
+                hook: Hook::Schedule,
+                case: None,
+                changes: &[],
+                note: None,
+                actor: &system,
+                depth: 0,
+            };
             let mut effects = Effects::default();
             self.run_rules(&mut tx, vec![rule], &trigger, &mut effects).await?;
             self.finish(tx, effects).await?;
@@ -503,6 +513,7 @@ impl Store {
                     Err(error) => return Err(error),
                 };
                 let trigger = Trigger {
+                    email: None,
                     hook: Hook::Schedule,
                     case: Some(&case),
                     changes: &[],
@@ -566,11 +577,15 @@ fn bind_fields<'q>(query: Query<'q>, valid: &'q ValidRule) -> Query<'q> {
 async fn check_plugin(tx: &mut Tx, valid: &ValidRule) -> Result<()> {
     let Some(name) = &valid.plugin else { return Ok(()) };
     let row = tx.query("SELECT world FROM plugins WHERE name = $1").bind(name.as_str()).fetch_optional().await?;
+    // Rules on received mail run email parsers; every other hook, rule
+    // plugins.
+    let wanted = if valid.hook == Hook::EmailReceived { "email-parser" } else { "rule" };
     match row.map(|r| r.get::<String>("world")).transpose()? {
         None => Err(StoreError::invalid("plugin", format!("no plugin named {name} is installed"))),
-        Some(world) if world != "rule" => {
-            Err(StoreError::invalid("plugin", format!("{name} is an `{world}` plugin; a rule runs `rule` plugins")))
-        }
+        Some(world) if world != wanted => Err(StoreError::invalid(
+            "plugin",
+            format!("{name} is an `{world}` plugin; a {} rule runs `{wanted}` plugins", valid.hook.as_str()),
+        )),
         Some(_) => Ok(()),
     }
 }

@@ -139,6 +139,7 @@ impl Store {
             .await?;
         effects.announce.push((case.id.clone(), note.id.clone()));
         let trigger = Trigger {
+            email: None,
             hook: Hook::NoteCreated,
             case: Some(&case),
             changes: &[],

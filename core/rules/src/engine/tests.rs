@@ -64,6 +64,7 @@ fn evaluate_with(
     let case = case();
     let calendar = BusinessCalendar::default();
     let event = Event {
+        email: None,
         hook,
         ticket: Some(&case),
         changes: &[],
@@ -258,6 +259,7 @@ fn compiled_rules_are_cached_per_version() {
     let case = case();
     let calendar = BusinessCalendar::default();
     let event = Event {
+        email: None,
         hook: Hook::Created,
         ticket: Some(&case),
         changes: &[],
@@ -283,6 +285,7 @@ fn variables_are_not_folded_into_the_compiled_script() {
     let calendar = BusinessCalendar::default();
     let changes = vec![FieldChange { field: "status", old: "New".into(), new: "Pending".into() }];
     let event = Event {
+        email: None,
         hook: Hook::Updated,
         ticket: Some(&case),
         changes: &changes,
