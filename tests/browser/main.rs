@@ -731,3 +731,107 @@ async fn admin_installs_configures_and_watches_a_plugin() {
     assert_eq!(listed[0]["enabled"], false, "{listed}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn admin_sets_up_a_mailbox_and_an_agent_replies_by_email() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let (Some(dovecot), Some(smtp)) = (support::Dovecot::start(), support::SmtpSink::start()) else { return };
+    let driver = Driver::start().await.expect("chromium");
+    let site = Site::new(Backend::Sqlite)
+        .await
+        .expect("site")
+        .with_env("DOCKET_MAIL_POLL_SECONDS", "1")
+        .with_env("DOCKET_EMAIL_DELAY_SECONDS", "0");
+    let server = site.start(&[]);
+    let browser = driver.session().await;
+    let key = site.admin_key();
+    let smtp_settings =
+        json!({"host": "127.0.0.1", "port": smtp.port, "security": "none", "from_address": "docket@help.test"});
+    let (status, _) = server.call(reqwest::Method::PUT, "/api/v1/settings/smtp", &key, Some(smtp_settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, contact) = server
+        .post(
+            "/api/v1/contacts",
+            &key,
+            json!({"first_name": "Bo", "last_name": "Customer", "emails": ["bo@customer.test"]}),
+        )
+        .await;
+    dovecot.add_user("support", "imap-secret");
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // A mistake first: the form keeps what was typed and names the field.
+    browser.goto(&server.url("/admin/mailboxes/new")).await;
+    browser.find("#name").await.type_text("Support").await;
+    browser.find("#email_address").await.type_text("not an address").await;
+    browser.find("#imap_host").await.type_text("127.0.0.1").await;
+    let port = browser.find("#imap_port").await;
+    port.clear().await;
+    port.type_text(&dovecot.port.to_string()).await;
+    browser.find("#imap_security option[value='none']").await.click().await;
+    browser.find("#imap_username").await.type_text("support").await;
+    browser.find("#imap_password").await.type_text("imap-secret").await;
+    click_and_wait(&browser, "#save").await;
+    wait_for(&browser, "#email_address-error").await;
+    assert_eq!(browser.find("#name").await.attribute("value").await.as_deref(), Some("Support"));
+    let address = browser.find("#email_address").await;
+    address.clear().await;
+    address.type_text("support@help.test").await;
+    // The password field is never filled back in; it is typed again.
+    browser.find("#imap_password").await.type_text("imap-secret").await;
+    click_and_wait(&browser, "#save").await;
+    wait_for(&browser, "#notice").await;
+    assert!(!browser.source().await.contains("imap-secret"), "the password is never shown");
+
+    // The connection test says it works.
+    click_and_wait(&browser, "#test").await;
+    wait_for(&browser, "#test-result").await;
+    assert!(browser.text("#test-result").await.contains("Connection works"), "{}", browser.text("#test-result").await);
+
+    // Mail arrives: a case for Bo. A rule refuses invoices, so that one
+    // waits in quarantine; once the rule is gone, a retry makes its case.
+    let rule = json!({"name": "No invoices", "hook": "case.before_save",
+                      "script": "if ticket.name.contains(\"Invoice\") { reject(\"invoices go to billing\"); }"});
+    let (status, rule) = server.post("/api/v1/rules", &key, rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let raw = "From: Bo Customer <bo@customer.test>\r\nSubject: Printer offline\r\nMessage-ID: <b1@customer.test>\r\n\r\nIt says E-42.\r\n";
+    dovecot.deliver("support", raw.as_bytes());
+    let invoice =
+        "From: bo@customer.test\r\nSubject: Invoice overdue\r\nMessage-ID: <b2@customer.test>\r\n\r\nPay us.\r\n";
+    dovecot.deliver("support", invoice.as_bytes());
+    let (_, mailboxes) = server.get("/api/v1/mailboxes", &key).await;
+    let mailbox_page = server.url(&format!("/admin/mailboxes/{}", mailboxes[0]["id"].as_str().expect("id")));
+    eventually("the quarantined message", || async {
+        browser.goto(&format!("{mailbox_page}?status=quarantined")).await;
+        browser.exists("table.messages button.retry").await
+    })
+    .await;
+    assert!(browser.text("table.messages").await.contains("invoices go to billing"));
+    browser.script("document.querySelector('#messages').scrollIntoView(); return true;").await;
+    screenshot(&browser, "admin-mailbox").await;
+    let rule_id = rule["id"].as_str().expect("id");
+    let (status, _) = server.call(reqwest::Method::DELETE, &format!("/api/v1/rules/{rule_id}"), &key, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    click_and_wait(&browser, "table.messages button.retry").await;
+    wait_for(&browser, "#notice").await;
+    assert!(browser.text("#notice").await.contains("Retried: case"), "{}", browser.text("#notice").await);
+
+    // The agent answers from the case page by email.
+    let (_, cases) = server.get("/api/v1/cases?q=Printer", &key).await;
+    let case = cases["items"][0].clone();
+    assert_eq!(case["contact_id"], contact["id"]);
+    let number = case["number"].as_i64().expect("number");
+    browser.goto(&server.url(&format!("/cases/{number}"))).await;
+    browser.find("#email summary").await.click().await;
+    browser.find("#email-body").await.type_text("Please switch it off and on again.").await;
+    click_and_wait(&browser, "#email-send").await;
+    wait_for(&browser, "#notice").await;
+    let sent = smtp.wait_for(1).await;
+    let message = sent.iter().find(|m| m.contains("switch it off")).expect("the agent's email");
+    assert!(message.contains(&format!("Subject: [#{number}] Printer offline")), "{message}");
+    assert!(message.contains("bo@customer.test"), "{message}");
+    assert!(message.contains("In-Reply-To: <b1@customer.test>"), "{message}");
+    browser.goto(&server.url(&format!("/cases/{number}"))).await;
+    assert!(browser.text(".stream").await.contains("emailed bo@customer.test"), "{}", browser.text(".stream").await);
+    browser.close().await;
+}

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_email;
+mod admin_mailboxes;
 mod admin_plugins;
 mod admin_rules;
 mod auth;
@@ -37,6 +38,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admin_email::router())
         .merge(admin_rules::router())
         .merge(admin_plugins::router())
+        .merge(admin_mailboxes::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

@@ -78,7 +78,8 @@ impl Ingested {
         matches!(self, Ingested::Case { .. } | Ingested::Note { .. })
     }
 
-    fn status(&self) -> &'static str {
+    /// The status the message is listed with.
+    pub fn status(&self) -> &'static str {
         match self {
             Ingested::Again => "again",
             Ingested::Case { .. } => "case",
@@ -92,7 +93,8 @@ impl Ingested {
         }
     }
 
-    fn reason(&self) -> Option<&str> {
+    /// Why it made no case or note, when it did not.
+    pub fn reason(&self) -> Option<&str> {
         match self {
             Ingested::Automatic { reason }
             | Ingested::Ignored { reason }

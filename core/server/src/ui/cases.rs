@@ -150,9 +150,12 @@ async fn show(
     context.insert("following", &followers.iter().any(|f| f.user_id == session.actor.user_id));
     context.insert("followers", &followers);
     context.insert("post_error", &raw.as_deref().is_some_and(|q| q.contains("post_error=1")));
-    let notice =
-        query_pairs(raw.as_deref()).ok().and_then(|p| p.into_iter().find(|(k, _)| k == "notice")).map(|(_, v)| v);
-    context.insert("notice", &notice);
+    let param = |name: &str| {
+        query_pairs(raw.as_deref()).ok().and_then(|p| p.into_iter().find(|(k, _)| k == name)).map(|(_, v)| v)
+    };
+    context.insert("notice", &param("notice"));
+    context.insert("email_error", &param("email_error"));
+    context.insert("email_subject", &format!("[#{}] {}", case.number, case.name));
     context.insert("manual_rules", &state.store.manual_rules(&session.actor, &case.id).await?);
     let runs = if session.actor.is_admin() {
         let filter =
@@ -612,12 +615,19 @@ pub(super) fn note_row(note: &docket_domain::note::Note, names: &Names) -> Value
                 "wrote".to_string()
             }
         }
+        NoteType::EmailReceived => {
+            let from = note.data["from"].as_str().unwrap_or("someone");
+            format!("emailed from {from}: {}", note.data["subject"].as_str().unwrap_or_default())
+        }
+        NoteType::EmailSent => {
+            let to: Vec<&str> = note.data["to"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            format!("emailed {}: {}", to.join(", "), note.data["subject"].as_str().unwrap_or_default())
+        }
         NoteType::Relate | NoteType::Unrelate => {
             let verb = if note.note_type == NoteType::Relate { "linked" } else { "unlinked" };
             let contact = Names::name(&names.contacts, note.data["entity_id"].as_str()).unwrap_or_default();
             format!("{verb} contact {contact}")
         }
-        other => other.as_str().to_string(),
     };
     json!({
         "type": note.note_type,

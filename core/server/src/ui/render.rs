@@ -46,6 +46,8 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("admin/rules.html", include_str!("../../../../ui/templates/admin/rules.html")),
     ("admin/rule_form.html", include_str!("../../../../ui/templates/admin/rule_form.html")),
     ("admin/rule_runs.html", include_str!("../../../../ui/templates/admin/rule_runs.html")),
+    ("admin/mailboxes.html", include_str!("../../../../ui/templates/admin/mailboxes.html")),
+    ("admin/mailbox_form.html", include_str!("../../../../ui/templates/admin/mailbox_form.html")),
     ("admin/plugins.html", include_str!("../../../../ui/templates/admin/plugins.html")),
     ("admin/plugin.html", include_str!("../../../../ui/templates/admin/plugin.html")),
     ("admin/rule_runs_table.html", include_str!("../../../../ui/templates/admin/rule_runs_table.html")),

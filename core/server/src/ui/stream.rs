@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use docket_domain::listing::Window;
-use docket_domain::note::NewPost;
+use docket_domain::note::{NewEmailReply, NewPost};
 use docket_domain::preferences::Preferences;
 use docket_store::StoreError;
 use serde_json::json;
@@ -21,6 +21,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let upload_limit = crate::api::attachments::upload_body_limit(state);
     Router::new()
         .route("/cases/{number}/posts", post(create_post).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/cases/{number}/email", post(send_email).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/cases/{number}/follow", post(follow))
         .route("/cases/{number}/unfollow", post(unfollow))
         .route("/cases/{number}/events", get(events))
@@ -71,6 +72,51 @@ async fn create_post(
         Ok(_) => Ok(Redirect::to(&format!("/cases/{number}#stream")).into_response()),
         // An empty post: back to the case, which shows the form again.
         Err(StoreError::Invalid(_)) => Ok(Redirect::to(&format!("/cases/{number}?post_error=1#post")).into_response()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The "reply by email" form (multipart: the CSRF field first, then the
+/// addresses, subject, text and files). The email leaves through the
+/// outbox; the case shows it as an `EmailSent` note.
+async fn send_email(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(number): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Response, UiError> {
+    let (id, number) = case_id(&state, &session, &number).await?;
+    let unreadable = |_| UiError::Forbidden("The form could not be read. Try again.".into());
+    let addresses = |text: String| -> Vec<String> {
+        text.split([',', ';', ' ', '\n']).map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
+    };
+    let (mut csrf_ok, mut reply) = (false, NewEmailReply::default());
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf_token") => csrf_ok = session.csrf_matches(&field.text().await.map_err(unreadable)?),
+            _ if !csrf_ok => return Err(csrf_failed()),
+            Some("to") => reply.to = addresses(field.text().await.map_err(unreadable)?),
+            Some("cc") => reply.cc = addresses(field.text().await.map_err(unreadable)?),
+            Some("subject") => reply.subject = field.text().await.map_err(unreadable)?,
+            Some("body") => reply.body = field.text().await.map_err(unreadable)?.replace("\r\n", "\n"),
+            Some("file") if field.file_name().is_none_or(str::is_empty) => {}
+            Some("file") => reply.attachment_ids.push(save_upload(&state, &session.actor, field).await?.id),
+            _ => {}
+        }
+    }
+    if !csrf_ok {
+        return Err(csrf_failed());
+    }
+    match state.store.send_email_reply(&session.actor, &id, reply).await {
+        Ok(_) => {
+            state.jobs_wakeup.notify_one();
+            Ok(Redirect::to(&format!("/cases/{number}?notice=Email%20queued%20for%20sending.#stream")).into_response())
+        }
+        Err(StoreError::Invalid(invalid)) => {
+            let message = invalid.fields.into_values().collect::<Vec<_>>().join("; ");
+            let location = format!("/cases/{number}?email_error={}#email", super::session::url_encode(&message));
+            Ok(Redirect::to(&location).into_response())
+        }
         Err(other) => Err(other.into()),
     }
 }
