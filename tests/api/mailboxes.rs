@@ -516,7 +516,29 @@ async fn email_rules_and_parsers_rewrite_or_drop_mail(site: Site) {
     assert!(runs["total"].as_i64().expect("total") >= 4, "{runs}");
 }
 
+/// With IDLE, new mail is fetched when it arrives, not at the next poll
+/// (set to two minutes here).
+async fn idle_fetches_new_mail_at_once(site: Site) {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let site = site.with_env("DOCKET_MAIL_POLL_SECONDS", "120");
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let mailbox = add_mailbox(&server, &admin, &dovecot, "support", json!({})).await;
+    let mailbox_id = mailbox["id"].as_str().expect("id").to_string();
+    eventually("the first fetch", || async {
+        let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
+        shown["status"]["last_success_at"].is_string().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    dovecot.deliver("support", &simple("idle@example.test", "Pushed", "idle@example.test", "x"));
+    wait_for_cases(&server, &admin, 1).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}: not IDLE", started.elapsed());
+}
+
 on_both_backends!(
+    idle_fetches_new_mail_at_once,
     email_rules_and_parsers_rewrite_or_drop_mail,
     new_mail_becomes_a_case_and_replies_thread_onto_it,
     auto_replies_are_limited_and_one_message_makes_one_case,
