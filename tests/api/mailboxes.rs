@@ -277,6 +277,27 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
         notes.iter().any(|n| n["post"] == "The other tray works.").then_some(())
     })
     .await;
+    // A colleague answering by email (a notification may quote internal
+    // notes): recorded as their internal note, never shown to customers.
+    let ann_path = format!("/api/v1/users/{}", ann["id"].as_str().expect("id"));
+    let (status, body) = server.call(Method::PATCH, &ann_path, &admin, Some(json!({"email": "Ann@Help.test"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let from_staff = mail(
+        &[
+            ("From", "Ann <ann@help.test>"),
+            ("Subject", &format!("Re: [#{number}] internal thoughts")),
+            ("Message-ID", "<ann-1@help.test>"),
+        ],
+        "Between us: the printer is beyond repair.",
+    );
+    dovecot.deliver("support", &from_staff);
+    let staff_note = eventually("the colleague's note", || async {
+        let notes = stream(&server, &admin, &case_id).await;
+        notes.into_iter().find(|n| n["post"] == "Between us: the printer is beyond repair.")
+    })
+    .await;
+    assert_eq!(staff_note["is_internal"], true, "{staff_note}");
+    assert_eq!(staff_note["author_id"], ann["id"], "{staff_note}");
     let (status, refused) = server
         .post(&format!("/api/v1/cases/{case_id}/emails"), &ann_key, json!({"body": "x", "to": ["not an address"]}))
         .await;
@@ -320,7 +341,7 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
     // The mailbox reports its state.
     let (_, shown) = server.get(&format!("/api/v1/mailboxes/{mailbox_id}"), &admin).await;
     assert!(shown["status"]["last_success_at"].is_string(), "{shown}");
-    assert!(shown["status"]["last_uid"].as_i64().expect("last uid") >= 7, "{shown}");
+    assert!(shown["status"]["last_uid"].as_i64().expect("last uid") >= 8, "{shown}");
 }
 
 async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {

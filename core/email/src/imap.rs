@@ -211,11 +211,13 @@ impl Connection {
     }
 
     /// The raw messages, without setting `\Seen` (other clients of the
-    /// mailbox still see them as new).
-    pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
+    /// mailbox still see them as new), and the UIDs the server did not
+    /// send because they no longer exist (deleted meanwhile). A UID that
+    /// still exists but did not come is an error: the answer was cut short.
+    pub async fn fetch(&mut self, uids: &[u32]) -> Result<(Vec<Fetched>, Vec<u32>), ImapError> {
         let mut fetched = Vec::new();
         if uids.is_empty() {
-            return Ok(fetched);
+            return Ok((fetched, Vec::new()));
         }
         let set = uid_set(uids);
         let mut stream =
@@ -235,13 +237,20 @@ impl Connection {
             }
         }
         drop(stream);
-        // A stream that ends early (a tagged NO, a dropped connection)
-        // looks like the end of the answer: check nothing is missing.
-        if let Some(missing) = uids.iter().find(|uid| !fetched.iter().any(|f| f.uid == **uid)) {
-            return Err(ImapError::Protocol(format!("the server did not send message UID {missing}")));
-        }
         fetched.sort_by_key(|f| f.uid);
-        Ok(fetched)
+        // A stream that ends early (a tagged NO, a dropped connection)
+        // looks like the end of the answer: ask whether the missing ones
+        // still exist.
+        let missing: Vec<u32> = uids.iter().copied().filter(|uid| !fetched.iter().any(|f| f.uid == *uid)).collect();
+        if missing.is_empty() {
+            return Ok((fetched, missing));
+        }
+        let query = format!("UID {}", uid_set(&missing));
+        let still = step("UID SEARCH", self.session.uid_search(query), ImapError::Protocol).await?;
+        if let Some(uid) = missing.iter().find(|uid| still.contains(uid)) {
+            return Err(ImapError::Protocol(format!("the server did not send message UID {uid}")));
+        }
+        Ok((fetched, missing))
     }
 
     /// Waits up to `timeout` for the server to report a change (IDLE), or

@@ -69,8 +69,8 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, ParseError> {
     if message.headers().is_empty() {
         return Err(ParseError::Unreadable);
     }
-    let subject = message.subject().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = message.body_text(0).map(Cow::into_owned).unwrap_or_default();
+    let subject = clean(&message.subject().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" "));
+    let text = clean(&message.body_text(0).map(Cow::into_owned).unwrap_or_default());
     let mut attachments = Vec::new();
     for (index, part) in message.attachments().enumerate() {
         let content_type = match part.content_type() {
@@ -105,16 +105,21 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, ParseError> {
         return_path: header_text("Return-Path"),
         from: from.as_ref().map(|a| a.address.clone()),
     });
-    let message_id = message.message_id().map(clean_id).filter(|id| !id.is_empty());
+    let message_id = message.message_id().map(clean_id).filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES);
     let key = match &message_id {
         Some(id) => id.clone(),
         None => format!("sha256-{}@no-message-id", hex::encode(Sha256::digest(raw))),
     };
+    // Only the nearest ancestors matter for threading.
+    let mut references = ids(message.references());
+    if references.len() > MAX_REFERENCES {
+        references.drain(..references.len() - MAX_REFERENCES);
+    }
     Ok(InboundEmail {
         message_id,
         key,
-        in_reply_to: ids(message.in_reply_to()),
-        references: ids(message.references()),
+        in_reply_to: ids(message.in_reply_to()).into_iter().take(MAX_REFERENCES).collect(),
+        references,
         from,
         to: addresses(message.to()),
         cc: addresses(message.cc()),
@@ -144,20 +149,38 @@ fn default_name(index: usize, content_type: &str, subject: Option<&str>) -> Stri
     format!("attachment-{index}.{extension}")
 }
 
+/// Longer Message-IDs are not real ones (RFC 5322 lines are at most 998
+/// characters); they are treated as absent.
+const MAX_ID_BYTES: usize = 500;
+/// References kept (the newest): enough to thread any real conversation.
+const MAX_REFERENCES: usize = 50;
+
 fn clean_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_string()
+    clean(id.trim().trim_start_matches('<').trim_end_matches('>').trim())
+}
+
+/// Text without NUL characters, which no database text column holds (a
+/// decoded `=?UTF-8?B?AA==?=` would otherwise fail every insert).
+fn clean(text: &str) -> String {
+    if text.contains('\0') { text.replace('\0', "") } else { text.to_string() }
 }
 
 fn ids(value: &HeaderValue<'_>) -> Vec<String> {
-    value.as_text_list().unwrap_or_default().iter().map(|id| clean_id(id)).filter(|id| !id.is_empty()).collect()
+    value
+        .as_text_list()
+        .unwrap_or_default()
+        .iter()
+        .map(|id| clean_id(id))
+        .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES)
+        .collect()
 }
 
 fn to_address(addr: &mail_parser::Addr<'_>) -> Option<EmailAddress> {
-    let address = addr.address()?.trim().to_ascii_lowercase();
-    if !address.contains('@') {
+    let address = clean(&addr.address()?.trim().to_ascii_lowercase());
+    if !address.contains('@') || address.len() > 254 {
         return None;
     }
-    let name = addr.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let name = addr.name().map(|n| clean(n.trim())).filter(|n| !n.is_empty());
     Some(EmailAddress { address, name })
 }
 
@@ -358,6 +381,28 @@ mod tests {
         assert!(daemon.automatic.is_some());
         let human = parse(&message("From: a@x.test\nSubject: s\nAuto-Submitted: no", "x")).expect("parses");
         assert_eq!(human.automatic, None);
+    }
+
+    #[test]
+    fn nul_characters_and_absurd_ids_are_left_out() {
+        let long = "x".repeat(600);
+        let mut references: Vec<String> = (0..80).map(|i| format!("<r{i}@x>")).collect();
+        references.push(format!("<{long}@x>"));
+        let raw = message(
+            &format!(
+                "From: \"Null =?UTF-8?B?AA==?=Name\" <a@x.test>\nSubject: =?UTF-8?B?QQBC?=\nMessage-ID: <{long}@x>\n\
+                 References: {}",
+                references.join(" ")
+            ),
+            "body",
+        );
+        let email = parse(&raw).expect("parses");
+        assert_eq!(email.subject, "AB");
+        assert!(!email.from.expect("from").name.unwrap_or_default().contains('\0'));
+        assert_eq!(email.message_id, None, "a 600-byte Message-ID is not one");
+        assert!(email.key.starts_with("sha256-"));
+        assert!(email.references.len() <= MAX_REFERENCES);
+        assert_eq!(email.references.last().map(String::as_str), Some("r79@x"));
     }
 
     #[test]

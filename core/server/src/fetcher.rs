@@ -145,33 +145,38 @@ async fn fetch_new(
         if *stopped.borrow() {
             return Ok(false);
         }
-        state.store.mailbox_succeeded(&mailbox.id, node, left as i64).await.map_err(|e| e.to_string())?;
+        state.store.mailbox_backlog(&mailbox.id, node, left as i64).await.map_err(|e| e.to_string())?;
         let sizes = connection.sizes(batch).await.map_err(|e| e.to_string())?;
-        let mut wanted = Vec::new();
+        let size_of = |uid: &u32| i64::from(sizes.get(uid).copied().unwrap_or(0));
+        let wanted: Vec<u32> = batch.iter().copied().filter(|uid| size_of(uid) <= mailbox.max_message_bytes).collect();
+        let (mut fetched, _) = connection.fetch(&wanted).await.map_err(|e| e.to_string())?;
+        // In UID order: the high-water mark moves with each message, so
+        // every smaller UID must be settled before a larger one is.
         for uid in batch {
-            let size = i64::from(sizes.get(uid).copied().unwrap_or(0));
-            if size > mailbox.max_message_bytes {
-                let reason = format!(
-                    "larger ({} KiB) than this mailbox's limit of {} KiB",
+            let size = size_of(uid);
+            let message = fetched.iter().position(|m| m.uid == *uid).map(|at| fetched.swap_remove(at));
+            let reason = match message {
+                Some(message) => {
+                    ingest(state, mailbox, folder.uid_validity, *uid, &message.raw, None).await?;
+                    continue;
+                }
+                None if size > mailbox.max_message_bytes => format!(
+                    "larger ({} KiB) than this mailbox's limit of {} KiB; it stays on the mail server",
                     size / 1024,
                     mailbox.max_message_bytes / 1024
-                );
-                let quarantine = Quarantine {
-                    mailbox_id: &mailbox.id,
-                    uid_validity: folder.uid_validity,
-                    uid: *uid,
-                    raw: None,
-                    size,
-                    reason: &reason,
-                    retry_of: None,
-                };
-                state.store.quarantine_email(quarantine).await.map_err(|e| e.to_string())?;
-            } else {
-                wanted.push(*uid);
-            }
-        }
-        for message in connection.fetch(&wanted).await.map_err(|e| e.to_string())? {
-            ingest(state, mailbox, folder.uid_validity, message.uid, &message.raw, None).await?;
+                ),
+                None => "deleted from the server before it could be fetched".to_string(),
+            };
+            let quarantine = Quarantine {
+                mailbox_id: &mailbox.id,
+                uid_validity: folder.uid_validity,
+                uid: *uid,
+                raw: None,
+                size,
+                reason: &reason,
+                retry_of: None,
+            };
+            state.store.quarantine_email(quarantine).await.map_err(|e| e.to_string())?;
         }
         left -= batch.len();
         if !state.store.lease_mailbox(&mailbox.id, node, lease_end(state)).await.map_err(|e| e.to_string())? {
@@ -224,7 +229,9 @@ pub async fn ingest(
             // Another node took the same Message-ID meanwhile: once more,
             // and it is a duplicate.
             Err(StoreError::Duplicate(_)) if attempt == 1 => continue,
-            Err(StoreError::Database(error)) => return Err(format!("database: {error}")),
+            // The database is away or busy: the round fails and is retried;
+            // nothing is quarantined for a reason that heals by itself.
+            Err(error) if error.is_transient() => return Err(format!("database: {error}")),
             Err(error) => {
                 let reason = format!("could not be ingested: {error}");
                 let quarantine = Quarantine {

@@ -45,6 +45,39 @@ impl StoreError {
     pub fn invalid(field: &str, message: impl Into<String>) -> StoreError {
         StoreError::Invalid(ValidationErrors::single(field, message))
     }
+
+    /// Whether trying the same thing again later may succeed: the database
+    /// unreachable, busy or shutting down, a serialization conflict. Other
+    /// database errors (a value it refuses, a limit) fail the same way
+    /// every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(error) => match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => {
+                    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                        // Connection (08), transaction rollback (40),
+                        // resources (53), operator intervention (57),
+                        // system (58).
+                        ["08", "40", "53", "57", "58"].iter().any(|class| pg.code().starts_with(class))
+                    } else {
+                        // SQLite: BUSY (5), LOCKED (6), IOERR (10), FULL
+                        // (13), by the primary code of the extended one.
+                        let code = db.code().and_then(|c| c.parse::<u32>().ok()).unwrap_or(0);
+                        matches!(code & 0xff, 5 | 6 | 10 | 13)
+                    }
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -58,8 +58,9 @@ pub enum Ingested {
     Case { case_id: String, number: i64 },
     /// A note on the case it replies to.
     Note { case_id: String, number: i64, reopened: bool },
-    /// The same message arrived before (another mailbox, or again).
-    Duplicate { case_id: String },
+    /// The same message arrived before (another mailbox, or this one
+    /// again after its folder was recreated); the case it made, if any.
+    Duplicate { case_id: Option<String> },
     /// Sent by a machine: no case, no auto-reply.
     Automatic { reason: String },
     /// One of Docket's own messages coming back.
@@ -106,9 +107,8 @@ impl Ingested {
 
     fn case_id(&self) -> Option<&str> {
         match self {
-            Ingested::Case { case_id, .. } | Ingested::Note { case_id, .. } | Ingested::Duplicate { case_id } => {
-                Some(case_id)
-            }
+            Ingested::Case { case_id, .. } | Ingested::Note { case_id, .. } => Some(case_id),
+            Ingested::Duplicate { case_id } => case_id.as_deref(),
             _ => None,
         }
     }
@@ -195,7 +195,10 @@ impl Store {
         }
         let outcome = match email.parsed {
             Err(reason) => Ingested::Quarantined { reason: format!("unreadable: {reason}") },
-            Ok(parsed) => self.decide(tx, &mailbox, parsed, &email.files, effects).await?,
+            Ok(parsed) => match fetched_before(tx, email, &parsed.key).await? {
+                Some(case_id) => Ingested::Duplicate { case_id },
+                None => self.decide(tx, &mailbox, parsed, &email.files, effects).await?,
+            },
         };
         let parsed = email.parsed.as_ref().ok();
         let row = InboundRow {
@@ -234,7 +237,7 @@ impl Store {
         }
         let known = tx.query("SELECT case_id FROM email_messages WHERE message_id = $1").bind(email.key.as_str());
         if let Some(row) = known.fetch_optional().await? {
-            return Ok(Ingested::Duplicate { case_id: row.get("case_id")? });
+            return Ok(Ingested::Duplicate { case_id: Some(row.get("case_id")?) });
         }
         let verdict = self.email_received(tx, &email_view(mailbox, email), effects).await?;
         if let Some(reason) = verdict.drop {
@@ -280,29 +283,26 @@ impl Store {
     /// (to mail sent or received on a case), then by a `[#number]` tag.
     async fn thread(&self, tx: &mut Tx, email: &InboundEmail) -> Result<Option<Case>> {
         // The nearest ancestor first: In-Reply-To, then References from
-        // the newest back.
+        // the newest back. Docket's own Message-IDs name their case; the
+        // others are looked up, all in one statement.
         let ancestors: Vec<&String> = email.in_reply_to.iter().chain(email.references.iter().rev()).collect();
-        for id in &ancestors {
-            if let Some(case_id) = docket_case_id(id) {
-                match load_case(tx, "c.id = $1", case_id, false).await {
-                    Ok(case) => return Ok(Some(case)),
-                    Err(StoreError::NotFound) => continue,
-                    Err(other) => return Err(other),
-                }
-            }
-        }
+        let mut known = std::collections::HashMap::new();
         if !ancestors.is_empty() {
             let mut sql = Sql::new("SELECT message_id, case_id FROM email_messages WHERE message_id IN ");
             let ids: Vec<String> = ancestors.iter().map(|id| id.to_string()).collect();
             sql.list(&ids);
-            let rows = tx.built(&sql).fetch_all().await?;
-            for id in &ancestors {
-                for row in &rows {
-                    if row.get::<String>("message_id")? == **id {
-                        let case_id: String = row.get("case_id")?;
-                        return Ok(Some(load_case(tx, "c.id = $1", &case_id, false).await?));
-                    }
-                }
+            for row in tx.built(&sql).fetch_all().await? {
+                known.insert(row.get::<String>("message_id")?, row.get::<String>("case_id")?);
+            }
+        }
+        for id in &ancestors {
+            let Some(case_id) = docket_case_id(id).map(str::to_string).or_else(|| known.get(*id).cloned()) else {
+                continue;
+            };
+            match load_case(tx, "c.id = $1", &case_id, false).await {
+                Ok(case) => return Ok(Some(case)),
+                Err(StoreError::NotFound) => continue,
+                Err(other) => return Err(other),
             }
         }
         if let Some(number) = subject_case_number(&email.subject) {
@@ -332,11 +332,19 @@ impl Store {
             Some(from) => contact_by_address(tx, &from.address).await?,
             None => None,
         };
-        // The sender's own portal user is the author, so they are not
-        // notified of what they wrote.
-        let author_id = match &sender {
-            Some((contact_id, _)) => portal_user_of(tx, contact_id).await?,
+        // Mail from a colleague's address (answering a notification, say)
+        // may quote internal notes: it is recorded as their internal note.
+        let staff = match &email.from {
+            Some(from) => staff_with_address(tx, &from.address).await?,
             None => None,
+        };
+        let is_internal = staff.is_some();
+        // Otherwise the sender's own portal user is the author, so they are
+        // not notified of what they wrote.
+        let author_id = match (&staff, &sender) {
+            (Some(user_id), _) => Some(user_id.clone()),
+            (None, Some((contact_id, _))) => portal_user_of(tx, contact_id).await?,
+            (None, None) => None,
         };
         let trimmed = without_quoted_history(&email.text);
         let post = if trimmed.is_empty() { email.text.trim().to_string() } else { trimmed };
@@ -355,7 +363,7 @@ impl Store {
                 "mailbox_id": mailbox.id,
                 "mailbox": mailbox.name,
             }),
-            is_internal: false,
+            is_internal,
             author_id: author_id.clone(),
             attachment_ids: attachment_ids.clone(),
             created_at: at,
@@ -368,7 +376,7 @@ impl Store {
         .bind(case.id.as_str())
         .bind(note.post.as_deref())
         .bind(note.data.to_string())
-        .bind(false)
+        .bind(is_internal)
         .bind(author_id.as_deref())
         .bind(at)
         .execute()
@@ -384,7 +392,7 @@ impl Store {
         let fan_out = FanOut {
             note_id: &note.id,
             note_type: NoteType::EmailReceived,
-            is_internal: false,
+            is_internal,
             author_id: author_id.as_deref(),
             emailed: true,
         };
@@ -454,7 +462,8 @@ impl Store {
             contact_ids: contact_id.iter().cloned().collect(),
             contact_id,
             assigned_user_id: None,
-            team_ids: mailbox.team_ids.clone(),
+            // A team deleted since the mailbox was saved is left out.
+            team_ids: existing_teams(tx, &mailbox.team_ids).await?,
             is_internal: false,
             attachment_ids,
             silent: false,
@@ -533,7 +542,6 @@ impl Store {
     /// failing to ingest); the mailbox moves on past it.
     #[instrument(level = "debug", skip_all, fields(mailbox = quarantine.mailbox_id, uid = quarantine.uid))]
     pub async fn quarantine_email(&self, quarantine: Quarantine<'_>) -> Result<()> {
-        let mut tx = self.pools.write().await?;
         let parsed = quarantine.raw.and_then(|raw| docket_email::inbound::parse(raw).ok());
         let row = InboundRow {
             mailbox_id: quarantine.mailbox_id,
@@ -548,10 +556,24 @@ impl Store {
             reason: Some(quarantine.reason),
             case_id: None,
         };
-        if quarantine.retry_of.is_some() || !seen(&mut tx, row.mailbox_id, row.uid_validity, row.uid).await? {
-            write_row(&mut tx, &row, quarantine.retry_of.as_deref()).await?;
+        let retry_of = quarantine.retry_of.as_deref();
+        match self.write_quarantined(&row, retry_of).await {
+            // Details the database refuses (odd bytes in a subject, an
+            // over-long Message-ID) are left out rather than lose the row.
+            Err(error) if !error.is_transient() && !matches!(error, StoreError::Conflict(_)) => {
+                let bare = InboundRow { message_id: None, from_address: None, subject: None, ..row };
+                self.write_quarantined(&bare, retry_of).await
+            }
+            other => other,
         }
-        advance(&mut tx, quarantine.mailbox_id, quarantine.uid_validity, quarantine.uid).await?;
+    }
+
+    async fn write_quarantined(&self, row: &InboundRow<'_>, retry_of: Option<&str>) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        if retry_of.is_some() || !seen(&mut tx, row.mailbox_id, row.uid_validity, row.uid).await? {
+            write_row(&mut tx, row, retry_of).await?;
+        }
+        advance(&mut tx, row.mailbox_id, row.uid_validity, row.uid).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -671,6 +693,7 @@ fn rewrite(draft: &mut CaseDraft, fields: &[(String, serde_json::Value)]) -> Res
 }
 
 /// What the `inbound_emails` row records.
+#[derive(Clone, Copy)]
 struct InboundRow<'a> {
     mailbox_id: &'a str,
     uid_validity: u32,
@@ -689,20 +712,25 @@ struct InboundRow<'a> {
 async fn write_row(tx: &mut Tx, row: &InboundRow<'_>, retry_of: Option<&str>) -> Result<()> {
     let subject = row.subject.map(|s| truncate(s, 998));
     if let Some(id) = retry_of {
-        tx.query(
-            "UPDATE inbound_emails SET status = $1, reason = $2, case_id = $3, message_id = $4, from_address = $5, \
-             subject = $6, received_at = $7 WHERE id = $8",
-        )
-        .bind(row.status)
-        .bind(row.reason)
-        .bind(row.case_id)
-        .bind(row.message_id)
-        .bind(row.from_address)
-        .bind(subject.as_deref())
-        .bind(now())
-        .bind(id)
-        .execute()
-        .await?;
+        let changed = tx
+            .query(
+                "UPDATE inbound_emails SET status = $1, reason = $2, case_id = $3, message_id = $4, \
+                 from_address = $5, subject = $6, received_at = $7 WHERE id = $8 AND status = 'quarantined'",
+            )
+            .bind(row.status)
+            .bind(row.reason)
+            .bind(row.case_id)
+            .bind(row.message_id)
+            .bind(row.from_address)
+            .bind(subject.as_deref())
+            .bind(now())
+            .bind(id)
+            .execute()
+            .await?;
+        if changed == 0 {
+            // Retried or discarded meanwhile (a double click, two admins).
+            return Err(StoreError::Conflict("this message is no longer in quarantine".into()));
+        }
         return Ok(());
     }
     tx.query(
@@ -802,6 +830,48 @@ async fn portal_user_of(tx: &mut Tx, contact_id: &str) -> Result<Option<String>>
         .fetch_optional()
         .await?;
     row.map(|row| row.get("id")).transpose()
+}
+
+/// An active colleague whose address this is.
+async fn staff_with_address(tx: &mut Tx, address: &str) -> Result<Option<String>> {
+    let row = tx
+        .query(
+            "SELECT id FROM users WHERE LOWER(email) = $1 AND user_type IN ('admin', 'agent') AND is_active = $2 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(address)
+        .bind(true)
+        .fetch_optional()
+        .await?;
+    row.map(|row| row.get("id")).transpose()
+}
+
+async fn existing_teams(tx: &mut Tx, team_ids: &[String]) -> Result<Vec<String>> {
+    if team_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT id FROM teams WHERE id IN ");
+    sql.list(team_ids);
+    let found: Vec<String> = tx.built(&sql).fetch_all().await?.iter().map(|r| r.get("id")).collect::<Result<_>>()?;
+    Ok(team_ids.iter().filter(|id| found.contains(id)).cloned().collect())
+}
+
+/// Whether this mailbox fetched the same message under another UID (its
+/// folder was recreated, or the message was copied back): then it is not
+/// taken again, whatever became of it the first time.
+async fn fetched_before(tx: &mut Tx, email: &FetchedEmail<'_>, key: &str) -> Result<Option<Option<String>>> {
+    let row = tx
+        .query(
+            "SELECT case_id FROM inbound_emails WHERE mailbox_id = $1 AND message_id = $2 \
+             AND NOT (uid_validity = $3 AND uid = $4) ORDER BY received_at LIMIT 1",
+        )
+        .bind(email.mailbox_id)
+        .bind(key)
+        .bind(i64::from(email.uid_validity))
+        .bind(i64::from(email.uid))
+        .fetch_optional()
+        .await?;
+    row.map(|row| row.get::<Option<String>>("case_id")).transpose()
 }
 
 async fn active_staff(tx: &mut Tx, user_id: &str) -> Result<bool> {

@@ -546,6 +546,19 @@ impl Store {
         Ok(())
     }
 
+    /// How many messages wait on the server (during a fetch round).
+    pub async fn mailbox_backlog(&self, id: &str, node: &str, backlog: i64) -> Result<()> {
+        let mut tx = self.pools.write().await?;
+        tx.query("UPDATE mailboxes SET backlog = $1 WHERE id = $2 AND leased_by = $3")
+            .bind(backlog)
+            .bind(id)
+            .bind(node)
+            .execute()
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Fetching failed: record why, back off (`retry_at`), and give up
     /// the lease so any node may try again then.
     pub async fn mailbox_failed(&self, id: &str, node: &str, error: &str, retry_at: DateTime<Utc>) -> Result<()> {

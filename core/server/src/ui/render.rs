@@ -98,7 +98,19 @@ pub fn markdown(text: &str) -> String {
     let parser = pulldown_cmark::Parser::new_ext(text, pulldown_cmark::Options::ENABLE_TABLES);
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, parser);
-    ammonia::Builder::default().link_rel(Some("noopener noreferrer nofollow")).clean(&html).to_string()
+    ammonia::Builder::default()
+        .link_rel(Some("noopener noreferrer nofollow"))
+        // Images only from Docket itself (attachments): a remote image in
+        // a customer's email would tell its sender when an agent read it.
+        .attribute_filter(|element, attribute, value| {
+            if element == "img" && attribute == "src" && !(value.starts_with('/') && !value.starts_with("//")) {
+                None
+            } else {
+                Some(value.into())
+            }
+        })
+        .clean(&html)
+        .to_string()
 }
 
 /// Renders a page; a template error is logged and becomes the 500 page.
@@ -225,6 +237,10 @@ mod tests {
         assert!(!html.contains("<script"));
         assert!(!html.contains("javascript:"));
         assert!(!html.contains("onerror"));
+        let pixel =
+            markdown("![](https://tracker.example/p.gif) ![](//tracker.example/q.gif) ![ok](/api/v1/attachments/1)");
+        assert!(!pixel.contains("tracker.example"), "{pixel}");
+        assert!(pixel.contains("src=\"/api/v1/attachments/1\""), "{pixel}");
     }
 
     #[test]
