@@ -103,7 +103,8 @@ pub fn markdown(text: &str) -> String {
         // Images only from Docket itself (attachments): a remote image in
         // a customer's email would tell its sender when an agent read it.
         .attribute_filter(|element, attribute, value| {
-            if element == "img" && attribute == "src" && !(value.starts_with('/') && !value.starts_with("//")) {
+            let same_site = value.starts_with('/') && !value.starts_with("//");
+            if element == "img" && attribute == "src" && !same_site {
                 None
             } else {
                 Some(value.into())
