@@ -372,6 +372,22 @@ async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let to_eve = smtp.messages().iter().filter(|m| m.contains("eve@example.test")).count();
     assert_eq!(to_eve, 5, "at most five auto-replies per address in two hours ({} sent)", replies.len());
+    // A mailbox with its own SMTP server sends its auto-replies through it.
+    let Some(own_smtp) = SmtpSink::start() else { return };
+    let billing = json!({"auto_reply": true, "smtp_host": "127.0.0.1", "smtp_port": own_smtp.port, "smtp_security": "none",
+                         "reply_from_address": "billing@help.test"});
+    let billing = add_mailbox(&server, &admin, &dovecot, "billing", billing).await;
+    assert_eq!(billing["smtp"]["port"], own_smtp.port, "{billing}");
+    let billing_id = billing["id"].as_str().expect("id").to_string();
+    let (_, test) = server.post(&format!("/api/v1/mailboxes/{billing_id}/test"), &admin, json!({})).await;
+    assert_eq!(test["ok"], true, "{test}");
+    assert!(test["message"].as_str().expect("message").contains("SMTP"), "{test}");
+    let before = smtp.messages().len();
+    dovecot.deliver("billing", &simple("payer@example.test", "Refund please", "refund@example.test", "x"));
+    let sent = own_smtp.wait_for(1).await;
+    assert!(sent[0].contains("payer@example.test") && sent[0].contains("From: billing@help.test"), "{}", sent[0]);
+    assert_eq!(smtp.messages().len(), before, "not through the main SMTP server");
+
     // Unknown senders became contacts (the support mailbox says so).
     let (_, contacts) = server.get("/api/v1/contacts?q=Example", &admin).await;
     assert_eq!(contacts["total"], 1, "{contacts}");

@@ -154,6 +154,25 @@ pub fn validate_auto_reply(subject: &str, body: &str) -> Result<(), String> {
     auto_reply_template(subject, body).render(&context).map(|_| ())
 }
 
+/// How mail from a mailbox leaves: through its own SMTP server, or the one
+/// under Admin -> Email with the mailbox's from address.
+pub async fn sender_for(state: &AppState, mailbox: &docket_store::Mailbox) -> Result<SmtpSettings, JobOutcome> {
+    match state.store.mailbox_smtp(mailbox).await {
+        Ok(Some(settings)) => Ok(settings),
+        Ok(None) => {
+            let Some(mut settings) = smtp_settings(state).await else {
+                return Err(JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into()));
+            };
+            settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
+            if mailbox.reply_from_name.is_some() {
+                settings.from_name = mailbox.reply_from_name.clone();
+            }
+            Ok(settings)
+        }
+        Err(error) => Err(JobOutcome::Retry(error.to_string())),
+    }
+}
+
 /// `email_auto_reply`: tells a new case's sender its number. Marked as an
 /// automatic reply, so well-behaved responders do not answer it, and sent
 /// with the case's `[#number]` tag and In-Reply-To the message.
@@ -174,13 +193,10 @@ pub async fn send_auto_reply(state: &AppState, job: &Job) -> JobOutcome {
         Err(docket_store::StoreError::NotFound) => return JobOutcome::Permanent("the case was deleted".into()),
         Err(error) => return JobOutcome::Retry(error.to_string()),
     };
-    let Some(mut settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let settings = match sender_for(state, &mailbox).await {
+        Ok(settings) => settings,
+        Err(outcome) => return outcome,
     };
-    settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
-    if mailbox.reply_from_name.is_some() {
-        settings.from_name = mailbox.reply_from_name.clone();
-    }
     let case_facts =
         serde_json::json!({"id": case.id, "number": case.number, "name": case.name, "status": case.status});
     let to_name = text("to_name");
@@ -226,19 +242,20 @@ pub async fn send_email_reply(state: &AppState, job: &Job) -> JobOutcome {
         Ok(None) => return JobOutcome::Done,
         Err(error) => return JobOutcome::Retry(error.to_string()),
     };
-    let Some(mut settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let mailbox = match &facts.mailbox_id {
+        Some(id) => state.store.mailbox(&docket_domain::Actor::system(), id).await.ok(),
+        None => None,
     };
-    let mut reply_to = None;
-    if let Some(mailbox_id) = &facts.mailbox_id
-        && let Ok(mailbox) = state.store.mailbox(&docket_domain::Actor::system(), mailbox_id).await
-    {
-        settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
-        if mailbox.reply_from_name.is_some() {
-            settings.from_name = mailbox.reply_from_name.clone();
-        }
-        reply_to = Some(mailbox.reply_to_address.clone().unwrap_or(mailbox.email_address));
-    }
+    let (settings, reply_to) = match &mailbox {
+        Some(mailbox) => match sender_for(state, mailbox).await {
+            Ok(settings) => (settings, Some(mailbox.reply_to_address.clone().unwrap_or(mailbox.email_address.clone()))),
+            Err(outcome) => return outcome,
+        },
+        None => match smtp_settings(state).await {
+            Some(settings) => (settings, None),
+            None => return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into()),
+        },
+    };
     let mut attachments = Vec::new();
     for (name, content_type, storage_key) in &facts.attachments {
         match tokio::fs::read(crate::api::attachments::stored_file(state, storage_key)).await {

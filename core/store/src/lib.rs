@@ -36,7 +36,7 @@ pub use events::StreamEvent;
 pub use hooks::{BUSINESS_HOURS_SETTING, RULE_CACHE_TTL, RULE_EMAIL_JOB, RULE_HTTP_JOB};
 pub use inbound::{AUTO_REPLY_JOB, AUTO_REPLY_LIMIT, FetchedEmail, InboundEmailRecord, Ingested, Quarantine};
 pub use jobs::{DEFAULT_MAX_ATTEMPTS, Job, JobOutcome, NewJob, backoff};
-pub use mailboxes::{DEFAULT_MAX_MESSAGE_BYTES, DISTRIBUTIONS, Mailbox, MailboxInput, MailboxStatus};
+pub use mailboxes::{DEFAULT_MAX_MESSAGE_BYTES, DISTRIBUTIONS, Mailbox, MailboxInput, MailboxSmtp, MailboxStatus};
 pub use plugins::{NewPlugin, PluginPatch, PluginRecord, PluginRun};
 pub use replies::{EMAIL_REPLY_JOB, EmailReplyFacts};
 pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};

@@ -34,6 +34,10 @@ pub struct Mailbox {
     pub imap_folder: String,
     /// Whether a password is stored (it is never shown again).
     pub has_password: bool,
+    /// The mailbox's own SMTP server for replies and auto-replies; `None`
+    /// sends through the server under Admin -> Email.
+    pub smtp: Option<MailboxSmtp>,
+    pub has_smtp_password: bool,
     pub is_active: bool,
     pub create_case: bool,
     pub distribution: String,
@@ -54,6 +58,16 @@ pub struct Mailbox {
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
     pub version: i64,
+}
+
+/// A mailbox's own SMTP server (the password is stored apart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSmtp {
+    pub host: String,
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub security: String,
+    pub username: Option<String>,
 }
 
 /// Where fetching stands.
@@ -92,6 +106,19 @@ pub struct MailboxInput {
     pub imap_password: Option<String>,
     #[serde(default = "default_folder")]
     pub imap_folder: String,
+    /// The mailbox's own SMTP server; empty sends through the server under
+    /// Admin -> Email.
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub smtp_security: Option<String>,
+    #[serde(default)]
+    pub smtp_username: Option<String>,
+    /// `None` keeps the stored SMTP password.
+    #[serde(default)]
+    pub smtp_password: Option<String>,
     #[serde(default = "yes")]
     pub is_active: bool,
     #[serde(default = "yes")]
@@ -170,6 +197,17 @@ impl MailboxInput {
         }
     }
 
+    /// The own SMTP server, if the admin gave one.
+    fn smtp(&self) -> Option<MailboxSmtp> {
+        let host = self.smtp_host.as_deref().map(str::trim).filter(|h| !h.is_empty())?;
+        Some(MailboxSmtp {
+            host: host.to_string(),
+            port: self.smtp_port.unwrap_or(587),
+            security: self.smtp_security.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "starttls".into()),
+            username: self.smtp_username.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string),
+        })
+    }
+
     /// Checks what needs no database; the errors name the fields.
     fn validate(&self) -> Result<()> {
         let mut errors = docket_domain::validation::ValidationErrors::new();
@@ -190,6 +228,20 @@ impl MailboxInput {
                 && clean_address(value).is_none()
             {
                 errors.add(field, "not a valid email address");
+            }
+        }
+        if let Some(smtp) = self.smtp() {
+            let settings = docket_email::SmtpSettings {
+                host: smtp.host,
+                port: smtp.port,
+                security: smtp.security,
+                username: smtp.username,
+                password: self.smtp_password.clone(),
+                from_address: clean_address(&self.email_address).unwrap_or_else(|| "x@example.com".into()),
+                from_name: None,
+            };
+            if let Err((field, message)) = settings.validate() {
+                errors.add(&format!("smtp_{field}"), message);
             }
         }
         let distribution = self.distribution.trim();
@@ -213,7 +265,7 @@ const MAILBOX_COLUMNS: &str = "m.id, m.name, m.email_address, m.imap, m.imap_pas
      m.auto_reply_subject, m.auto_reply_body, m.reply_from_address, m.reply_from_name, m.reply_to_address, \
      m.reopen_on_reply, m.create_contacts, m.max_message_bytes, m.uid_validity, m.last_uid, m.leased_by, \
      m.leased_until, m.last_success_at, m.last_error, m.last_error_at, m.failures, m.next_attempt_at, m.backlog, \
-     m.created_at, m.modified_at, m.version, \
+     m.created_at, m.modified_at, m.version, m.smtp, m.smtp_password, \
      (SELECT COUNT(*) FROM inbound_emails q WHERE q.mailbox_id = m.id AND q.status = 'quarantined') AS quarantined";
 
 /// The stored IMAP settings, without the password column.
@@ -239,6 +291,11 @@ fn mailbox_from_row(row: &Row) -> Result<Mailbox> {
         imap_username: imap.username,
         imap_folder: imap.folder,
         has_password: !password.is_empty(),
+        smtp: row
+            .get::<Option<String>>("smtp")?
+            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("mailbox smtp: {e}"))))
+            .transpose()?,
+        has_smtp_password: !row.get::<String>("smtp_password")?.is_empty(),
         is_active: row.get("is_active")?,
         create_case: row.get("create_case")?,
         distribution: row.get("distribution")?,
@@ -311,9 +368,9 @@ impl Store {
             "INSERT INTO mailboxes (id, name, email_address, imap, imap_password, is_active, create_case, \
              distribution, assign_user_id, target_team_id, target_position, team_ids, auto_reply, \
              auto_reply_subject, auto_reply_body, reply_from_address, reply_from_name, reply_to_address, \
-             reopen_on_reply, create_contacts, max_message_bytes, created_at, modified_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $22, 1)",
+             reopen_on_reply, create_contacts, max_message_bytes, created_at, modified_at, version, smtp, \
+             smtp_password) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21, $22, $22, 1, $23, $24)",
         )
         .bind(id.as_str())
         .bind(input.name.trim())
@@ -337,6 +394,8 @@ impl Store {
         .bind(input.create_contacts)
         .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
         .bind(at)
+        .bind(stored_smtp(input))
+        .bind(input.smtp_password.clone().unwrap_or_default())
         .execute()
         .await
         .map_err(duplicate_name)?;
@@ -369,7 +428,8 @@ impl Store {
              assign_user_id = $8, target_team_id = $9, target_position = $10, team_ids = $11, auto_reply = $12, \
              auto_reply_subject = $13, auto_reply_body = $14, reply_from_address = $15, reply_from_name = $16, \
              reply_to_address = $17, reopen_on_reply = $18, create_contacts = $19, max_message_bytes = $20, \
-             modified_at = $21, version = version + 1, failures = 0, next_attempt_at = NULL WHERE id = $22",
+             modified_at = $21, version = version + 1, failures = 0, next_attempt_at = NULL, smtp = $23, \
+             smtp_password = COALESCE($24, smtp_password) WHERE id = $22",
         )
         .bind(input.name.trim())
         .bind(clean_address(&input.email_address).unwrap_or_default())
@@ -393,6 +453,8 @@ impl Store {
         .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
         .bind(now())
         .bind(id)
+        .bind(stored_smtp(input))
+        .bind(input.smtp_password.as_deref())
         .execute()
         .await
         .map_err(duplicate_name)?;
@@ -460,6 +522,30 @@ impl Store {
             folder: mailbox.imap_folder.clone(),
         };
         Ok((mailbox, settings))
+    }
+
+    /// How replies from this mailbox are sent: its own SMTP server with the
+    /// stored password, or `None` for the server under Admin -> Email. The
+    /// from address is the mailbox's reply-from (else its address).
+    pub async fn mailbox_smtp(&self, mailbox: &Mailbox) -> Result<Option<docket_email::SmtpSettings>> {
+        let Some(smtp) = &mailbox.smtp else { return Ok(None) };
+        let mut tx = self.pools.read().await?;
+        let password: String = tx
+            .query("SELECT smtp_password FROM mailboxes WHERE id = $1")
+            .bind(mailbox.id.as_str())
+            .fetch_one()
+            .await?
+            .get("smtp_password")?;
+        tx.commit().await?;
+        Ok(Some(docket_email::SmtpSettings {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            security: smtp.security.clone(),
+            username: smtp.username.clone(),
+            password: Some(password).filter(|p| !p.is_empty()),
+            from_address: mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone()),
+            from_name: mailbox.reply_from_name.clone(),
+        }))
     }
 
     /// Active mailboxes that are not leased (or whose lease ran out) and
@@ -609,6 +695,10 @@ fn stored_imap(input: &MailboxInput) -> String {
         folder: input.imap_folder.trim().to_string(),
     };
     serde_json::to_string(&imap).unwrap_or_default()
+}
+
+fn stored_smtp(input: &MailboxInput) -> Option<String> {
+    input.smtp().map(|smtp| serde_json::to_string(&smtp).unwrap_or_default())
 }
 
 fn duplicate_name(error: StoreError) -> StoreError {

@@ -72,14 +72,25 @@ pub struct TestResult {
     pub message: String,
 }
 
-/// Connects, logs in and opens the folder with the stored settings.
+/// Connects, logs in and opens the folder with the stored settings; and
+/// says hello to the mailbox's own SMTP server, when it has one.
 pub async fn test_mailbox(state: &AppState, actor: &docket_domain::Actor, id: &str) -> ApiResult<TestResult> {
-    state.store.mailbox(actor, id).await?;
+    let mailbox = state.store.mailbox(actor, id).await?;
     let (_, settings) = state.store.mailbox_imap(id).await?;
-    Ok(match docket_email::imap::test_connection(&settings).await {
-        Ok(message) => TestResult { ok: true, message },
-        Err(error) => TestResult { ok: false, message: error.to_string() },
-    })
+    let (mut ok, mut message) = match docket_email::imap::test_connection(&settings).await {
+        Ok(message) => (true, format!("IMAP: {message}")),
+        Err(error) => (false, format!("IMAP: {error}")),
+    };
+    if let Some(smtp) = state.store.mailbox_smtp(&mailbox).await? {
+        match docket_email::test_connection(&smtp).await {
+            Ok(()) => message.push_str(" SMTP: the server answered."),
+            Err(error) => {
+                ok = false;
+                message.push_str(&format!(" SMTP: {error}"));
+            }
+        }
+    }
+    Ok(TestResult { ok, message })
 }
 
 async fn test(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<TestResult>> {

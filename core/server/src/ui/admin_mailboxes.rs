@@ -81,6 +81,10 @@ fn mailbox_values(mailbox: &Mailbox) -> Value {
         "reply_to_address": mailbox.reply_to_address, "reopen_on_reply": mailbox.reopen_on_reply,
         "create_contacts": mailbox.create_contacts, "max_message_mb": mailbox.max_message_bytes >> 20,
         "version": mailbox.version,
+        "smtp_host": mailbox.smtp.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
+        "smtp_port": mailbox.smtp.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
+        "smtp_security": mailbox.smtp.as_ref().map(|s| s.security.clone()).unwrap_or_else(|| "starttls".into()),
+        "smtp_username": mailbox.smtp.as_ref().and_then(|s| s.username.clone()).unwrap_or_default(),
     })
 }
 
@@ -99,6 +103,12 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         993
     });
     let max_mb = number("max_message_mb", errors);
+    let smtp_port = number("smtp_port", errors).map(|port| {
+        u16::try_from(port).unwrap_or_else(|_| {
+            errors.insert("smtp_port".into(), "1 to 65535".into());
+            587
+        })
+    });
     let input = MailboxInput {
         name: form.get("name").to_string(),
         email_address: form.get("email_address").to_string(),
@@ -109,6 +119,11 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         // An empty password field keeps the stored one.
         imap_password: form.optional("imap_password"),
         imap_folder: form.optional("imap_folder").unwrap_or_else(|| "INBOX".into()),
+        smtp_host: form.optional("smtp_host"),
+        smtp_port,
+        smtp_security: form.optional("smtp_security"),
+        smtp_username: form.optional("smtp_username"),
+        smtp_password: form.optional("smtp_password"),
         is_active: form.checked("is_active"),
         create_case: form.checked("create_case"),
         distribution: form.get("distribution").to_string(),
@@ -138,6 +153,8 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         "reply_from_address": input.reply_from_address, "reply_from_name": input.reply_from_name,
         "reply_to_address": input.reply_to_address, "reopen_on_reply": input.reopen_on_reply,
         "create_contacts": input.create_contacts, "max_message_mb": form.get("max_message_mb"),
+        "smtp_host": form.get("smtp_host"), "smtp_port": form.get("smtp_port"),
+        "smtp_security": form.get("smtp_security"), "smtp_username": form.get("smtp_username"),
     });
     values["version"] = json!(input.version);
     (values, input)
@@ -216,6 +233,7 @@ async fn new_form(State(state): State<AppState>, session: UiSession) -> Result<R
         "auto_reply_subject": "", "auto_reply_body": "", "reply_from_address": null, "reply_from_name": null,
         "reply_to_address": null, "reopen_on_reply": false, "create_contacts": false,
         "max_message_mb": docket_store::DEFAULT_MAX_MESSAGE_BYTES >> 20, "version": null,
+        "smtp_host": "", "smtp_port": "", "smtp_security": "starttls", "smtp_username": "",
     });
     let form = Form { mailbox: None, values, errors: BTreeMap::new(), notice: None, test: None };
     render_form(&state, &session, form, &query(None), StatusCode::OK).await

@@ -104,11 +104,7 @@ pub fn markdown(text: &str) -> String {
         // a customer's email would tell its sender when an agent read it.
         .attribute_filter(|element, attribute, value| {
             let same_site = value.starts_with('/') && !value.starts_with("//");
-            if element == "img" && attribute == "src" && !same_site {
-                None
-            } else {
-                Some(value.into())
-            }
+            if element == "img" && attribute == "src" && !same_site { None } else { Some(value.into()) }
         })
         .clean(&html)
         .to_string()
