@@ -79,6 +79,17 @@ async fn followers_get_stream_email(site: Site) {
     // Every job is done.
     let (_, done) = server.get("/api/v1/jobs?status=done", &admin).await;
     assert_eq!(done["total"], 2, "{done}");
+
+    // An admin's template without the [#number] tag: the tag is kept anyway,
+    // so replies still thread.
+    let template = json!({"subject": "Update: {{ case.name }}", "body": "{{ post }}"});
+    let (status, body) =
+        server.call(reqwest::Method::PUT, "/api/v1/settings/email-template", &admin, Some(template)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.post(&format!("/api/v1/cases/{id}/posts"), &agent, json!({"post": "Tagged anyway."})).await;
+    let messages = smtp.wait_for(3).await;
+    let tagged = messages.iter().find(|m| m.contains("Tagged anyway.")).expect("the third email");
+    assert!(tagged.contains("Subject: [#1] Update: Printer on fire"), "{tagged}");
 }
 
 async fn read_notifications_skip_email_and_failures_retry(site: Site) {

@@ -350,7 +350,16 @@ async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {
     let server = site.start(&[]);
     let admin = site.admin_key();
     configure_smtp(&server, &admin, smtp.port).await;
-    add_mailbox(&server, &admin, &dovecot, "support", json!({"auto_reply": true, "create_contacts": true})).await;
+    // Support spreads its new cases round-robin over a team of two.
+    let levels = json!({"read": "all", "edit": "all"});
+    let (kim, _) = server.agent(&site, &admin, "kim", levels.clone(), json!([])).await;
+    let (lou, _) = server.agent(&site, &admin, "lou", levels, json!([])).await;
+    let members = json!([{"user_id": kim["id"]}, {"user_id": lou["id"]}]);
+    let (status, team) = server.post("/api/v1/teams", &admin, json!({"name": "Mail team", "members": members})).await;
+    assert_eq!(status, StatusCode::CREATED, "{team}");
+    let support = json!({"auto_reply": true, "create_contacts": true, "distribution": "round-robin",
+                         "target_team_id": team["id"], "team_ids": [team["id"]]});
+    let support = add_mailbox(&server, &admin, &dovecot, "support", support).await;
     add_mailbox(&server, &admin, &dovecot, "sales", json!({"auto_reply": true})).await;
 
     // Six messages from one address: six cases, five auto-replies.
@@ -372,6 +381,16 @@ async fn auto_replies_are_limited_and_one_message_makes_one_case(site: Site) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let to_eve = smtp.messages().iter().filter(|m| m.contains("eve@example.test")).count();
     assert_eq!(to_eve, 5, "at most five auto-replies per address in two hours ({} sent)", replies.len());
+    let from_support: Vec<&Value> = list.iter().filter(|c| c["inbound_mailbox_id"] == support["id"]).collect();
+    assert!(from_support.len() >= 6, "{list:?}");
+    let to_kim = from_support.iter().filter(|c| c["assigned_user_id"] == kim["id"]).count();
+    let to_lou = from_support.iter().filter(|c| c["assigned_user_id"] == lou["id"]).count();
+    assert_eq!(to_kim + to_lou, from_support.len(), "every case assigned: {from_support:?}");
+    assert!(to_kim.abs_diff(to_lou) <= 1, "round-robin: {to_kim} and {to_lou}");
+    assert!(from_support.iter().all(|c| c["status"] == "Assigned" && c["team_ids"] == json!([team["id"]])));
+    let notes = stream(&server, &admin, from_support[0]["id"].as_str().expect("id")).await;
+    let create = notes.iter().find(|n| n["type"] == "Create").expect("the Create note");
+    assert_eq!(create["data"]["assignment"]["strategy"], "round-robin", "{create}");
     // A mailbox with its own SMTP server sends its auto-replies through it.
     let Some(own_smtp) = SmtpSink::start() else { return };
     let billing = json!({"auto_reply": true, "smtp_host": "127.0.0.1", "smtp_port": own_smtp.port, "smtp_security": "none",

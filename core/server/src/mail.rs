@@ -102,7 +102,8 @@ pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
     let email = OutgoingEmail {
         to_address: facts.to_address.clone(),
         to_name: Some(facts.to_name.clone()),
-        subject,
+        // Whatever the admin's template says, the tag stays, so replies thread.
+        subject: with_case_tag(&subject, facts.case_number),
         text_body: body,
         // The Message-ID names the case, so a reply's In-Reply-To leads back
         // to it; the notification id keeps it unique per recipient.
