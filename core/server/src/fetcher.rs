@@ -25,6 +25,8 @@ use crate::app::AppState;
 /// wait, so a lease lasts this plus the longest wait; after a node dies,
 /// another takes its mailboxes over once that has passed.
 const LEASE_MARGIN: Duration = Duration::from_secs(20);
+/// A fetcher busy with one batch renews its lease this often.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How often a node looks for mailboxes nobody works.
 const DISCOVER: Duration = Duration::from_secs(2);
 /// Messages fetched per round trip.
@@ -152,7 +154,16 @@ async fn fetch_new(
         let (mut fetched, _) = connection.fetch(&wanted).await.map_err(|e| e.to_string())?;
         // In UID order: the high-water mark moves with each message, so
         // every smaller UID must be settled before a larger one is.
+        let mut renewed = std::time::Instant::now();
         for uid in batch {
+            // Slow messages (large ones, slow rules) must not outlive the
+            // lease, or another node would start on the same UIDs.
+            if renewed.elapsed() > RENEW_EVERY {
+                if !state.store.lease_mailbox(&mailbox.id, node, lease_end(state)).await.map_err(|e| e.to_string())? {
+                    return Ok(false);
+                }
+                renewed = std::time::Instant::now();
+            }
             let size = size_of(uid);
             let message = fetched.iter().position(|m| m.uid == *uid).map(|at| fetched.swap_remove(at));
             let reason = match message {
