@@ -11,7 +11,7 @@ use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, 
 use docket_domain::ids::new_id;
 use docket_domain::listing::{Page, Window};
 use docket_domain::note::{Note, NoteType};
-use docket_domain::rule::Hook;
+
 use docket_email::inbound::{InboundEmail, docket_case_id, subject_case_number, without_quoted_history};
 use serde::Serialize;
 use serde_json::json;
@@ -20,10 +20,10 @@ use tracing::instrument;
 use crate::attachments::NewAttachment;
 use crate::cases::{load_case, load_case_by_number, pending_case};
 use crate::db::{Row, Sql, Tx};
-use crate::hooks::{Effects, Trigger};
+use crate::hooks::Effects;
 use crate::jobs::{NewJob, enqueue};
 use crate::mailboxes::{Mailbox, load_mailbox};
-use crate::stream::{FanOut, notify_followers};
+use crate::stream::{FanOut, insert_note_row, notify_followers};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -368,19 +368,7 @@ impl Store {
             attachment_ids: attachment_ids.clone(),
             created_at: at,
         };
-        tx.query(
-            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
-             VALUES ($1, $2, 'EmailReceived', $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(note.id.as_str())
-        .bind(case.id.as_str())
-        .bind(note.post.as_deref())
-        .bind(note.data.to_string())
-        .bind(is_internal)
-        .bind(author_id.as_deref())
-        .bind(at)
-        .execute()
-        .await?;
+        insert_note_row(tx, &note).await?;
         for attachment_id in &attachment_ids {
             tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
                 .bind(case.id.as_str())
@@ -397,27 +385,11 @@ impl Store {
             emailed: true,
         };
         notify_followers(tx, case, &fan_out, self.email_delay).await?;
-        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(case.id.as_str())
-            .execute()
-            .await?;
-        effects.announce.push((case.id.clone(), note.id.clone()));
-        let cause = Store::top_cause();
-        let trigger = Trigger {
-            email: None,
-            hook: Hook::NoteCreated,
-            case: Some(case),
-            changes: &[],
-            note: Some(&note),
-            actor: &system,
-            depth: 0,
-        };
-        self.run_hook(tx, trigger, effects).await?;
+        self.note_written(tx, case, &note, &system, 0, effects).await?;
         if mailbox.reopen_on_reply && case.status == CaseStatus::Closed {
             let status = if case.assigned_user_id.is_some() { CaseStatus::Assigned } else { CaseStatus::New };
             let patch = CasePatch { status: Some(status), ..Default::default() };
-            self.update_case_in(tx, &system, &case.id, &patch, &cause, effects).await?;
+            self.update_case_in(tx, &system, &case.id, &patch, &Store::top_cause(), effects).await?;
             return Ok(true);
         }
         Ok(false)

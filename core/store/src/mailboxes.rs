@@ -10,7 +10,7 @@ use docket_email::imap::ImapSettings;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use crate::db::{Row, Tx};
+use crate::db::{Query, Row, Tx};
 use crate::rows::{check_assignee, check_exist, check_exists};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
@@ -364,41 +364,13 @@ impl Store {
         self.check_mailbox_references(&mut tx, input).await?;
         let id = new_id();
         let at = now();
-        tx.query(
-            "INSERT INTO mailboxes (id, name, email_address, imap, imap_password, is_active, create_case, \
-             distribution, assign_user_id, target_team_id, target_position, team_ids, auto_reply, \
-             auto_reply_subject, auto_reply_body, reply_from_address, reply_from_name, reply_to_address, \
-             reopen_on_reply, create_contacts, max_message_bytes, created_at, modified_at, version, smtp, \
-             smtp_password) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $22, 1, $23, $24)",
-        )
-        .bind(id.as_str())
-        .bind(input.name.trim())
-        .bind(clean_address(&input.email_address).unwrap_or_default())
-        .bind(stored_imap(input))
-        .bind(input.imap_password.clone().unwrap_or_default())
-        .bind(input.is_active)
-        .bind(input.create_case)
-        .bind(input.distribution.trim())
-        .bind(input.assign_user_id.as_deref())
-        .bind(input.target_team_id.as_deref())
-        .bind(input.target_position.as_deref().map(str::trim).filter(|p| !p.is_empty()))
-        .bind(serde_json::to_string(&input.team_ids).unwrap_or_else(|_| "[]".into()))
-        .bind(input.auto_reply)
-        .bind(input.auto_reply_subject.as_str())
-        .bind(input.auto_reply_body.as_str())
-        .bind(input.reply_from_address.as_deref().and_then(clean_address))
-        .bind(input.reply_from_name.as_deref().map(str::trim).filter(|n| !n.is_empty()))
-        .bind(input.reply_to_address.as_deref().and_then(clean_address))
-        .bind(input.reopen_on_reply)
-        .bind(input.create_contacts)
-        .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
-        .bind(at)
-        .bind(stored_smtp(input))
-        .bind(input.smtp_password.clone().unwrap_or_default())
-        .execute()
-        .await
-        .map_err(duplicate_name)?;
+        let sql = "INSERT INTO mailboxes (name, email_address, imap, imap_password, is_active, create_case, \
+             distribution, assign_user_id, target_team_id, target_position, team_ids, auto_reply, auto_reply_subject, \
+             auto_reply_body, reply_from_address, reply_from_name, reply_to_address, reopen_on_reply, create_contacts, \
+             max_message_bytes, smtp, smtp_password, id, created_at, modified_at, version) VALUES ($1, $2, $3, \
+             COALESCE($4, ''), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+             COALESCE($22, ''), $23, $24, $24, 1)";
+        bind_fields(tx.query(sql), input).bind(id.as_str()).bind(at).execute().await.map_err(duplicate_name)?;
         let mailbox = load_mailbox(&mut tx, &id).await?;
         tx.commit().await?;
         Ok(mailbox)
@@ -422,42 +394,14 @@ impl Store {
         let moved = current.imap_host != input.imap_host.trim()
             || current.imap_username != input.imap_username.trim()
             || current.imap_folder != input.imap_folder.trim();
-        tx.query(
-            "UPDATE mailboxes SET name = $1, email_address = $2, imap = $3, \
+        let sql = "UPDATE mailboxes SET name = $1, email_address = $2, imap = $3, \
              imap_password = COALESCE($4, imap_password), is_active = $5, create_case = $6, distribution = $7, \
              assign_user_id = $8, target_team_id = $9, target_position = $10, team_ids = $11, auto_reply = $12, \
              auto_reply_subject = $13, auto_reply_body = $14, reply_from_address = $15, reply_from_name = $16, \
              reply_to_address = $17, reopen_on_reply = $18, create_contacts = $19, max_message_bytes = $20, \
-             modified_at = $21, version = version + 1, failures = 0, next_attempt_at = NULL, smtp = $23, \
-             smtp_password = COALESCE($24, smtp_password) WHERE id = $22",
-        )
-        .bind(input.name.trim())
-        .bind(clean_address(&input.email_address).unwrap_or_default())
-        .bind(stored_imap(input))
-        .bind(input.imap_password.as_deref())
-        .bind(input.is_active)
-        .bind(input.create_case)
-        .bind(input.distribution.trim())
-        .bind(input.assign_user_id.as_deref())
-        .bind(input.target_team_id.as_deref())
-        .bind(input.target_position.as_deref().map(str::trim).filter(|p| !p.is_empty()))
-        .bind(serde_json::to_string(&input.team_ids).unwrap_or_else(|_| "[]".into()))
-        .bind(input.auto_reply)
-        .bind(input.auto_reply_subject.as_str())
-        .bind(input.auto_reply_body.as_str())
-        .bind(input.reply_from_address.as_deref().and_then(clean_address))
-        .bind(input.reply_from_name.as_deref().map(str::trim).filter(|n| !n.is_empty()))
-        .bind(input.reply_to_address.as_deref().and_then(clean_address))
-        .bind(input.reopen_on_reply)
-        .bind(input.create_contacts)
-        .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
-        .bind(now())
-        .bind(id)
-        .bind(stored_smtp(input))
-        .bind(input.smtp_password.as_deref())
-        .execute()
-        .await
-        .map_err(duplicate_name)?;
+             smtp = $21, smtp_password = COALESCE($22, smtp_password), modified_at = $23, version = version + 1, \
+             failures = 0, next_attempt_at = NULL WHERE id = $24";
+        bind_fields(tx.query(sql), input).bind(now()).bind(id).execute().await.map_err(duplicate_name)?;
         if moved {
             // Another folder: its UIDs say nothing about the old one's.
             tx.query("UPDATE mailboxes SET uid_validity = NULL, last_uid = 0 WHERE id = $1").bind(id).execute().await?;
@@ -695,6 +639,36 @@ fn stored_imap(input: &MailboxInput) -> String {
         folder: input.imap_folder.trim().to_string(),
     };
     serde_json::to_string(&imap).unwrap_or_default()
+}
+
+/// Binds a mailbox's editable fields as $1 to $22, in the order both
+/// `create_mailbox` and `update_mailbox` write them. A password that is
+/// `None` keeps the stored one (the SQL says `COALESCE`).
+fn bind_fields<'q>(query: Query<'q>, input: &'q MailboxInput) -> Query<'q> {
+    let trimmed = |value: &'q Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+    query
+        .bind(input.name.trim())
+        .bind(clean_address(&input.email_address).unwrap_or_default())
+        .bind(stored_imap(input))
+        .bind(input.imap_password.as_deref())
+        .bind(input.is_active)
+        .bind(input.create_case)
+        .bind(input.distribution.trim())
+        .bind(input.assign_user_id.as_deref())
+        .bind(input.target_team_id.as_deref())
+        .bind(trimmed(&input.target_position))
+        .bind(serde_json::to_string(&input.team_ids).unwrap_or_else(|_| "[]".into()))
+        .bind(input.auto_reply)
+        .bind(input.auto_reply_subject.as_str())
+        .bind(input.auto_reply_body.as_str())
+        .bind(input.reply_from_address.as_deref().and_then(clean_address))
+        .bind(trimmed(&input.reply_from_name))
+        .bind(input.reply_to_address.as_deref().and_then(clean_address))
+        .bind(input.reopen_on_reply)
+        .bind(input.create_contacts)
+        .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
+        .bind(stored_smtp(input))
+        .bind(input.smtp_password.as_deref())
 }
 
 fn stored_smtp(input: &MailboxInput) -> Option<String> {

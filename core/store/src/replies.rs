@@ -7,18 +7,18 @@ use docket_domain::Actor;
 use docket_domain::access::{Action, Scope};
 use docket_domain::ids::new_id;
 use docket_domain::note::{NewEmailReply, Note, NoteType};
-use docket_domain::rule::Hook;
+
 use docket_email::inbound::{docket_message_id, subject_case_number};
 use serde_json::json;
 use tracing::instrument;
 
 use crate::cases::{check_attachments, load_case};
 use crate::db::Tx;
-use crate::hooks::{Effects, Trigger};
+use crate::hooks::Effects;
 use crate::inbound::remember;
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::enforce;
-use crate::stream::{FanOut, notify_followers};
+use crate::stream::{FanOut, insert_note_row, notify_followers};
 use crate::{Result, Store, StoreError, now};
 
 /// The job that sends an agent's reply.
@@ -143,19 +143,7 @@ impl Store {
             attachment_ids: reply.attachment_ids.clone(),
             created_at: at,
         };
-        tx.query(
-            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
-             VALUES ($1, $2, 'EmailSent', $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(note.id.as_str())
-        .bind(case.id.as_str())
-        .bind(note.post.as_deref())
-        .bind(note.data.to_string())
-        .bind(false)
-        .bind(actor.user_id.as_str())
-        .bind(at)
-        .execute()
-        .await?;
+        insert_note_row(tx, &note).await?;
         for attachment_id in &reply.attachment_ids {
             tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
                 .bind(case.id.as_str())
@@ -181,22 +169,7 @@ impl Store {
             emailed: false,
         };
         notify_followers(tx, &case, &fan_out, self.email_delay).await?;
-        tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
-            .bind(at)
-            .bind(case.id.as_str())
-            .execute()
-            .await?;
-        effects.announce.push((case.id.clone(), note.id.clone()));
-        let trigger = Trigger {
-            email: None,
-            hook: Hook::NoteCreated,
-            case: Some(&case),
-            changes: &[],
-            note: Some(&note),
-            actor,
-            depth: 0,
-        };
-        self.run_hook(tx, trigger, effects).await?;
+        self.note_written(tx, &case, &note, actor, 0, effects).await?;
         Ok(note)
     }
 

@@ -98,19 +98,7 @@ impl Store {
             attachment_ids: post.attachment_ids.clone(),
             created_at: at,
         };
-        tx.query(
-            "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
-             VALUES ($1, $2, 'Post', $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(note.id.as_str())
-        .bind(case.id.as_str())
-        .bind(note.post.as_deref())
-        .bind(note.data.to_string())
-        .bind(note.is_internal)
-        .bind(actor.user_id.as_str())
-        .bind(at)
-        .execute()
-        .await?;
+        insert_note_row(tx, &note).await?;
         for attachment_id in &post.attachment_ids {
             tx.query("UPDATE attachments SET note_id = $1 WHERE id = $2")
                 .bind(note.id.as_str())
@@ -130,10 +118,25 @@ impl Store {
         };
         notify_followers(tx, &case, &fan_out, self.email_delay).await?;
         notify_mentions(tx, &case, &note, actor, self.email_delay).await?;
-        // Last, because it locks the case row until commit: concurrent
-        // posts to one case queue only for this.
+        self.note_written(tx, &case, &note, actor, cause.depth, effects).await?;
+        Ok(note)
+    }
+
+    /// What every new note of a case ends with: the case's stream time
+    /// moves (last, because it locks the case row until commit: concurrent
+    /// notes on one case queue only for this), live views hear of it, and
+    /// the `note.created` rules run.
+    pub(crate) async fn note_written(
+        &self,
+        tx: &mut Tx,
+        case: &Case,
+        note: &Note,
+        actor: &Actor,
+        depth: u32,
+        effects: &mut Effects,
+    ) -> Result<()> {
         tx.query("UPDATE cases SET stream_updated_at = $1 WHERE id = $2")
-            .bind(at)
+            .bind(note.created_at)
             .bind(case.id.as_str())
             .execute()
             .await?;
@@ -141,14 +144,13 @@ impl Store {
         let trigger = Trigger {
             email: None,
             hook: Hook::NoteCreated,
-            case: Some(&case),
+            case: Some(case),
             changes: &[],
-            note: Some(&note),
+            note: Some(note),
             actor,
-            depth: cause.depth,
+            depth,
         };
-        self.run_hook(tx, trigger, effects).await?;
-        Ok(note)
+        self.run_hook(tx, trigger, effects).await
     }
 
     /// Edits a post's text: its author within seven days, or an admin.
@@ -630,6 +632,25 @@ pub(crate) struct FanOut<'a> {
     /// Whether followers who asked for email get this note by email
     /// (posts, status changes, received emails).
     pub emailed: bool,
+}
+
+/// Writes a note's row (a post, an email); the caller links attachments.
+pub(crate) async fn insert_note_row(tx: &mut Tx, note: &Note) -> Result<()> {
+    tx.query(
+        "INSERT INTO notes (id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(note.id.as_str())
+    .bind(note.case_id.as_str())
+    .bind(note.note_type.as_str())
+    .bind(note.post.as_deref())
+    .bind(note.data.to_string())
+    .bind(note.is_internal)
+    .bind(note.author_id.as_deref())
+    .bind(note.created_at)
+    .execute()
+    .await?;
+    Ok(())
 }
 
 /// One notification per follower except the author; portal users get
