@@ -593,7 +593,54 @@ async fn idle_fetches_new_mail_at_once(site: Site) {
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}: not IDLE", started.elapsed());
 }
 
+/// A mailbox pointed at an old inbox can skip what is already there.
+async fn fetch_since_skips_older_mail(site: Site) {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let site = fast(site);
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    dovecot.add_user("support", "imap-secret");
+    for i in 0..2 {
+        dovecot
+            .deliver("support", &simple("old@example.test", &format!("Old {i}"), &format!("old{i}@example.test"), "x"));
+    }
+    let later = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let earlier = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let mut body = json!({
+        "name": "support", "email_address": "support@help.test", "imap_host": "127.0.0.1",
+        "imap_port": dovecot.port, "imap_security": "none", "imap_username": "support", "imap_password": "imap-secret",
+        "fetch_since": later,
+    });
+    let (status, mailbox) = server.post("/api/v1/mailboxes", &admin, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{mailbox}");
+    assert_eq!(mailbox["fetch_since"], later.as_str());
+    let id = mailbox["id"].as_str().expect("id").to_string();
+    eventually("a fetch", || async {
+        let (_, shown) = server.get(&format!("/api/v1/mailboxes/{id}"), &admin).await;
+        shown["status"]["last_success_at"].is_string().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(cases(&server, &admin).await.is_empty(), "nothing received since {later}");
+    // From yesterday on: both are fetched.
+    body["fetch_since"] = json!(earlier);
+    body["version"] = mailbox["version"].clone();
+    let (status, body) = server.call(Method::PUT, &format!("/api/v1/mailboxes/{id}"), &admin, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_cases(&server, &admin, 2).await;
+    let (status, refused) = server
+        .post(
+            "/api/v1/mailboxes",
+            &admin,
+            json!({"name": "x", "email_address": "x@help.test", "imap_host": "h",
+                                                   "imap_username": "u", "fetch_since": "yesterday"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+}
+
 on_both_backends!(
+    fetch_since_skips_older_mail,
     idle_fetches_new_mail_at_once,
     email_rules_and_parsers_rewrite_or_drop_mail,
     new_mail_becomes_a_case_and_replies_thread_onto_it,

@@ -176,9 +176,14 @@ impl Connection {
         self.idle
     }
 
-    /// The UIDs above `last_uid`, ascending.
-    pub async fn uids_after(&mut self, last_uid: u32) -> Result<Vec<u32>, ImapError> {
-        let query = format!("UID {}:*", last_uid.saturating_add(1));
+    /// The UIDs above `last_uid`, ascending; with `since`, only those the
+    /// server received on or after that day.
+    pub async fn uids_after(&mut self, last_uid: u32, since: Option<chrono::NaiveDate>) -> Result<Vec<u32>, ImapError> {
+        let mut query = format!("UID {}:*", last_uid.saturating_add(1));
+        if let Some(day) = since {
+            // IMAP dates are like 28-Nov-2026, in English whatever the locale.
+            query.push_str(&format!(" SINCE {}", day.format("%-d-%b-%Y")));
+        }
         let found = step("UID SEARCH", self.session.uid_search(query), ImapError::Protocol).await?;
         // `n:*` always matches the highest UID, even when it is below n.
         let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid > last_uid).collect();

@@ -141,7 +141,8 @@ async fn fetch_new(
 ) -> Result<bool, String> {
     let last_uid =
         state.store.mailbox_opened(&mailbox.id, node, folder.uid_validity).await.map_err(|e| e.to_string())?;
-    let uids = connection.uids_after(u32::try_from(last_uid).unwrap_or(0)).await.map_err(|e| e.to_string())?;
+    let after = u32::try_from(last_uid).unwrap_or(0);
+    let uids = connection.uids_after(after, mailbox.fetch_since).await.map_err(|e| e.to_string())?;
     let mut left = uids.len();
     for batch in uids.chunks(BATCH) {
         if *stopped.borrow() {

@@ -54,6 +54,8 @@ pub struct Mailbox {
     pub reopen_on_reply: bool,
     pub create_contacts: bool,
     pub max_message_bytes: i64,
+    /// Only mail the server received on or after this day is fetched.
+    pub fetch_since: Option<chrono::NaiveDate>,
     pub status: MailboxStatus,
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
@@ -151,6 +153,10 @@ pub struct MailboxInput {
     pub create_contacts: bool,
     #[serde(default)]
     pub max_message_bytes: Option<i64>,
+    /// Skip older mail in the folder: only what the server received on or
+    /// after this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub fetch_since: Option<chrono::NaiveDate>,
     /// Required when replacing: the version read.
     #[serde(default)]
     pub version: Option<i64>,
@@ -265,7 +271,7 @@ const MAILBOX_COLUMNS: &str = "m.id, m.name, m.email_address, m.imap, m.imap_pas
      m.auto_reply_subject, m.auto_reply_body, m.reply_from_address, m.reply_from_name, m.reply_to_address, \
      m.reopen_on_reply, m.create_contacts, m.max_message_bytes, m.uid_validity, m.last_uid, m.leased_by, \
      m.leased_until, m.last_success_at, m.last_error, m.last_error_at, m.failures, m.next_attempt_at, m.backlog, \
-     m.created_at, m.modified_at, m.version, m.smtp, m.smtp_password, \
+     m.created_at, m.modified_at, m.version, m.smtp, m.smtp_password, m.fetch_since, \
      (SELECT COUNT(*) FROM inbound_emails q WHERE q.mailbox_id = m.id AND q.status = 'quarantined') AS quarantined";
 
 /// The stored IMAP settings, without the password column.
@@ -312,6 +318,13 @@ fn mailbox_from_row(row: &Row) -> Result<Mailbox> {
         reopen_on_reply: row.get("reopen_on_reply")?,
         create_contacts: row.get("create_contacts")?,
         max_message_bytes: row.get("max_message_bytes")?,
+        fetch_since: row
+            .get::<Option<String>>("fetch_since")?
+            .map(|day| {
+                chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                    .map_err(|e| StoreError::Corrupt(format!("mailbox fetch_since: {e}")))
+            })
+            .transpose()?,
         status: MailboxStatus {
             uid_validity: row.get("uid_validity")?,
             last_uid: row.get("last_uid")?,
@@ -367,9 +380,9 @@ impl Store {
         let sql = "INSERT INTO mailboxes (name, email_address, imap, imap_password, is_active, create_case, \
              distribution, assign_user_id, target_team_id, target_position, team_ids, auto_reply, auto_reply_subject, \
              auto_reply_body, reply_from_address, reply_from_name, reply_to_address, reopen_on_reply, create_contacts, \
-             max_message_bytes, smtp, smtp_password, id, created_at, modified_at, version) VALUES ($1, $2, $3, \
-             COALESCE($4, ''), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-             COALESCE($22, ''), $23, $24, $24, 1)";
+             max_message_bytes, smtp, smtp_password, fetch_since, id, created_at, modified_at, version) VALUES ($1, \
+             $2, $3, COALESCE($4, ''), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, COALESCE($22, ''), $23, $24, $25, $25, 1)";
         bind_fields(tx.query(sql), input).bind(id.as_str()).bind(at).execute().await.map_err(duplicate_name)?;
         let mailbox = load_mailbox(&mut tx, &id).await?;
         tx.commit().await?;
@@ -399,8 +412,8 @@ impl Store {
              assign_user_id = $8, target_team_id = $9, target_position = $10, team_ids = $11, auto_reply = $12, \
              auto_reply_subject = $13, auto_reply_body = $14, reply_from_address = $15, reply_from_name = $16, \
              reply_to_address = $17, reopen_on_reply = $18, create_contacts = $19, max_message_bytes = $20, \
-             smtp = $21, smtp_password = COALESCE($22, smtp_password), modified_at = $23, version = version + 1, \
-             failures = 0, next_attempt_at = NULL WHERE id = $24";
+             smtp = $21, smtp_password = COALESCE($22, smtp_password), fetch_since = $23, modified_at = $24, \
+             version = version + 1, failures = 0, next_attempt_at = NULL WHERE id = $25";
         bind_fields(tx.query(sql), input).bind(now()).bind(id).execute().await.map_err(duplicate_name)?;
         if moved {
             // Another folder: its UIDs say nothing about the old one's.
@@ -641,7 +654,7 @@ fn stored_imap(input: &MailboxInput) -> String {
     serde_json::to_string(&imap).unwrap_or_default()
 }
 
-/// Binds a mailbox's editable fields as $1 to $22, in the order both
+/// Binds a mailbox's editable fields as $1 to $23, in the order both
 /// `create_mailbox` and `update_mailbox` write them. A password that is
 /// `None` keeps the stored one (the SQL says `COALESCE`).
 fn bind_fields<'q>(query: Query<'q>, input: &'q MailboxInput) -> Query<'q> {
@@ -669,6 +682,7 @@ fn bind_fields<'q>(query: Query<'q>, input: &'q MailboxInput) -> Query<'q> {
         .bind(input.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES))
         .bind(stored_smtp(input))
         .bind(input.smtp_password.as_deref())
+        .bind(input.fetch_since.map(|day| day.format("%Y-%m-%d").to_string()))
 }
 
 fn stored_smtp(input: &MailboxInput) -> Option<String> {

@@ -81,6 +81,7 @@ fn mailbox_values(mailbox: &Mailbox) -> Value {
         "reply_to_address": mailbox.reply_to_address, "reopen_on_reply": mailbox.reopen_on_reply,
         "create_contacts": mailbox.create_contacts, "max_message_mb": mailbox.max_message_bytes >> 20,
         "version": mailbox.version,
+        "fetch_since": mailbox.fetch_since.map(|d| d.to_string()).unwrap_or_default(),
         "smtp_host": mailbox.smtp.as_ref().map(|s| s.host.clone()).unwrap_or_default(),
         "smtp_port": mailbox.smtp.as_ref().map(|s| s.port.to_string()).unwrap_or_default(),
         "smtp_security": mailbox.smtp.as_ref().map(|s| s.security.clone()).unwrap_or_else(|| "starttls".into()),
@@ -140,6 +141,12 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         reopen_on_reply: form.checked("reopen_on_reply"),
         create_contacts: form.checked("create_contacts"),
         max_message_bytes: max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+        fetch_since: match form.get("fetch_since").trim() {
+            "" => None,
+            text => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| errors.insert("fetch_since".into(), "a day like 2026-11-01, or empty".into()))
+                .ok(),
+        },
         version: number("version", errors),
     };
     let mut values = json!({
@@ -153,6 +160,7 @@ fn submitted(form: &FormData, errors: &mut BTreeMap<String, String>) -> (Value, 
         "reply_from_address": input.reply_from_address, "reply_from_name": input.reply_from_name,
         "reply_to_address": input.reply_to_address, "reopen_on_reply": input.reopen_on_reply,
         "create_contacts": input.create_contacts, "max_message_mb": form.get("max_message_mb"),
+        "fetch_since": form.get("fetch_since"),
         "smtp_host": form.get("smtp_host"), "smtp_port": form.get("smtp_port"),
         "smtp_security": form.get("smtp_security"), "smtp_username": form.get("smtp_username"),
     });
@@ -233,7 +241,7 @@ async fn new_form(State(state): State<AppState>, session: UiSession) -> Result<R
         "auto_reply_subject": "", "auto_reply_body": "", "reply_from_address": null, "reply_from_name": null,
         "reply_to_address": null, "reopen_on_reply": false, "create_contacts": false,
         "max_message_mb": docket_store::DEFAULT_MAX_MESSAGE_BYTES >> 20, "version": null,
-        "smtp_host": "", "smtp_port": "", "smtp_security": "starttls", "smtp_username": "",
+        "smtp_host": "", "smtp_port": "", "smtp_security": "starttls", "smtp_username": "", "fetch_since": "",
     });
     let form = Form { mailbox: None, values, errors: BTreeMap::new(), notice: None, test: None };
     render_form(&state, &session, form, &query(None), StatusCode::OK).await
