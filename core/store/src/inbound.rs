@@ -581,26 +581,33 @@ impl Store {
         Ok(Page { items, total })
     }
 
-    /// One fetched message with its raw bytes (admins).
-    pub async fn inbound_email(&self, actor: &Actor, id: &str) -> Result<(InboundEmailRecord, Option<Vec<u8>>)> {
+    /// One message fetched by a mailbox, with its raw bytes (admins); not
+    /// found when it belongs to another mailbox.
+    pub async fn inbound_email(
+        &self,
+        actor: &Actor,
+        mailbox_id: &str,
+        id: &str,
+    ) -> Result<(InboundEmailRecord, Option<Vec<u8>>)> {
         require_admin(actor, "see fetched mail")?;
         if !docket_domain::ids::looks_like_id(id) {
             return Err(StoreError::NotFound);
         }
         let mut tx = self.pools.read().await?;
         let sql = format!(
-            "SELECT {INBOUND_COLUMNS}, e.raw FROM inbound_emails e LEFT JOIN cases c ON c.id = e.case_id WHERE e.id = $1"
+            "SELECT {INBOUND_COLUMNS}, e.raw FROM inbound_emails e LEFT JOIN cases c ON c.id = e.case_id \
+             WHERE e.id = $1 AND e.mailbox_id = $2"
         );
-        let row = tx.query(&sql).bind(id).fetch_optional().await?.ok_or(StoreError::NotFound)?;
+        let row = tx.query(&sql).bind(id).bind(mailbox_id).fetch_optional().await?.ok_or(StoreError::NotFound)?;
         let record = inbound_from_row(&row)?;
         let raw: Option<Vec<u8>> = row.get("raw")?;
         tx.commit().await?;
         Ok((record, raw))
     }
 
-    /// Discards a quarantined message (admins): its bytes go, the row
-    /// stays so the UID is not fetched again.
-    pub async fn discard_inbound_email(&self, actor: &Actor, id: &str) -> Result<()> {
+    /// Discards a quarantined message of a mailbox (admins): its bytes go,
+    /// the row stays so the UID is not fetched again.
+    pub async fn discard_inbound_email(&self, actor: &Actor, mailbox_id: &str, id: &str) -> Result<()> {
         require_admin(actor, "discard fetched mail")?;
         if !docket_domain::ids::looks_like_id(id) {
             return Err(StoreError::NotFound);
@@ -608,9 +615,11 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let changed = tx
             .query(
-                "UPDATE inbound_emails SET status = 'discarded', raw = NULL WHERE id = $1 AND status = 'quarantined'",
+                "UPDATE inbound_emails SET status = 'discarded', raw = NULL WHERE id = $1 AND mailbox_id = $2 \
+                 AND status = 'quarantined'",
             )
             .bind(id)
+            .bind(mailbox_id)
             .execute()
             .await?;
         if changed == 0 {

@@ -122,10 +122,7 @@ async fn raw(
     auth: Auth,
     Path((id, message)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (record, raw) = state.store.inbound_email(&auth.actor, &message).await?;
-    if record.mailbox_id != id {
-        return Err(ApiError::NotFound);
-    }
+    let (_, raw) = state.store.inbound_email(&auth.actor, &id, &message).await?;
     let raw =
         raw.ok_or_else(|| ApiError::field("message", "this message was not kept (it was too large or discarded)"))?;
     let mut response = raw.into_response();
@@ -145,10 +142,7 @@ pub async fn retry_message(
     message: &str,
 ) -> ApiResult<Ingested> {
     let mailbox = state.store.mailbox(actor, id).await?;
-    let (record, raw) = state.store.inbound_email(actor, message).await?;
-    if record.mailbox_id != mailbox.id {
-        return Err(ApiError::NotFound);
-    }
+    let (record, raw) = state.store.inbound_email(actor, &mailbox.id, message).await?;
     if record.status != "quarantined" {
         return Err(ApiError::field(
             "message",
@@ -181,10 +175,6 @@ async fn discard(
     auth: Auth,
     Path((id, message)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (record, _) = state.store.inbound_email(&auth.actor, &message).await?;
-    if record.mailbox_id != id {
-        return Err(ApiError::NotFound);
-    }
-    state.store.discard_inbound_email(&auth.actor, &message).await?;
+    state.store.discard_inbound_email(&auth.actor, &id, &message).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -383,10 +383,6 @@ async fn discard(
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     session.check_csrf(&FormData::parse(&body)?)?;
-    let (record, _) = state.store.inbound_email(&session.actor, &message).await?;
-    if record.mailbox_id != id {
-        return Err(UiError::NotFound);
-    }
-    state.store.discard_inbound_email(&session.actor, &message).await?;
+    state.store.discard_inbound_email(&session.actor, &id, &message).await?;
     Ok(Redirect::to(&format!("/admin/mailboxes/{id}?notice=Message%20discarded.#messages")).into_response())
 }
