@@ -113,11 +113,7 @@ pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
         headers: vec![("Auto-Submitted", "auto-generated".into()), ("X-Auto-Response-Suppress", "All".into())],
         ..Default::default()
     };
-    match docket_email::send(&settings, &email).await {
-        Ok(()) => JobOutcome::Done,
-        Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
-        Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),
-    }
+    send(&settings, &email).await
 }
 
 /// The auto-reply a mailbox sends when none is written: says the case's
@@ -224,11 +220,7 @@ pub async fn send_auto_reply(state: &AppState, job: &Job) -> JobOutcome {
         headers: vec![("Auto-Submitted", "auto-replied".into()), ("X-Auto-Response-Suppress", "All".into())],
         ..Default::default()
     };
-    match docket_email::send(&settings, &email).await {
-        Ok(()) => JobOutcome::Done,
-        Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
-        Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),
-    }
+    send(&settings, &email).await
 }
 
 /// `email_reply`: sends an agent's reply from a case, from the case's
@@ -284,7 +276,12 @@ pub async fn send_email_reply(state: &AppState, job: &Job) -> JobOutcome {
         attachments,
         ..Default::default()
     };
-    match docket_email::send(&settings, &email).await {
+    send(&settings, &email).await
+}
+
+/// Sends one message; a failure the server may recover from is retried.
+async fn send(settings: &SmtpSettings, email: &OutgoingEmail) -> JobOutcome {
+    match docket_email::send(settings, email).await {
         Ok(()) => JobOutcome::Done,
         Err(SendError::Temporary(error)) => JobOutcome::Retry(error),
         Err(SendError::Permanent(error)) => JobOutcome::Permanent(error),

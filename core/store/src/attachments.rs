@@ -8,7 +8,7 @@ use docket_domain::ids::{looks_like_id, new_id};
 use serde::Serialize;
 use tracing::instrument;
 
-use crate::db::Row;
+use crate::db::{Row, Tx};
 use crate::{Result, Store, StoreError, now};
 
 /// What the server knows about an uploaded file.
@@ -35,11 +35,10 @@ pub struct AttachmentRecord {
     pub created_at: DateTime<Utc>,
 }
 
-impl Store {
-    /// Records an uploaded file, not yet linked to anything.
-    #[instrument(level = "debug", skip_all)]
-    pub async fn create_attachment(&self, actor: &Actor, new: &NewAttachment) -> Result<AttachmentRecord> {
-        let record = AttachmentRecord {
+impl AttachmentRecord {
+    /// A new file's record, linked to nothing yet.
+    pub(crate) fn unlinked(new: &NewAttachment, creator_id: &str, at: DateTime<Utc>) -> AttachmentRecord {
+        AttachmentRecord {
             id: new_id(),
             name: new.name.clone(),
             size: new.size,
@@ -47,24 +46,19 @@ impl Store {
             sha256: new.sha256.clone(),
             case_id: None,
             storage_key: new.storage_key.clone(),
-            created_by_id: Some(actor.user_id.clone()),
-            created_at: now(),
-        };
+            created_by_id: Some(creator_id.to_string()),
+            created_at: at,
+        }
+    }
+}
+
+impl Store {
+    /// Records an uploaded file, not yet linked to anything.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn create_attachment(&self, actor: &Actor, new: &NewAttachment) -> Result<AttachmentRecord> {
+        let record = AttachmentRecord::unlinked(new, &actor.user_id, now());
         let mut tx = self.pools.write().await?;
-        tx.query(
-            "INSERT INTO attachments (id, name, content_type, size, sha256, storage_key, created_by_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(record.id.as_str())
-        .bind(record.name.as_str())
-        .bind(record.content_type.as_str())
-        .bind(record.size)
-        .bind(record.sha256.as_str())
-        .bind(record.storage_key.as_str())
-        .bind(actor.user_id.as_str())
-        .bind(record.created_at)
-        .execute()
-        .await?;
+        insert_attachment(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -139,4 +133,23 @@ fn attachment_from_row(row: &Row) -> Result<AttachmentRecord> {
         created_by_id: row.get("created_by_id")?,
         created_at: row.get("created_at")?,
     })
+}
+
+/// Writes an attachment's row, not yet linked to a case or note.
+pub(crate) async fn insert_attachment(tx: &mut Tx, record: &AttachmentRecord) -> Result<()> {
+    tx.query(
+        "INSERT INTO attachments (id, name, content_type, size, sha256, storage_key, created_by_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.id.as_str())
+    .bind(record.name.as_str())
+    .bind(record.content_type.as_str())
+    .bind(record.size)
+    .bind(record.sha256.as_str())
+    .bind(record.storage_key.as_str())
+    .bind(record.created_by_id.as_deref())
+    .bind(record.created_at)
+    .execute()
+    .await?;
+    Ok(())
 }

@@ -45,19 +45,7 @@ impl Store {
             modified_by_id: Some(actor.user_id.clone()),
             version: 1,
         };
-        tx.query(
-            "INSERT INTO contacts (id, first_name, last_name, phone, assigned_user_id, created_at, created_by_id, \
-             modified_at, modified_by_id, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $7, 1)",
-        )
-        .bind(contact.id.as_str())
-        .bind(contact.first_name.as_deref())
-        .bind(contact.last_name.as_str())
-        .bind(contact.phone.as_deref())
-        .bind(contact.assigned_user_id.as_deref())
-        .bind(at)
-        .bind(actor.user_id.as_str())
-        .execute()
-        .await?;
+        insert_contact_row(&mut tx, &contact).await?;
         write_contact_links(&mut tx, &contact).await?;
         tx.commit().await?;
         Ok(contact)
@@ -158,6 +146,24 @@ impl Store {
         tx.query("DELETE FROM contacts WHERE id = $1").bind(id).execute().await?;
         tx.commit().await
     }
+}
+
+/// Writes a new contact's own row (its links are written apart).
+pub(crate) async fn insert_contact_row(tx: &mut Tx, contact: &Contact) -> Result<()> {
+    tx.query(
+        "INSERT INTO contacts (id, first_name, last_name, phone, assigned_user_id, created_at, created_by_id, \
+         modified_at, modified_by_id, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $6, $7, 1)",
+    )
+    .bind(contact.id.as_str())
+    .bind(contact.first_name.as_deref())
+    .bind(contact.last_name.as_str())
+    .bind(contact.phone.as_deref())
+    .bind(contact.assigned_user_id.as_deref())
+    .bind(contact.created_at)
+    .bind(contact.created_by_id.as_deref())
+    .execute()
+    .await?;
+    Ok(())
 }
 
 async fn write_contact_links(tx: &mut Tx, contact: &Contact) -> Result<()> {

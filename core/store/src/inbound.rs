@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use docket_domain::Actor;
 use docket_domain::case::{Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, DESCRIPTION_MAX, NAME_MAX};
+use docket_domain::contact::Contact;
 use docket_domain::ids::new_id;
 use docket_domain::listing::{Page, Window};
 use docket_domain::note::{Note, NoteType};
@@ -17,13 +18,15 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::instrument;
 
-use crate::attachments::NewAttachment;
+use crate::attachments::{AttachmentRecord, NewAttachment, insert_attachment};
 use crate::cases::{load_case, load_case_by_number, pending_case};
+use crate::contacts::insert_contact_row;
 use crate::db::{Row, Sql, Tx};
 use crate::hooks::Effects;
 use crate::jobs::{NewJob, enqueue};
 use crate::mailboxes::{Mailbox, load_mailbox};
-use crate::stream::{FanOut, insert_note_row, notify_followers};
+use crate::rows::existing_ids;
+use crate::stream::{FanOut, contact_portal_users, insert_note_row, notify_followers};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -229,15 +232,25 @@ impl Store {
         files: &[NewAttachment],
         effects: &mut Effects,
     ) -> Result<Ingested> {
-        if docket_case_id(&email.key).is_some() || sent_by_us(tx, &email.key).await? {
+        if docket_case_id(&email.key).is_some() {
+            return Ok(Ingested::Own);
+        }
+        // One lookup answers both "did we send it?" and "did it come before?".
+        let known = tx
+            .query("SELECT case_id, direction FROM email_messages WHERE message_id = $1")
+            .bind(email.key.as_str())
+            .fetch_optional()
+            .await?
+            .map(|row| Ok::<_, StoreError>((row.get::<String>("case_id")?, row.get::<String>("direction")?)))
+            .transpose()?;
+        if known.as_ref().is_some_and(|(_, direction)| direction == "out") {
             return Ok(Ingested::Own);
         }
         if let Some(reason) = &email.automatic {
             return Ok(Ingested::Automatic { reason: reason.clone() });
         }
-        let known = tx.query("SELECT case_id FROM email_messages WHERE message_id = $1").bind(email.key.as_str());
-        if let Some(row) = known.fetch_optional().await? {
-            return Ok(Ingested::Duplicate { case_id: Some(row.get("case_id")?) });
+        if let Some((case_id, _)) = known {
+            return Ok(Ingested::Duplicate { case_id: Some(case_id) });
         }
         let verdict = self.email_received(tx, &email_view(mailbox, email), effects).await?;
         if let Some(reason) = verdict.drop {
@@ -343,7 +356,7 @@ impl Store {
         // not notified of what they wrote.
         let author_id = match (&staff, &sender) {
             (Some(user_id), _) => Some(user_id.clone()),
-            (None, Some((contact_id, _))) => portal_user_of(tx, contact_id).await?,
+            (None, Some((contact_id, _))) => contact_portal_users(tx, contact_id).await?.into_iter().next(),
             (None, None) => None,
         };
         let trimmed = without_quoted_history(&email.text);
@@ -369,14 +382,7 @@ impl Store {
             created_at: at,
         };
         insert_note_row(tx, &note).await?;
-        for attachment_id in &attachment_ids {
-            tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
-                .bind(case.id.as_str())
-                .bind(note.id.as_str())
-                .bind(attachment_id.as_str())
-                .execute()
-                .await?;
-        }
+        link_email_attachments(tx, &note).await?;
         let fan_out = FanOut {
             note_id: &note.id,
             note_type: NoteType::EmailReceived,
@@ -435,7 +441,7 @@ impl Store {
             contact_id,
             assigned_user_id: None,
             // A team deleted since the mailbox was saved is left out.
-            team_ids: existing_teams(tx, &mailbox.team_ids).await?,
+            team_ids: existing_ids(tx, "teams", &mailbox.team_ids).await?,
             is_internal: false,
             attachment_ids,
             silent: false,
@@ -759,6 +765,20 @@ async fn advance(tx: &mut Tx, mailbox_id: &str, uid_validity: u32, uid: u32) -> 
     Ok(())
 }
 
+/// Links an email note's files to the note and its case, so they show
+/// with the case's attachments too.
+pub(crate) async fn link_email_attachments(tx: &mut Tx, note: &Note) -> Result<()> {
+    for attachment_id in &note.attachment_ids {
+        tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
+            .bind(note.case_id.as_str())
+            .bind(note.id.as_str())
+            .bind(attachment_id.as_str())
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
 /// Records a Message-ID of a case's mail, for threading and dedupe.
 pub(crate) async fn remember(tx: &mut Tx, message_id: &str, case_id: &str, direction: &str) -> Result<()> {
     tx.query("INSERT INTO email_messages (message_id, case_id, direction, created_at) VALUES ($1, $2, $3, $4)")
@@ -769,15 +789,6 @@ pub(crate) async fn remember(tx: &mut Tx, message_id: &str, case_id: &str, direc
         .execute()
         .await?;
     Ok(())
-}
-
-async fn sent_by_us(tx: &mut Tx, message_id: &str) -> Result<bool> {
-    let row = tx
-        .query("SELECT case_id FROM email_messages WHERE message_id = $1 AND direction = 'out'")
-        .bind(message_id)
-        .fetch_optional()
-        .await?;
-    Ok(row.is_some())
 }
 
 async fn is_our_address(tx: &mut Tx, address: &str) -> Result<bool> {
@@ -803,16 +814,6 @@ async fn contact_by_address(tx: &mut Tx, address: &str) -> Result<Option<(String
     row.map(|row| Ok((row.get("contact_id")?, row.get("account_id")?))).transpose()
 }
 
-async fn portal_user_of(tx: &mut Tx, contact_id: &str) -> Result<Option<String>> {
-    let row = tx
-        .query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2 LIMIT 1")
-        .bind(contact_id)
-        .bind(true)
-        .fetch_optional()
-        .await?;
-    row.map(|row| row.get("id")).transpose()
-}
-
 /// An active colleague whose address this is.
 async fn staff_with_address(tx: &mut Tx, address: &str) -> Result<Option<String>> {
     let row = tx
@@ -825,16 +826,6 @@ async fn staff_with_address(tx: &mut Tx, address: &str) -> Result<Option<String>
         .fetch_optional()
         .await?;
     row.map(|row| row.get("id")).transpose()
-}
-
-async fn existing_teams(tx: &mut Tx, team_ids: &[String]) -> Result<Vec<String>> {
-    if team_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = Sql::new("SELECT id FROM teams WHERE id IN ");
-    sql.list(team_ids);
-    let found: Vec<String> = tx.built(&sql).fetch_all().await?.iter().map(|r| r.get("id")).collect::<Result<_>>()?;
-    Ok(team_ids.iter().filter(|id| found.contains(id)).cloned().collect())
 }
 
 /// Whether this mailbox fetched the same message under another UID (its
@@ -873,24 +864,31 @@ async fn insert_contact(tx: &mut Tx, address: &str, name: Option<&str>, at: Date
         Some((first, last)) => (Some(truncate(first.trim(), 100)), truncate(last.trim(), 100)),
         None => (None, truncate(name.unwrap_or_else(|| address.split('@').next().unwrap_or(address)), 100)),
     };
-    let id = new_id();
-    tx.query(
-        "INSERT INTO contacts (id, first_name, last_name, created_at, created_by_id, modified_at, modified_by_id, \
-         version) VALUES ($1, $2, $3, $4, $5, $4, $5, 1)",
-    )
-    .bind(id.as_str())
-    .bind(first_name.as_deref())
-    .bind(last_name.as_str())
-    .bind(at)
-    .bind(docket_domain::access::SYSTEM_USER_ID)
-    .execute()
-    .await?;
+    let system = Some(docket_domain::access::SYSTEM_USER_ID.to_string());
+    let contact = Contact {
+        id: new_id(),
+        name: docket_domain::contact::display_name(first_name.as_deref(), &last_name),
+        first_name,
+        last_name,
+        emails: vec![address.to_string()],
+        phone: None,
+        account_ids: Vec::new(),
+        assigned_user_id: None,
+        team_ids: Vec::new(),
+        created_at: at,
+        created_by_id: system.clone(),
+        modified_at: at,
+        modified_by_id: system,
+        version: 1,
+    };
+    insert_contact_row(tx, &contact).await?;
+    // Its one address; the contact is new, so there are no links to replace.
     tx.query("INSERT INTO contact_emails (contact_id, email, position) VALUES ($1, $2, 0)")
-        .bind(id.as_str())
+        .bind(contact.id.as_str())
         .bind(address)
         .execute()
         .await?;
-    Ok(id)
+    Ok(contact.id)
 }
 
 /// Attachment rows for files the server wrote, owned by the system user
@@ -903,22 +901,10 @@ async fn insert_attachments(
 ) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     for file in files {
-        let id = new_id();
-        tx.query(
-            "INSERT INTO attachments (id, name, content_type, size, sha256, storage_key, created_by_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id.as_str())
-        .bind(truncate(&file.name, 255))
-        .bind(file.content_type.as_str())
-        .bind(file.size)
-        .bind(file.sha256.as_str())
-        .bind(file.storage_key.as_str())
-        .bind(system.user_id.as_str())
-        .bind(at)
-        .execute()
-        .await?;
-        ids.push(id);
+        let mut record = AttachmentRecord::unlinked(file, &system.user_id, at);
+        record.name = truncate(&file.name, 255);
+        insert_attachment(tx, &record).await?;
+        ids.push(record.id);
     }
     Ok(ids)
 }

@@ -181,13 +181,9 @@ fn yes() -> bool {
 /// A plausible single address (`local@domain`), lower-cased.
 pub(crate) fn clean_address(text: &str) -> Option<String> {
     let text = text.trim().to_ascii_lowercase();
-    let (local, domain) = text.split_once('@')?;
-    let fine = !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !text.contains(|c: char| c.is_whitespace() || "<>,;\"()[]\\".contains(c))
-        && text.len() <= 254;
+    // One address, as headers take it: none of the characters that list,
+    // quote or bracket addresses.
+    let fine = docket_domain::validation::is_email(&text) && !text.contains(|c: char| "<>,;\"()[]\\".contains(c));
     fine.then_some(text)
 }
 

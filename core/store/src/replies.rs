@@ -15,7 +15,7 @@ use tracing::instrument;
 use crate::cases::{check_attachments, load_case};
 use crate::db::Tx;
 use crate::hooks::Effects;
-use crate::inbound::remember;
+use crate::inbound::{link_email_attachments, remember};
 use crate::jobs::{NewJob, enqueue};
 use crate::rows::enforce;
 use crate::stream::{FanOut, insert_note_row, notify_followers};
@@ -144,14 +144,7 @@ impl Store {
             created_at: at,
         };
         insert_note_row(tx, &note).await?;
-        for attachment_id in &reply.attachment_ids {
-            tx.query("UPDATE attachments SET case_id = $1, note_id = $2 WHERE id = $3")
-                .bind(case.id.as_str())
-                .bind(note.id.as_str())
-                .bind(attachment_id.as_str())
-                .execute()
-                .await?;
-        }
+        link_email_attachments(tx, &note).await?;
         remember(tx, &message_id, &case.id, "out").await?;
         let job = NewJob {
             kind: EMAIL_REPLY_JOB,

@@ -73,23 +73,28 @@ pub(crate) async fn replace_links(
     Ok(())
 }
 
+/// The ids that name a row of `table`, in the order given.
+pub(crate) async fn existing_ids(tx: &mut Tx, table: &str, ids: &[String]) -> Result<Vec<String>> {
+    // Strings that cannot be ids are missing without asking the database
+    // (PostgreSQL refuses some, such as text with NUL characters).
+    let candidates: Vec<String> = ids.iter().filter(|id| looks_like_id(id)).cloned().collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!("SELECT id FROM {table} WHERE id IN "));
+    sql.list(&candidates);
+    let found: Vec<String> =
+        tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
+    Ok(ids.iter().filter(|id| found.contains(id)).cloned().collect())
+}
+
 /// Checks that every id names a row of `table`; reports the missing ones
 /// against `field`.
 pub(crate) async fn check_exist(tx: &mut Tx, table: &str, field: &str, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    // Strings that cannot be ids are missing without asking the database
-    // (PostgreSQL refuses some, such as text with NUL characters).
-    let candidates: Vec<String> = ids.iter().filter(|id| looks_like_id(id)).cloned().collect();
-    let mut sql = Sql::new(&format!("SELECT id FROM {table} WHERE id IN "));
-    if candidates.is_empty() {
-        sql.push("(NULL)");
-    } else {
-        sql.list(&candidates);
-    }
-    let found: Vec<String> =
-        tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
+    let found = existing_ids(tx, table, ids).await?;
     let missing: Vec<&str> = ids.iter().filter(|id| !found.contains(id)).map(String::as_str).collect();
     if missing.is_empty() {
         Ok(())

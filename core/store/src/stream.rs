@@ -513,7 +513,8 @@ pub(crate) async fn notify_created(
     insert_notifications(tx, &case.id, note_id, "note", &rows, now()).await
 }
 
-async fn contact_portal_users(tx: &mut Tx, contact_id: &str) -> Result<Vec<String>> {
+/// The active portal users of a contact.
+pub(crate) async fn contact_portal_users(tx: &mut Tx, contact_id: &str) -> Result<Vec<String>> {
     tx.query("SELECT id FROM users WHERE contact_id = $1 AND user_type = 'portal' AND is_active = $2")
         .bind(contact_id)
         .bind(true)

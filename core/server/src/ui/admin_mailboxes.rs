@@ -18,11 +18,10 @@ use serde_json::{Value, json};
 
 use super::admin::require_admin;
 use super::render::{UiError, page_with_status};
-use super::session::{FormData, UiSession, url_encode};
+use super::session::{FormData, PageQuery, UiSession, url_encode};
 use crate::api::mailboxes::{check_template, retry_message, test_mailbox};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::query_pairs;
 
 /// Messages shown per page of a mailbox's list.
 const MESSAGES_PER_PAGE: i64 = 50;
@@ -38,32 +37,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/mailboxes/{id}/messages/{message}/discard", post(discard))
 }
 
-/// The query's `notice`, `status` (message filter) and `offset`.
-struct Query {
-    notice: Option<String>,
-    status: String,
-    offset: i64,
-}
-
-fn query(raw: Option<&str>) -> Query {
-    let mut query = Query { notice: None, status: String::new(), offset: 0 };
-    for (key, value) in query_pairs(raw).unwrap_or_default() {
-        match key.as_str() {
-            "notice" => query.notice = Some(value),
-            "status" => query.status = value,
-            "offset" => query.offset = value.parse::<i64>().unwrap_or(0).max(0),
-            _ => {}
-        }
-    }
-    query
-}
-
 async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mailboxes = state.store.mailboxes(&session.actor).await?;
     let mut context = session.context();
     context.insert("mailboxes", &mailboxes);
-    context.insert("notice", &query(raw.as_deref()).notice);
+    context.insert("notice", &PageQuery::parse(raw.as_deref()).notice);
     Ok(page_with_status(&state, "admin/mailboxes.html", &context, StatusCode::OK))
 }
 
@@ -180,7 +159,7 @@ async fn render_form(
     state: &AppState,
     session: &UiSession,
     form: Form<'_>,
-    query: &Query,
+    query: &PageQuery,
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let all = SimpleFilter { window: Window::new(Some(200), None), ..Default::default() };
@@ -244,7 +223,7 @@ async fn new_form(State(state): State<AppState>, session: UiSession) -> Result<R
         "smtp_host": "", "smtp_port": "", "smtp_security": "starttls", "smtp_username": "", "fetch_since": "",
     });
     let form = Form { mailbox: None, values, errors: BTreeMap::new(), notice: None, test: None };
-    render_form(&state, &session, form, &query(None), StatusCode::OK).await
+    render_form(&state, &session, form, &PageQuery::default(), StatusCode::OK).await
 }
 
 async fn edit_form(
@@ -255,7 +234,7 @@ async fn edit_form(
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mailbox = state.store.mailbox(&session.actor, &id).await?;
-    let query = query(raw.as_deref());
+    let query = PageQuery::parse(raw.as_deref());
     let form = Form {
         mailbox: Some(&mailbox),
         values: mailbox_values(&mailbox),
@@ -316,7 +295,7 @@ async fn save(state: AppState, session: UiSession, id: Option<String>, body: Byt
         }
     }
     let form = Form { mailbox: existing.as_ref(), values, errors, notice: None, test: None };
-    render_form(&state, &session, form, &query(None), StatusCode::UNPROCESSABLE_ENTITY).await
+    render_form(&state, &session, form, &PageQuery::default(), StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 /// Connects with the stored settings and shows what happened.
@@ -337,7 +316,7 @@ async fn test(
         notice: None,
         test: Some(json!({ "ok": result.ok, "message": result.message })),
     };
-    render_form(&state, &session, form, &query(None), StatusCode::OK).await
+    render_form(&state, &session, form, &PageQuery::default(), StatusCode::OK).await
 }
 
 async fn delete(

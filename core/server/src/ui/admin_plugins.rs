@@ -17,11 +17,10 @@ use serde_json::{Value, json};
 
 use super::admin::require_admin;
 use super::render::{UiError, page_with_status};
-use super::session::{FormData, UiSession, csrf_failed, url_encode};
+use super::session::{FormData, PageQuery, UiSession, csrf_failed, url_encode};
 use crate::api::plugins::{Upload, read_component, upload_body_limit, upload_error};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::query_pairs;
 
 /// Runs shown per page of a plugin's log.
 const RUNS_PER_PAGE: i64 = 50;
@@ -33,22 +32,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/plugins/{id}/delete", post(delete))
 }
 
-/// The `notice` and `offset` query parameters of a page.
-fn notice_and_offset(raw: Option<&str>) -> (Option<String>, i64) {
-    let (mut notice, mut offset) = (None, 0);
-    for (key, value) in query_pairs(raw).unwrap_or_default() {
-        match key.as_str() {
-            "notice" => notice = Some(value),
-            "offset" => offset = value.parse::<i64>().unwrap_or(0).max(0),
-            _ => {}
-        }
-    }
-    (notice, offset)
-}
-
 async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     require_admin(&session)?;
-    let (notice, _) = notice_and_offset(raw.as_deref());
+    let notice = PageQuery::parse(raw.as_deref()).notice;
     render_list(&state, &session, BTreeMap::new(), notice, StatusCode::OK).await
 }
 
@@ -140,7 +126,7 @@ async fn show(
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let plugin = state.store.plugin(&session.actor, &id).await?;
-    let (notice, offset) = notice_and_offset(raw.as_deref());
+    let PageQuery { notice, offset, .. } = PageQuery::parse(raw.as_deref());
     let values = plugin_values(&plugin);
     render_plugin(&state, &session, &plugin, values, BTreeMap::new(), notice, offset, StatusCode::OK).await
 }

@@ -127,6 +127,32 @@ impl FormData {
     }
 }
 
+/// What admin list pages read from their query string: a `notice` to
+/// show after a redirect, a `status` filter and the page's `offset`.
+#[derive(Debug, Default)]
+pub struct PageQuery {
+    pub notice: Option<String>,
+    pub status: String,
+    pub offset: i64,
+}
+
+impl PageQuery {
+    /// Unknown or malformed parameters are ignored: these are links the
+    /// pages make themselves.
+    pub fn parse(raw: Option<&str>) -> PageQuery {
+        let mut query = PageQuery::default();
+        for (key, value) in crate::extract::query_pairs(raw).unwrap_or_default() {
+            match key.as_str() {
+                "notice" => query.notice = Some(value),
+                "status" => query.status = value,
+                "offset" => query.offset = value.parse::<i64>().unwrap_or(0).max(0),
+                _ => {}
+            }
+        }
+        query
+    }
+}
+
 /// The refusal of a form whose CSRF token is missing or not the session's.
 pub fn csrf_failed() -> UiError {
     UiError::Forbidden(
