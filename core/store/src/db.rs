@@ -9,9 +9,13 @@
 //! one writer at a time anyway, and queueing writers in the pool instead of
 //! in SQLite's busy handler keeps latency flat under load and makes
 //! `SQLITE_BUSY` impossible. PostgreSQL gets one pool for both.
+//!
+//! SQLite's write-ahead log is copied into the database file by a
+//! background checkpointer (see [`Checkpointer`]), not by the commits.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -82,7 +86,7 @@ impl Default for StoreOptions {
 
 #[derive(Clone)]
 pub(crate) enum Pools {
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite { writer: SqlitePool, reader: SqlitePool, checkpointer: Arc<Checkpointer> },
     Postgres { pool: PgPool },
 }
 
@@ -110,7 +114,12 @@ impl Pools {
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-32000")
+            // The checkpointer copies the log in the background; commits
+            // only append to it.
+            .pragma("wal_autocheckpoint", "0")
+            // A log that grew during a burst is cut back once it restarts.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT);
         if let Some(parent) = Path::new(connect.get_filename()).parent()
             && !parent.as_os_str().is_empty()
         {
@@ -131,9 +140,10 @@ impl Pools {
             .max_connections(options.max_connections.clamp(1, 8))
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.read_only(true))
+            .connect_with(connect.clone().read_only(true))
             .await?;
-        Ok(Pools::Sqlite { writer, reader })
+        let checkpointer = Checkpointer::start(connect).await?;
+        Ok(Pools::Sqlite { writer, reader, checkpointer: Arc::new(checkpointer) })
     }
 
     async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Pools> {
@@ -201,11 +211,72 @@ impl Pools {
 
     pub(crate) async fn close(&self) {
         match self {
-            Pools::Sqlite { writer, reader } => {
+            Pools::Sqlite { writer, reader, checkpointer } => {
+                checkpointer.stop().await;
                 reader.close().await;
                 writer.close().await;
             }
             Pools::Postgres { pool } => pool.close().await,
+        }
+    }
+}
+
+/// How often the checkpointer copies SQLite's write-ahead log into the
+/// database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The size in bytes SQLite's write-ahead log is cut back to when it
+/// restarts (64 MiB).
+const WAL_SIZE_LIMIT: &str = "67108864";
+
+/// Copies committed pages from SQLite's write-ahead log into the database
+/// file, on a connection of its own, twice a second.
+///
+/// SQLite's automatic checkpoint runs inside whichever commit takes the log
+/// past 1,000 pages: that commit then copies them all while holding the
+/// single writer, and every other write waits behind it. Commits that
+/// touch many tables (a case with its follows, notifications and rule runs)
+/// cross the mark more often. A `PASSIVE` checkpoint from another
+/// connection copies the same pages beside the writer and the readers,
+/// blocking neither. Stopped when the store is closed or dropped; SQLite
+/// checkpoints once more when the last connection closes.
+pub(crate) struct Checkpointer {
+    pool: SqlitePool,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    async fn start(connect: SqliteConnectOptions) -> Result<Checkpointer> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(connect.pragma("cache_size", "-2000"))
+            .await?;
+        let task = tokio::spawn(checkpoint_forever(pool.clone()));
+        Ok(Checkpointer { pool, task })
+    }
+
+    async fn stop(&self) {
+        self.task.abort();
+        self.pool.close().await;
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn checkpoint_forever(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // A checkpoint another process runs at the same time makes this
+        // one return early; the next tick catches up.
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(%error, "could not copy the SQLite write-ahead log into the database file");
         }
     }
 }

@@ -1021,3 +1021,41 @@ conformance!(
     rule_failures_never_block_the_change,
     capped_scheduled_rules_reach_every_case_in_turn,
 );
+
+/// SQLite only: commits append to the write-ahead log and a background
+/// checkpointer copies it into the database file, so the file alone (what
+/// a copy without its `-wal` holds) soon has every committed case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_log_is_copied_into_the_database_file_in_the_background() {
+    let db = TestDb::sqlite().await;
+    let dir = db._dir.as_ref().expect("a folder").path().to_path_buf();
+    for i in 0..300 {
+        db.case(&db.admin, NewCase { name: format!("logged {i}"), ..Default::default() }).await;
+    }
+    let wal_before = std::fs::metadata(dir.join("nested/docket.db-wal")).expect("the log exists").len();
+    assert!(wal_before > 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let copies = tempfile::tempdir().expect("tempdir");
+    let mut attempt = 0;
+    let total = loop {
+        attempt += 1;
+        // The file alone: no log beside it. A copy taken while a checkpoint
+        // writes may be torn or behind; the next one is not.
+        let copy = copies.path().join(format!("copy{attempt}.db"));
+        std::fs::copy(dir.join("nested/docket.db"), &copy).expect("copy");
+        let opened = Store::open(&format!("sqlite://{}", copy.display()), &StoreOptions::default()).await;
+        let total = match opened {
+            Ok(store) => {
+                let page = store.list_cases(&db.admin, &CaseFilter::default()).await;
+                store.close().await;
+                page.map(|page| page.total).unwrap_or(0)
+            }
+            Err(_) => 0,
+        };
+        if total == 300 || std::time::Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(total, 300, "the database file alone should hold every case");
+}
