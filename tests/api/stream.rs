@@ -250,4 +250,83 @@ async fn contacts_relate_and_silent_saves(site: Site) {
     error_of(status, &body, "validation");
 }
 
-on_both_backends!(posts_follows_and_notifications, follows_end_when_access_ends, contacts_relate_and_silent_saves);
+/// A new case's follows, notifications and `case.before_save` run log are
+/// written with the case in one statement, unless it has more followers
+/// than that statement takes (50): both ways must write the same rows.
+async fn a_new_case_writes_its_follows_notifications_and_runs(site: Site) {
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    // One run that is final before the insert (fields only), one whose
+    // internal note must wait for the case.
+    for (name, script) in [
+        ("raise", r#"set("priority", "High")"#),
+        ("remark", r#"set("type", "Question"); internal_note("checked on the way in")"#),
+    ] {
+        let (status, rule) = server
+            .post("/api/v1/rules", &admin, json!({"name": name, "hook": "case.before_save", "script": script}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{rule}");
+    }
+    let check = |case: Value, expected_followers: usize| {
+        let server = &server;
+        let admin = admin.clone();
+        async move {
+            let id = case["id"].as_str().expect("id").to_string();
+            assert_eq!((case["priority"].as_str(), case["type"].as_str()), (Some("High"), Some("Question")));
+            let (_, listed) = server.get(&format!("/api/v1/cases/{id}/followers?limit=200"), &admin).await;
+            assert_eq!(listed["total"], expected_followers, "{listed}");
+            let (_, runs) = server.get(&format!("/api/v1/rule-runs?case_id={id}"), &admin).await;
+            let mut names: Vec<&str> = runs["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|r| r["rule_name"].as_str().expect("name"))
+                .collect();
+            names.sort();
+            assert_eq!(names, vec!["raise", "remark"], "each run logged once: {runs}");
+            assert!(runs["items"].as_array().expect("items").iter().all(|r| r["outcome"] == "applied"), "{runs}");
+            let (_, stream) = server.get(&format!("/api/v1/cases/{id}/stream"), &admin).await;
+            let posts: Vec<&str> =
+                stream["items"].as_array().expect("items").iter().filter_map(|n| n["post"].as_str()).collect();
+            assert_eq!(posts, vec!["checked on the way in"], "{stream}");
+        }
+    };
+
+    let mut keys = Vec::new();
+    for i in 0..51 {
+        let (_, key) = server.agent(&site, &admin, &format!("watcher{i:02}"), levels(), json!([])).await;
+        keys.push(key);
+    }
+    let follow_all = json!({"auto_follow_entity_types": ["Case"]});
+    // Fifty followers: the creation statement writes them all.
+    for key in &keys[..50] {
+        let (status, _) = server.call(Method::PUT, "/api/v1/me/preferences", key, Some(follow_all.clone())).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    check(server.case(&admin, json!({"name": "Fifty watch"})).await, 50).await;
+    // Fifty-one: written on their own.
+    let (status, _) = server.call(Method::PUT, "/api/v1/me/preferences", &keys[50], Some(follow_all)).await;
+    assert_eq!(status, StatusCode::OK);
+    let case = server.case(&admin, json!({"name": "Fifty-one watch"})).await;
+    check(case.clone(), 51).await;
+    // Each follower is told of each case it followed from the start.
+    for (key, cases) in [(&keys[0], vec![2, 1]), (&keys[50], vec![2])] {
+        let body = notifications(&server, key).await;
+        let created: Vec<i64> = body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|n| n["note_type"] == "Create")
+            .map(|n| n["case_number"].as_i64().expect("number"))
+            .collect();
+        assert_eq!(created, cases, "{body}");
+    }
+    assert_eq!(case["number"], 2);
+}
+
+on_both_backends!(
+    posts_follows_and_notifications,
+    follows_end_when_access_ends,
+    contacts_relate_and_silent_saves,
+    a_new_case_writes_its_follows_notifications_and_runs
+);

@@ -1,6 +1,7 @@
 //! Cases: create, read, update, delete and list, each with its stream
 //! notes, in one transaction.
 
+use chrono::{DateTime, Utc};
 use docket_domain::access::{Decision, ListScope};
 use docket_domain::case::{
     AppliedPatch, Case, CaseDraft, CasePatch, CasePriority, CaseStatus, CaseType, linked_contacts, update_note_data,
@@ -8,16 +9,17 @@ use docket_domain::case::{
 use docket_domain::ids::new_id;
 use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
 use docket_domain::note::{Note, NoteType};
-use docket_domain::rule::{Hook, NewRuleCase, all_changes};
+use docket_domain::rule::{Hook, NewRuleCase, RuleRun, all_changes};
 use docket_domain::{Action, Actor, Scope};
 use serde_json::{Value as Json, json};
 use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
-use crate::hooks::{Effects, Trigger};
+use crate::hooks::{Effects, RUNS_PER_STATEMENT, Trigger, runs_insert, worth_logging};
 use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
 use crate::stream::{
-    FanOut, FollowPlan, follow_plan_in, initial_follows, notify_created, notify_followers, reconcile_follows,
+    FanOut, FollowPlan, NotificationRow, created_notifications, follow_plan_in, follows_insert, initial_followers,
+    insert_follows, insert_notifications, notifications_insert, notify_followers, reconcile_follows,
 };
 use crate::{Result, Store, StoreError, now};
 
@@ -79,6 +81,7 @@ impl Store {
         let silent = draft.silent;
         let at = now();
         let pending = pending_case(draft, &actor.user_id, at);
+        let runs_before = effects.runs.len();
         let saved = self.before_save(tx, &pending, &[], actor, cause.depth, effects).await?;
         let (mut case, deferred) = (saved.case, saved.deferred);
         // An assignee a strategy just chose is known to be active staff.
@@ -92,32 +95,6 @@ impl Store {
         if let Some(assignment) = saved.assignment.or(cause.assignment.clone()) {
             note_data["assignment"] = assignment;
         }
-        let sql = insert_case_sql(tx.backend(), !silent);
-        let create_note_id = new_id();
-        let row = tx
-            .query(&sql)
-            .bind(case.id.as_str())
-            .bind(case.name.as_str())
-            .bind(case.status.as_str())
-            .bind(case.priority.as_str())
-            .bind(case.case_type.map(CaseType::as_str))
-            .bind(case.description.as_deref())
-            .bind(case.account_id.as_deref())
-            .bind(case.contact_id.as_deref())
-            .bind(case.inbound_mailbox_id.as_deref())
-            .bind(case.is_internal)
-            .bind(case.assigned_user_id.as_deref())
-            .bind(at)
-            .bind(actor.user_id.as_str())
-            .bind(create_note_id.as_str())
-            .bind(note_data.to_string())
-            .fetch_one()
-            .await?;
-        case.number = row.get("number")?;
-        case.created_at = row.get("created_at")?;
-        (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
-        write_links(tx, &case).await?;
-        link_attachments(tx, &case.id, &case.attachment_ids).await?;
         let nested_plan;
         let plan = match plan {
             Some(plan) => plan,
@@ -126,9 +103,43 @@ impl Store {
                 &nested_plan
             }
         };
-        let followers = initial_follows(tx, &case, actor, plan, verified.as_deref()).await?;
+        let followers = initial_followers(tx, &case, actor, plan, verified.as_deref()).await?;
+        let notifications = if silent { Vec::new() } else { created_notifications(&case, &followers, &actor.user_id) };
+        // The before_save runs are final now, except those with actions
+        // still to apply once the case exists.
+        let deferred_runs: Vec<usize> = deferred.iter().map(|(_, _, index)| *index).collect();
+        let final_runs: Vec<&RuleRun> = effects.runs[runs_before..]
+            .iter()
+            .enumerate()
+            .filter(|(i, run)| !deferred_runs.contains(&(runs_before + i)) && worth_logging(run))
+            .map(|(_, run)| run)
+            .collect();
+        // Each statement holds the single SQLite writer for a round trip,
+        // so the follows, notifications and runs ride in the creation
+        // statement; an unusually large set is written on its own after it.
+        let batched = followers.len() <= FOLLOWERS_PER_CREATION && final_runs.len() <= RUNS_PER_STATEMENT;
+        let create_note_id = new_id();
+        let new_case =
+            NewCase { case: &case, at, actor: &actor.user_id, note_id: &create_note_id, note_data: &note_data };
+        let rows = CreationRows {
+            followers: if batched { &followers } else { &[] },
+            notifications: if batched { &notifications } else { &[] },
+            runs: if batched { &final_runs } else { &[] },
+        };
+        let sql = creation_statement(tx.backend(), &new_case, !silent, &rows);
+        let logged: Vec<String> = rows.runs.iter().map(|run| run.id.clone()).collect();
+        let row = tx.built(&sql).fetch_one().await?;
+        effects.logged.extend(logged);
+        case.number = row.get("number")?;
+        case.created_at = row.get("created_at")?;
+        (case.modified_at, case.stream_updated_at) = (case.created_at, case.created_at);
+        write_links(tx, &case).await?;
+        link_attachments(tx, &case.id, &case.attachment_ids).await?;
+        if !batched {
+            insert_follows(tx, &case.id, &followers).await?;
+            insert_notifications(tx, &case.id, &create_note_id, "note", &notifications, at).await?;
+        }
         if !silent {
-            notify_created(tx, &case, &create_note_id, &followers, &actor.user_id).await?;
             effects.announce.push((case.id.clone(), create_note_id));
         }
         effects.wrote(&case);
@@ -422,59 +433,132 @@ async fn portal_draft(tx: &mut Tx, actor: &Actor, draft: CaseDraft) -> Result<Ca
     })
 }
 
-/// The statement that takes the next case number, inserts the case and its
-/// `Create` note: the hot path of case creation, in one round trip.
+/// Followers of a new case written by its creation statement; a case with
+/// more (a helpdesk where many agents auto-follow everything) has its
+/// follows written by statements of their own.
+const FOLLOWERS_PER_CREATION: usize = 50;
+
+/// A case about to be inserted, with its `Create` note.
+struct NewCase<'a> {
+    case: &'a Case,
+    /// The time of the insert on SQLite (PostgreSQL stamps its own).
+    at: DateTime<Utc>,
+    actor: &'a str,
+    note_id: &'a str,
+    note_data: &'a Json,
+}
+
+/// Rows written together with a new case.
+struct CreationRows<'a> {
+    followers: &'a [String],
+    /// Of the `Create` note, for the followers.
+    notifications: &'a [NotificationRow],
+    runs: &'a [&'a RuleRun],
+}
+
+/// The statement that takes the next case number, inserts the case, its
+/// `Create` note and `rows`: the hot path of case creation, in one round
+/// trip.
 ///
 /// The counter row is the lock: concurrent creators queue on it, so numbers
 /// are unique and increase in commit order on both backends. SQLite runs
 /// the statements as one batch (its single writer makes reading the
 /// counter back race-free); PostgreSQL chains them as data-modifying CTEs
-/// and stamps the time after the counter lock is held, so that on both
-/// backends a later number never has an earlier creation time. A silent
-/// save (`with_note` false) leaves the note out; $14 and $15 are then
-/// unused. Parameters: $1 id, $2 name, $3 status, $4 priority, $5 type, $6
-/// description, $7 account, $8 contact, $9 mailbox, $10 internal, $11
-/// assignee, $12 time (SQLite), $13 actor, $14 note id, $15 note data.
-fn insert_case_sql(backend: Backend, with_note: bool) -> String {
+/// (whose foreign keys are checked at the end of the statement, once the
+/// case exists) and stamps the time after the counter lock is held, so
+/// that on both backends a later number never has an earlier creation
+/// time. A silent save (`with_note` false) leaves the note out. The
+/// statement returns the case's `number` and `created_at`.
+fn creation_statement(backend: Backend, new: &NewCase<'_>, with_note: bool, rows: &CreationRows<'_>) -> Sql {
     const COLUMNS: &str = "id, number, name, status, priority, case_type, description, account_id, contact_id, \
         inbound_mailbox_id, is_internal, assigned_user_id, created_at, created_by_id, modified_at, modified_by_id, \
         stream_updated_at, version";
     const NOTE_COLUMNS: &str = "id, case_id, note_type, post, data, is_internal, author_id, created_at, modified_at";
+    let case = new.case;
+    // $1 id, $2 name, $3 status, $4 priority, $5 type, $6 description, $7
+    // account, $8 contact, $9 mailbox, $10 internal, $11 assignee, $12
+    // time, $13 actor, $14 note id, $15 note data; the rows follow.
+    let values = vec![
+        case.id.as_str().into(),
+        case.name.as_str().into(),
+        case.status.as_str().into(),
+        case.priority.as_str().into(),
+        case.case_type.map(CaseType::as_str).into(),
+        case.description.as_deref().into(),
+        case.account_id.as_deref().into(),
+        case.contact_id.as_deref().into(),
+        case.inbound_mailbox_id.as_deref().into(),
+        case.is_internal.into(),
+        case.assigned_user_id.as_deref().into(),
+        new.at.into(),
+        new.actor.into(),
+        new.note_id.into(),
+        new.note_data.to_string().into(),
+    ];
+    let mut sql = Sql { text: String::new(), values };
     match backend {
         Backend::Sqlite => {
-            let note = if with_note {
-                format!(
-                    "INSERT INTO notes ({NOTE_COLUMNS}) VALUES ($14, $1, 'Create', NULL, $15, FALSE, $13, $12, $12); "
-                )
-            } else {
-                String::new()
-            };
-            format!(
+            sql.push(&format!(
                 "UPDATE counters SET value = value + 1 WHERE name = 'case_number'; \
                  INSERT INTO cases ({COLUMNS}) VALUES ($1, (SELECT value FROM counters WHERE name = 'case_number'), \
-                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, $13, $12, 1); \
-                 {note}SELECT number, created_at FROM cases WHERE id = $1"
-            )
+                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12, $13, $12, 1); "
+            ));
+            if with_note {
+                sql.push(&format!(
+                    "INSERT INTO notes ({NOTE_COLUMNS}) VALUES ($14, $1, 'Create', NULL, $15, FALSE, $13, $12, $12); "
+                ));
+            }
         }
         Backend::Postgres => {
-            let note = if with_note {
-                format!(
-                    "note AS (INSERT INTO notes ({NOTE_COLUMNS}) SELECT $14, created.id, 'Create', NULL, $15, FALSE, \
-                     $13, created.created_at, created.created_at FROM created), "
-                )
-            } else {
-                String::new()
-            };
-            format!(
+            sql.push(&format!(
                 "WITH counter AS (UPDATE counters SET value = value + 1 WHERE name = 'case_number' RETURNING value), \
                  stamp AS (SELECT counter.value, clock_timestamp() AS at FROM counter), \
                  created AS (INSERT INTO cases ({COLUMNS}) SELECT $1, stamp.value, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, stamp.at, $13, stamp.at, $13, stamp.at, 1 FROM stamp RETURNING id, number, created_at), \
-                 {note}done AS (SELECT 1) \
-                 SELECT number, created_at FROM created"
-            )
+                 $10, $11, stamp.at, $13, stamp.at, $13, stamp.at, 1 FROM stamp RETURNING id, number, created_at), "
+            ));
+            if with_note {
+                sql.push(&format!(
+                    "note AS (INSERT INTO notes ({NOTE_COLUMNS}) SELECT $14, created.id, 'Create', NULL, $15, FALSE, \
+                     $13, created.created_at, created.created_at FROM created), "
+                ));
+            }
         }
     }
+    if !rows.followers.is_empty() {
+        open_part(&mut sql, backend, "follows");
+        follows_insert(&mut sql, &case.id, rows.followers, new.at);
+        close_part(&mut sql, backend);
+    }
+    if with_note && !rows.notifications.is_empty() {
+        open_part(&mut sql, backend, "notified");
+        notifications_insert(&mut sql, &case.id, new.note_id, "note", rows.notifications, new.at);
+        close_part(&mut sql, backend);
+    }
+    if !rows.runs.is_empty() {
+        open_part(&mut sql, backend, "logged");
+        runs_insert(&mut sql, rows.runs);
+        close_part(&mut sql, backend);
+    }
+    match backend {
+        Backend::Sqlite => sql.push("SELECT number, created_at FROM cases WHERE id = $1"),
+        Backend::Postgres => sql.push("done AS (SELECT 1) SELECT number, created_at FROM created"),
+    };
+    sql
+}
+
+/// Starts one more insert of the creation statement: a statement of the
+/// batch on SQLite, a CTE named `name` on PostgreSQL.
+fn open_part(sql: &mut Sql, backend: Backend, name: &str) {
+    if backend == Backend::Postgres {
+        sql.push(name).push(" AS (");
+    }
+}
+
+fn close_part(sql: &mut Sql, backend: Backend) {
+    match backend {
+        Backend::Sqlite => sql.push("; "),
+        Backend::Postgres => sql.push("), "),
+    };
 }
 
 impl Store {

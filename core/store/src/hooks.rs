@@ -79,6 +79,9 @@ pub(crate) struct Effects {
     /// so that a command whose rules changed its case again returns that
     /// version without reading it back.
     pub latest: std::collections::HashMap<String, Case>,
+    /// Runs already written by the statement that created their case (see
+    /// `create_case_in`): `finish` leaves them out.
+    pub logged: std::collections::HashSet<String>,
 }
 
 impl Effects {
@@ -205,9 +208,19 @@ impl Store {
         trigger: &Trigger<'_>,
         mut plugin_runs: Option<&mut Vec<PluginRun>>,
     ) -> Result<Vec<(Rule, Evaluation)>> {
+        // A rule whose script reads data is run on a blocking thread (see
+        // `evaluate_with`), a hop that the transaction waits for. When its
+        // condition reads nothing, the condition is checked here first: a
+        // rule that does not apply (a portal rule on an agent's case) then
+        // costs no hop.
+        let (not_held, rules) = self.conditions_not_held(tx, rules, trigger).await?;
         let mut evaluated = self
             .evaluate_with(tx, rules, trigger, |engine, rules, event, reader| engine.evaluate_all(rules, event, reader))
             .await?;
+        // Back in the rules' order.
+        for (position, rule, evaluation) in not_held {
+            evaluated.insert(position, (rule, evaluation));
+        }
         for (rule, evaluation) in &mut evaluated {
             let Some(plugin) = rule.plugin.clone() else { continue };
             if evaluation.error.is_some() || evaluation.condition_held == Some(false) {
@@ -228,6 +241,62 @@ impl Store {
             }
         }
         Ok(evaluated)
+    }
+
+    /// Takes out the rules that read data but whose condition does not,
+    /// and does not hold: returned with their position and evaluation,
+    /// beside the rules left to evaluate.
+    #[allow(clippy::type_complexity)]
+    async fn conditions_not_held(
+        &self,
+        tx: &mut Tx,
+        rules: Vec<Rule>,
+        trigger: &Trigger<'_>,
+    ) -> Result<(Vec<(usize, Rule, Evaluation)>, Vec<Rule>)> {
+        let checkable = |rule: &Rule| {
+            rule.condition.is_some()
+                && docket_rules::reads_data(None, &rule.script)
+                && !docket_rules::reads_data(rule.condition.as_deref(), "")
+        };
+        if !rules.iter().any(checkable) {
+            return Ok((Vec::new(), rules));
+        }
+        let calendar = self.rule_set(tx).await?.calendar.clone();
+        let event = Event {
+            email: trigger.email,
+            hook: trigger.hook,
+            ticket: trigger.case,
+            changes: trigger.changes,
+            note: trigger.note,
+            actor: Some(trigger.actor),
+            depth: trigger.depth,
+            now: Utc::now(),
+            calendar: &calendar,
+        };
+        let (mut not_held, mut left) = (Vec::new(), Vec::with_capacity(rules.len()));
+        for (position, rule) in rules.into_iter().enumerate() {
+            if !checkable(&rule) {
+                left.push(rule);
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let (held, _reader) =
+                self.rules.conditions(std::slice::from_ref(&rule), &event, Box::new(docket_rules::NoReader));
+            if let [Ok(false)] = held.as_slice() {
+                let evaluation = Evaluation {
+                    condition_held: Some(false),
+                    actions: Vec::new(),
+                    log: Vec::new(),
+                    error: None,
+                    duration: started.elapsed(),
+                };
+                not_held.push((position, rule, evaluation));
+            } else {
+                // Held, or failed: the full evaluation says so.
+                left.push(rule);
+            }
+        }
+        Ok((not_held, left))
     }
 
     /// Evaluates only the rules' conditions.
@@ -855,27 +924,11 @@ impl Store {
     /// action and printed nothing. With many rules (and scheduled rules
     /// looking at many cases) they would be most of the log and say little;
     /// a dry run shows them.
-    pub(crate) async fn insert_runs(tx: &mut Tx, runs: &[RuleRun]) -> Result<()> {
-        let runs: Vec<&RuleRun> = runs.iter().filter(|run| worth_logging(run)).collect();
-        for chunk in runs.chunks(50) {
-            let mut sql = Sql::new(
-                "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, \
-                 actions, log, error, duration_us, started_at) VALUES ",
-            );
-            for (i, run) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.push("(").value(run.id.as_str()).push(", ");
-                sql.value(run.rule_id.as_deref()).push(", ").value(run.rule_name.as_str()).push(", ");
-                sql.value(run.case_id.as_deref()).push(", ").value(run.hook.as_str()).push(", ");
-                sql.value(run.depth as i64).push(", ").value(run.outcome.as_str()).push(", ");
-                sql.value(run.condition_held).push(", ");
-                sql.value(serde_json::to_string(&run.actions).unwrap_or_else(|_| "[]".into())).push(", ");
-                sql.value(serde_json::to_string(&run.log).unwrap_or_else(|_| "[]".into())).push(", ");
-                sql.value(run.error.as_deref()).push(", ").value(run.duration_us).push(", ");
-                sql.value(run.started_at).push(")");
-            }
+    pub(crate) async fn insert_runs<'a>(tx: &mut Tx, runs: impl IntoIterator<Item = &'a RuleRun>) -> Result<()> {
+        let runs: Vec<&RuleRun> = runs.into_iter().filter(|run| worth_logging(run)).collect();
+        for chunk in runs.chunks(RUNS_PER_STATEMENT) {
+            let mut sql = Sql::default();
+            runs_insert(&mut sql, chunk);
             tx.built(&sql).execute().await?;
         }
         Ok(())
@@ -914,7 +967,8 @@ impl Store {
     /// Commits a command's transaction with its run log, then announces
     /// its notes to live pages.
     pub(crate) async fn finish(&self, mut tx: Tx, effects: Effects) -> Result<()> {
-        Self::insert_runs(&mut tx, &effects.runs).await?;
+        let unlogged = effects.runs.iter().filter(|run| !effects.logged.contains(&run.id));
+        Self::insert_runs(&mut tx, unlogged).await?;
         insert_plugin_runs(&mut tx, &effects.plugin_runs).await?;
         tx.commit().await?;
         for (case_id, note_id) in &effects.announce {
@@ -924,7 +978,32 @@ impl Store {
     }
 }
 
-fn worth_logging(run: &RuleRun) -> bool {
+/// Rule runs written by one statement at most.
+pub(crate) const RUNS_PER_STATEMENT: usize = 50;
+
+/// Writes `INSERT INTO rule_runs ...` for `runs` (not empty).
+pub(crate) fn runs_insert(sql: &mut Sql, runs: &[&RuleRun]) {
+    sql.push(
+        "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, actions, log, \
+         error, duration_us, started_at) VALUES ",
+    );
+    for (i, run) in runs.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").value(run.id.as_str()).push(", ");
+        sql.value(run.rule_id.as_deref()).push(", ").value(run.rule_name.as_str()).push(", ");
+        sql.value(run.case_id.as_deref()).push(", ").value(run.hook.as_str()).push(", ");
+        sql.value(run.depth as i64).push(", ").value(run.outcome.as_str()).push(", ");
+        sql.value(run.condition_held).push(", ");
+        sql.value(serde_json::to_string(&run.actions).unwrap_or_else(|_| "[]".into())).push(", ");
+        sql.value(serde_json::to_string(&run.log).unwrap_or_else(|_| "[]".into())).push(", ");
+        sql.value(run.error.as_deref()).push(", ").value(run.duration_us).push(", ");
+        sql.value(run.started_at).push(")");
+    }
+}
+
+pub(crate) fn worth_logging(run: &RuleRun) -> bool {
     match run.outcome {
         Outcome::ConditionFalse => false,
         Outcome::Applied => !run.actions.is_empty() || !run.log.is_empty(),

@@ -446,9 +446,9 @@ pub(crate) async fn follow_plan_in(tx: &mut Tx, creator: &Actor) -> Result<Follo
     Ok(FollowPlan { creator_follows, auto_followers })
 }
 
-/// The follows a new case starts with (see the module comment); returns
-/// the followers.
-pub(crate) async fn initial_follows(
+/// Who follows a new case from the start (see the module comment), read
+/// before the case is inserted so that the follows can be written with it.
+pub(crate) async fn initial_followers(
     tx: &mut Tx,
     case: &Case,
     creator: &Actor,
@@ -486,22 +486,14 @@ pub(crate) async fn initial_follows(
             tx.built(&sql).fetch_all().await?.iter().map(|row| row.get("id")).collect::<Result<_>>()?;
         followers.retain(|id| active.contains(id));
     }
-    for user_id in &followers {
-        add_follower(tx, &case.id, user_id).await?;
-    }
     Ok(followers)
 }
 
-/// Notifies the first followers of a new case about its `Create` note
-/// (the assignee's highlighted), without reading the follows back.
-pub(crate) async fn notify_created(
-    tx: &mut Tx,
-    case: &Case,
-    note_id: &str,
-    followers: &[String],
-    author: &str,
-) -> Result<()> {
-    let rows: Vec<NotificationRow> = followers
+/// The notifications of a new case's `Create` note for its first
+/// followers (the assignee's highlighted), without reading the follows
+/// back.
+pub(crate) fn created_notifications(case: &Case, followers: &[String], author: &str) -> Vec<NotificationRow> {
+    followers
         .iter()
         .filter(|id| id.as_str() != author)
         .map(|user_id| NotificationRow {
@@ -509,8 +501,27 @@ pub(crate) async fn notify_created(
             user_id: user_id.clone(),
             highlighted: case.assigned_user_id.as_deref() == Some(user_id.as_str()),
         })
-        .collect();
-    insert_notifications(tx, &case.id, note_id, "note", &rows, now()).await
+        .collect()
+}
+
+/// Writes the follows of a new case one statement per follower: for the
+/// rare case with more followers than the creation statement takes.
+pub(crate) async fn insert_follows(tx: &mut Tx, case_id: &str, followers: &[String]) -> Result<()> {
+    for user_id in followers {
+        add_follower(tx, case_id, user_id).await?;
+    }
+    Ok(())
+}
+
+/// Writes `INSERT INTO follows ...` for a new case's followers (not empty).
+pub(crate) fn follows_insert(sql: &mut Sql, case_id: &str, followers: &[String], at: DateTime<Utc>) {
+    sql.push("INSERT INTO follows (case_id, user_id, created_at) VALUES ");
+    for (i, user_id) in followers.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").value(case_id).push(", ").value(user_id.as_str()).push(", ").value(at).push(")");
+    }
 }
 
 /// The active portal users of a contact.
@@ -697,7 +708,7 @@ pub(crate) async fn notify_followers(
     Ok(())
 }
 
-struct NotificationRow {
+pub(crate) struct NotificationRow {
     id: String,
     user_id: String,
     highlighted: bool,
@@ -705,7 +716,7 @@ struct NotificationRow {
 
 /// Inserts many notifications of one note in multi-row statements: a post
 /// on a case with fifty followers is a couple of statements, not fifty.
-async fn insert_notifications(
+pub(crate) async fn insert_notifications(
     tx: &mut Tx,
     case_id: &str,
     note_id: &str,
@@ -714,20 +725,33 @@ async fn insert_notifications(
     at: DateTime<Utc>,
 ) -> Result<()> {
     for chunk in rows.chunks(100) {
-        let mut sql = Sql::new(
-            "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) VALUES ",
-        );
-        for (i, row) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push("(").value(row.id.as_str()).push(", ").value(row.user_id.as_str()).push(", ");
-            sql.value(case_id).push(", ").value(note_id).push(", ").value(kind).push(", ");
-            sql.value(row.highlighted).push(", ").value(false).push(", ").value(at).push(")");
-        }
+        let mut sql = Sql::default();
+        notifications_insert(&mut sql, case_id, note_id, kind, chunk, at);
         tx.built(&sql).execute().await?;
     }
     Ok(())
+}
+
+/// Writes `INSERT INTO notifications ...` for `rows` (not empty).
+pub(crate) fn notifications_insert(
+    sql: &mut Sql,
+    case_id: &str,
+    note_id: &str,
+    kind: &str,
+    rows: &[NotificationRow],
+    at: DateTime<Utc>,
+) {
+    sql.push(
+        "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) VALUES ",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").value(row.id.as_str()).push(", ").value(row.user_id.as_str()).push(", ");
+        sql.value(case_id).push(", ").value(note_id).push(", ").value(kind).push(", ");
+        sql.value(row.highlighted).push(", ").value(false).push(", ").value(at).push(")");
+    }
 }
 
 /// Whether a user row (with `user_type`, `email`, `preferences`) asked
