@@ -981,11 +981,12 @@ impl Store {
 /// Rule runs written by one statement at most.
 pub(crate) const RUNS_PER_STATEMENT: usize = 50;
 
-/// Writes `INSERT INTO rule_runs ...` for `runs` (not empty).
+/// Writes the insert of `runs` (not empty) into the queue of the run log
+/// (see `run_log.rs`).
 pub(crate) fn runs_insert(sql: &mut Sql, runs: &[&RuleRun]) {
     sql.push(
-        "INSERT INTO rule_runs (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, actions, log, \
-         error, duration_us, started_at) VALUES ",
+        "INSERT INTO rule_run_queue (id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, actions, \
+         log, error, duration_us, started_at) VALUES ",
     );
     for (i, run) in runs.iter().enumerate() {
         if i > 0 {
@@ -1305,7 +1306,10 @@ async fn last_applied_at(tx: &mut Tx, case_id: &str, rule: &str) -> Result<Optio
     let row = tx
         .query(
             "SELECT started_at FROM rule_runs WHERE case_id = $1 AND rule_name = $2 AND outcome = 'applied' \
-             AND actions <> '[]' ORDER BY started_at DESC LIMIT 1",
+             AND actions <> '[]' \
+             UNION ALL SELECT started_at FROM rule_run_queue WHERE case_id = $1 AND rule_name = $2 \
+             AND outcome = 'applied' AND actions <> '[]' \
+             ORDER BY started_at DESC LIMIT 1",
         )
         .bind(case_id)
         .bind(rule)

@@ -23,6 +23,7 @@ mod plugins;
 mod replies;
 mod rows;
 mod rules;
+mod run_log;
 mod settings;
 mod stream;
 mod teams;
@@ -73,6 +74,8 @@ pub struct Store {
     /// The WebAssembly host, started when a plugin is first used.
     plugin_host: Arc<std::sync::OnceLock<Arc<docket_plugins::PluginHost>>>,
     plugin_config: docket_plugins::HostConfig,
+    /// Moves queued rule runs into the run log (see `run_log.rs`).
+    run_log: Arc<run_log::RunLogMover>,
 }
 
 impl Store {
@@ -87,7 +90,9 @@ impl Store {
         for strategy in [Arc::new(RoundRobin) as Arc<dyn Strategy>, Arc::new(LeastBusy)] {
             strategies.insert(strategy.name().to_string(), strategy);
         }
+        let run_log = Arc::new(run_log::RunLogMover::start(pools.clone()));
         Ok(Store {
+            run_log,
             pools,
             email_delay,
             events,
@@ -131,6 +136,11 @@ impl Store {
     /// checkpoints its write-ahead log on the last close.
     pub async fn close(&self) {
         self.events.stop();
+        self.run_log.stop();
+        // What is queued goes into the log now rather than at the next start.
+        if let Err(error) = run_log::move_queued_runs(&self.pools).await {
+            tracing::warn!(%error, "could not move queued rule runs into the run log");
+        }
         self.pools.close().await;
     }
 }

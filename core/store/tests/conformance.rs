@@ -21,6 +21,7 @@ use docket_store::{RunFilter, Store, StoreError, StoreOptions};
 struct TestDb {
     store: Store,
     admin: Actor,
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -48,7 +49,7 @@ impl TestDb {
         assert!(store.bootstrap("not-a-real-hash".into()).await.expect("bootstrap"));
         let admin_id = store.login_user("admin").await.expect("lookup").expect("admin exists").id;
         let admin = store.actor(&admin_id).await.expect("actor").expect("active admin");
-        TestDb { store, admin, _dir: dir }
+        TestDb { store, admin, url: url.to_string(), _dir: dir }
     }
 
     async fn agent(&self, username: &str, permissions: Permissions, team_ids: Vec<String>) -> Actor {
@@ -999,7 +1000,54 @@ macro_rules! conformance {
     };
 }
 
+/// Counts rows of a table with a connection of the test's own.
+async fn count_rows(db: &TestDb, table: &str) -> i64 {
+    use sqlx::Row as _;
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    if db.url.starts_with("sqlite:") {
+        let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+        sqlx::query(&sql).fetch_one(&mut connection).await.expect("count").get("n")
+    } else {
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+        sqlx::query(&sql).fetch_one(&mut connection).await.expect("count").get("n")
+    }
+}
+
+/// A change queues its runs in its own transaction; a background task
+/// moves them into the run log, and reading the log moves them at once.
+async fn rule_runs_are_queued_then_moved_into_the_log(db: TestDb) {
+    let store = &db.store;
+    store
+        .create_rule(&db.admin, &rule("raise", "case.before_save", None, r#"set("priority", "High")"#))
+        .await
+        .expect("rule");
+    store
+        .create_rule(&db.admin, &rule("remark", "case.created", None, r#"internal_note("seen")"#))
+        .await
+        .expect("rule");
+    // Read at once: the runs are in the log, whether or not moved yet.
+    let first = db.case(&db.admin, NewCase { name: "Read at once".into(), ..Default::default() }).await;
+    assert_eq!(runs_of(&db, &first.id).await.len(), 2);
+    assert_eq!(count_rows(&db, "rule_run_queue").await, 0, "reading the log moved the queue");
+    // Left alone: the background task moves them within a second or so.
+    for i in 0..20 {
+        db.case(&db.admin, NewCase { name: format!("Left alone {i}"), ..Default::default() }).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count_rows(&db, "rule_run_queue").await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count_rows(&db, "rule_run_queue").await, 0, "the background task moved the queue");
+    assert_eq!(count_rows(&db, "rule_runs").await, 42);
+    // A queued run of a case deleted before it was moved goes with it.
+    let doomed = db.case(&db.admin, NewCase { name: "Deleted".into(), ..Default::default() }).await;
+    store.delete_case(&db.admin, &doomed.id).await.expect("delete");
+    let filter = RunFilter { window: Window::new(Some(200), None), ..Default::default() };
+    assert_eq!(store.rule_runs(&db.admin, &filter).await.expect("runs").total, 42);
+}
+
 conformance!(
+    rule_runs_are_queued_then_moved_into_the_log,
     records_round_trip,
     case_numbers_stay_unique_under_concurrent_creation,
     stale_versions_conflict,

@@ -1,0 +1,105 @@
+//! The rule run log's write path.
+//!
+//! A change writes its runs to `rule_run_queue`, in its own transaction: on
+//! SQLite one B-tree, where `rule_runs` has five (the table and its id,
+//! case, rule and time indexes), and each B-tree a commit touches is a page
+//! of the write-ahead log written while the single writer is held. A
+//! background task moves the queued runs into `rule_runs` in batches, twice
+//! a second, so each `rule_runs` index is touched once per batch instead of
+//! once per change. Reads of the log move what is queued first, so the log
+//! never looks behind. Nothing is lost: a run is in one table or the other,
+//! and each move is one transaction.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::Result;
+use crate::db::{Backend, Pools};
+
+/// The columns of both tables.
+const COLUMNS: &str = "id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, actions, log, error, \
+                       duration_us, started_at";
+
+/// Runs moved per transaction, so that a long queue never holds the
+/// writer for long.
+const MOVE_BATCH: u64 = 1000;
+
+const MOVE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Moves queued runs into `rule_runs`, oldest first; returns how many.
+pub(crate) async fn move_queued_runs(pools: &Pools) -> Result<u64> {
+    let mut moved = 0;
+    loop {
+        let mut tx = pools.write().await?;
+        let batch = match tx.backend() {
+            // The single writer keeps the queue still between the two
+            // statements: the rows deleted are the rows copied.
+            Backend::Sqlite => {
+                let copied = tx
+                    .query(&format!(
+                        "INSERT INTO rule_runs ({COLUMNS}) SELECT {COLUMNS} FROM rule_run_queue ORDER BY id \
+                         LIMIT {MOVE_BATCH}"
+                    ))
+                    .execute()
+                    .await?;
+                tx.query(&format!(
+                    "DELETE FROM rule_run_queue WHERE id IN \
+                     (SELECT id FROM rule_run_queue ORDER BY id LIMIT {MOVE_BATCH})"
+                ))
+                .execute()
+                .await?;
+                copied
+            }
+            // Nodes move at the same time: each takes the rows it deletes,
+            // skipping those another node has locked.
+            Backend::Postgres => {
+                tx.query(&format!(
+                    "WITH moved AS (DELETE FROM rule_run_queue WHERE id IN \
+                     (SELECT id FROM rule_run_queue ORDER BY id LIMIT {MOVE_BATCH} FOR UPDATE SKIP LOCKED) \
+                     RETURNING {COLUMNS}) \
+                     INSERT INTO rule_runs ({COLUMNS}) SELECT {COLUMNS} FROM moved ON CONFLICT (id) DO NOTHING"
+                ))
+                .execute()
+                .await?
+            }
+        };
+        tx.commit().await?;
+        moved += batch;
+        if batch < MOVE_BATCH {
+            return Ok(moved);
+        }
+    }
+}
+
+/// The background task that moves queued runs; stopped when dropped.
+pub(crate) struct RunLogMover {
+    task: JoinHandle<()>,
+}
+
+impl RunLogMover {
+    pub(crate) fn start(pools: Pools) -> RunLogMover {
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(MOVE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // A failed move leaves the runs queued for the next one.
+                if let Err(error) = move_queued_runs(&pools).await {
+                    tracing::warn!(%error, "could not move queued rule runs into the run log");
+                }
+            }
+        });
+        RunLogMover { task }
+    }
+
+    pub(crate) fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for RunLogMover {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
