@@ -12,6 +12,7 @@ mod email;
 mod mailboxes;
 mod operations;
 mod plugins;
+mod portals;
 mod records;
 mod rules;
 mod stream;

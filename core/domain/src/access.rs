@@ -4,14 +4,15 @@
 //! `all` records, those of the user's `team`s (and their own), their `own`
 //! (assigned to or created by them), or `no`. A user's roles merge by taking
 //! the widest level per cell. Admins bypass roles. Portal users never hold
-//! agent roles: until portals bring their own roles they read and create
-//! only the cases of their contact, never internal ones.
+//! agent roles: their portal roles decide (see [`crate::portal`]), and
+//! internal records are invisible to them at every level.
 //!
 //! A record the actor may not read is reported as not found, never as
 //! forbidden, so that its existence does not leak.
 
 use serde::{Deserialize, Serialize};
 
+use crate::portal::{PortalAccess, PortalAction, PortalLevel};
 use crate::user::UserType;
 
 /// How far a permission reaches. Ordered from narrowest to widest, so that
@@ -192,6 +193,8 @@ pub struct Ownership<'a> {
     pub team_ids: &'a [String],
     /// Contacts linked to the record (cases): portal users see their own.
     pub contact_ids: &'a [String],
+    /// The record's account (cases), for portal users' `account` level.
+    pub account_id: Option<&'a str>,
     /// Internal records are invisible to portal users.
     pub is_internal: bool,
 }
@@ -221,11 +224,13 @@ pub enum ListScope {
     Own {
         user_id: String,
     },
-    /// Portal users: non-internal records created by them or linked to
-    /// their contact.
+    /// Portal users: non-internal records their level reaches (never
+    /// `no`: that is [`ListScope::Nothing`]).
     Portal {
+        level: PortalLevel,
         user_id: String,
         contact_id: Option<String>,
+        account_ids: Vec<String>,
     },
     Nothing,
 }
@@ -245,6 +250,9 @@ pub struct Actor {
     pub contact_id: Option<String>,
     /// The merge of the user's roles (ignored for admins and portal users).
     pub permissions: Permissions,
+    /// Portal users: their portal permissions where they are, and their
+    /// contact's accounts (empty for everyone else).
+    pub portal: PortalAccess,
 }
 
 impl Actor {
@@ -257,6 +265,7 @@ impl Actor {
             team_ids: Vec::new(),
             contact_id: None,
             permissions: Permissions::default(),
+            portal: PortalAccess::default(),
         }
     }
 
@@ -282,7 +291,12 @@ impl Actor {
     pub fn level(&self, scope: Scope, action: Action) -> Level {
         match self.user_type {
             UserType::Admin => Level::All,
-            UserType::Portal => portal_level(scope, action),
+            // A portal user's reach is not a `Level`: this says only
+            // whether they may do it to some record.
+            UserType::Portal => match self.portal_level(scope, action) {
+                PortalLevel::No => Level::No,
+                _ => Level::Own,
+            },
             UserType::Agent | UserType::Api => self.permissions.levels(scope).get(action),
         }
     }
@@ -320,9 +334,14 @@ impl Actor {
     /// Which records of a kind the actor's lists show.
     pub fn list_scope(&self, scope: Scope) -> ListScope {
         if self.is_portal() {
-            return match portal_level(scope, Action::Read) {
-                Level::No => ListScope::Nothing,
-                _ => ListScope::Portal { user_id: self.user_id.clone(), contact_id: self.contact_id.clone() },
+            return match self.portal_level(scope, Action::Read) {
+                PortalLevel::No => ListScope::Nothing,
+                level => ListScope::Portal {
+                    level,
+                    user_id: self.user_id.clone(),
+                    contact_id: self.contact_id.clone(),
+                    account_ids: self.portal.account_ids.clone(),
+                },
             };
         }
         match self.level(scope, Action::Read) {
@@ -337,22 +356,59 @@ impl Actor {
         record.assigned_user_id == Some(self.user_id.as_str()) || record.created_by == Some(self.user_id.as_str())
     }
 
+    /// Whether the actor may read a case's stream and post on it: staff who
+    /// may read the case; portal users whose `stream` level (and `read`
+    /// level) reach it.
+    pub fn decide_stream(&self, record: &Ownership<'_>) -> Decision {
+        match self.decide(Scope::Case, Action::Read, record) {
+            Decision::Allow if self.is_portal() => {
+                if self.portal_reaches(self.portal.permissions.case.get(PortalAction::Stream), record) {
+                    Decision::Allow
+                } else {
+                    Decision::Forbidden
+                }
+            }
+            decision => decision,
+        }
+    }
+
+    /// Whether the user may follow a case, and so get its notifications,
+    /// stream emails and live notes: whoever may use its stream.
+    pub fn may_follow(&self, record: &Ownership<'_>) -> bool {
+        self.decide_stream(record) == Decision::Allow
+    }
+
+    /// A portal user's level for an action: their roles speak only of
+    /// cases (articles have their own check); deleting is never theirs.
+    fn portal_level(&self, scope: Scope, action: Action) -> PortalLevel {
+        let cases = &self.portal.permissions.case;
+        match (scope, action) {
+            (Scope::Case, Action::Create) => cases.get(PortalAction::Create),
+            (Scope::Case, Action::Read) => cases.get(PortalAction::Read),
+            (Scope::Case, Action::Edit) => cases.get(PortalAction::Edit),
+            _ => PortalLevel::No,
+        }
+    }
+
     fn portal_allows(&self, scope: Scope, action: Action, record: &Ownership<'_>) -> bool {
-        if portal_level(scope, action) == Level::No || record.is_internal {
+        self.portal_reaches(self.portal_level(scope, action), record)
+    }
+
+    /// Whether a portal level reaches a record; internal ones never.
+    fn portal_reaches(&self, level: PortalLevel, record: &Ownership<'_>) -> bool {
+        if record.is_internal {
             return false;
         }
-        let own = record.created_by == Some(self.user_id.as_str());
-        let via_contact = self.contact_id.as_ref().is_some_and(|c| record.contact_ids.contains(c));
-        own || via_contact
-    }
-}
-
-/// Portal users' fixed rights until portal roles arrive: create and read
-/// cases of their own contact; nothing else.
-fn portal_level(scope: Scope, action: Action) -> Level {
-    match (scope, action) {
-        (Scope::Case, Action::Create | Action::Read) => Level::Own,
-        _ => Level::No,
+        let own = || record.created_by == Some(self.user_id.as_str());
+        let contact = || self.contact_id.as_ref().is_some_and(|c| record.contact_ids.contains(c));
+        let account = || record.account_id.is_some_and(|a| self.portal.account_ids.iter().any(|mine| mine == a));
+        match level {
+            PortalLevel::No => false,
+            PortalLevel::Own => own(),
+            PortalLevel::Contact => own() || contact(),
+            PortalLevel::Account => own() || contact() || account(),
+            PortalLevel::All => true,
+        }
     }
 }
 
@@ -371,6 +427,7 @@ mod tests {
             team_ids: vec!["t1".into()],
             contact_id: None,
             permissions,
+            portal: PortalAccess::default(),
         }
     }
 
@@ -411,16 +468,22 @@ mod tests {
         assert_eq!(admin.list_scope(Scope::Team), ListScope::All);
     }
 
-    #[test]
-    fn portal_users_see_only_their_contacts_public_cases() {
-        let portal = Actor {
+    fn portal_user(permissions: crate::portal::PortalPermissions) -> Actor {
+        Actor {
             user_id: "p1".into(),
             username: "cust".into(),
             user_type: UserType::Portal,
             team_ids: vec![],
             contact_id: Some("c1".into()),
+            // Agent roles mean nothing to a portal user.
             permissions: Permissions::default_agent(),
-        };
+            portal: PortalAccess { permissions, account_ids: vec!["a1".into()] },
+        }
+    }
+
+    #[test]
+    fn portal_users_without_roles_see_only_their_contacts_public_cases() {
+        let portal = portal_user(crate::portal::PortalPermissions::fallback());
         let contacts = vec!["c1".to_string()];
         let theirs = Ownership { contact_ids: &contacts, ..Default::default() };
         let internal = Ownership { contact_ids: &contacts, is_internal: true, ..Default::default() };
@@ -430,7 +493,51 @@ mod tests {
         assert!(!portal.allows(Scope::Case, Action::Read, &internal));
         assert!(!portal.allows(Scope::Case, Action::Read, &others));
         assert!(!portal.allows(Scope::Account, Action::Read, &Ownership::default()));
+        assert_eq!(portal.decide_stream(&theirs), Decision::Allow);
         assert!(!portal.is_staff());
+    }
+
+    /// Every portal level against the five kinds of case the issue names:
+    /// created by the user, of their contact, of their account, of another
+    /// account, and internal (of their contact).
+    #[test]
+    fn portal_levels_reach_exactly_their_cases() {
+        use crate::portal::{PortalCaseLevels, PortalPermissions};
+        let (mine, other_contacts) = (vec!["c1".to_string()], vec!["c9".to_string()]);
+        let created = Ownership { created_by: Some("p1"), contact_ids: &other_contacts, ..Default::default() };
+        let contact = Ownership { contact_ids: &mine, account_id: Some("a9"), ..Default::default() };
+        let account = Ownership { contact_ids: &other_contacts, account_id: Some("a1"), ..Default::default() };
+        let foreign = Ownership { contact_ids: &other_contacts, account_id: Some("a9"), ..Default::default() };
+        let internal =
+            Ownership { created_by: Some("p1"), contact_ids: &mine, is_internal: true, ..Default::default() };
+        let cases = [created, contact, account, foreign, internal];
+        let expected = [
+            (PortalLevel::No, [false, false, false, false, false]),
+            (PortalLevel::Own, [true, false, false, false, false]),
+            (PortalLevel::Contact, [true, true, false, false, false]),
+            (PortalLevel::Account, [true, true, true, false, false]),
+            (PortalLevel::All, [true, true, true, true, false]),
+        ];
+        for (level, reach) in expected {
+            let levels = PortalCaseLevels { read: level, edit: level, stream: level, create: PortalLevel::No };
+            let user = portal_user(PortalPermissions { case: levels, ..Default::default() });
+            for (case, reaches) in cases.iter().zip(reach) {
+                assert_eq!(user.allows(Scope::Case, Action::Read, case), reaches, "{level:?} read {case:?}");
+                assert_eq!(user.allows(Scope::Case, Action::Edit, case), reaches, "{level:?} edit {case:?}");
+                let stream = if reaches { Decision::Allow } else { Decision::Hidden };
+                assert_eq!(user.decide_stream(case), stream, "{level:?} stream {case:?}");
+                assert!(!user.allows(Scope::Case, Action::Delete, case));
+            }
+            let scope = user.list_scope(Scope::Case);
+            assert_eq!(scope == ListScope::Nothing, level == PortalLevel::No, "{scope:?}");
+            assert!(!user.may_create(Scope::Case));
+        }
+        // Reading without the stream: the case shows, its stream does not.
+        let levels = PortalCaseLevels { read: PortalLevel::All, create: PortalLevel::Own, ..Default::default() };
+        let reader = portal_user(PortalPermissions { case: levels, ..Default::default() });
+        assert_eq!(reader.decide_stream(&foreign), Decision::Forbidden);
+        assert_eq!(reader.decide(Scope::Case, Action::Edit, &foreign), Decision::Forbidden);
+        assert!(reader.may_create(Scope::Case));
     }
 
     #[test]

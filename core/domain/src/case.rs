@@ -149,6 +149,7 @@ impl Case {
             created_by: self.created_by_id.as_deref(),
             team_ids: &self.team_ids,
             contact_ids: &self.contact_ids,
+            account_id: self.account_id.as_deref(),
             is_internal: self.is_internal,
         }
     }
@@ -311,6 +312,22 @@ pub struct AppliedPatch {
 }
 
 impl CasePatch {
+    /// The fields this patch sets that only staff may change: portal users
+    /// see the status and assignee read-only, and never see teams, the
+    /// internal flag or the links the case's access rests on.
+    pub fn staff_only_fields(&self) -> Vec<&'static str> {
+        let set = [
+            ("status", self.status.is_some()),
+            ("account_id", self.account_id.is_some()),
+            ("contact_id", self.contact_id.is_some()),
+            ("contact_ids", self.contact_ids.is_some()),
+            ("assigned_user_id", self.assigned_user_id.is_some()),
+            ("team_ids", self.team_ids.is_some()),
+            ("is_internal", self.is_internal.is_some()),
+        ];
+        set.into_iter().filter(|(_, is_set)| *is_set).map(|(field, _)| field).collect()
+    }
+
     /// Applies the patch to `current`, validating the result. Pure: the
     /// caller checks references exist and stores the outcome.
     pub fn apply(&self, current: &Case) -> Result<AppliedPatch, ValidationErrors> {

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod listing;
 pub mod note;
 pub mod patch;
+pub mod portal;
 pub mod preferences;
 pub mod rule;
 pub mod rule_file;

@@ -9,6 +9,7 @@ mod contacts;
 pub mod email_settings;
 pub mod mailboxes;
 pub mod plugins;
+mod portals;
 mod roles;
 pub mod rules;
 mod session;
@@ -34,6 +35,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(users::router())
         .merge(teams::router())
         .merge(roles::router())
+        .merge(portals::router())
         .merge(attachments::router(state))
         .merge(session::router())
         .merge(api_keys::router())

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use docket_domain::Actor;
 use docket_domain::access::Permissions;
 use docket_domain::ids::new_id;
+use docket_domain::portal::{PortalAccess, PortalPermissions};
 use docket_domain::user::UserType;
 use serde::Serialize;
 use tracing::instrument;
@@ -326,14 +327,54 @@ async fn actor_from_row(tx: &mut Tx, row: &Row) -> Result<Actor> {
         }
     }
     team_ids.sort();
-    Ok(Actor {
-        username: row.get("username")?,
-        user_type: parse_stored(&user_type, UserType::parse)?,
-        team_ids,
-        contact_id: row.get("contact_id")?,
-        permissions,
-        user_id,
-    })
+    let user_type = parse_stored(&user_type, UserType::parse)?;
+    let contact_id: Option<String> = row.get("contact_id")?;
+    let portal = if user_type == UserType::Portal {
+        portal_access(tx, &user_id, contact_id.as_deref()).await?
+    } else {
+        PortalAccess::default()
+    };
+    Ok(Actor { username: row.get("username")?, user_type, team_ids, contact_id, permissions, portal, user_id })
+}
+
+/// A portal user's access: their portal roles merged with the default
+/// portal's (the API and the emails speak for no portal in particular),
+/// or [`PortalPermissions::fallback`] when neither has any; and their
+/// contact's accounts.
+async fn portal_access(tx: &mut Tx, user_id: &str, contact_id: Option<&str>) -> Result<PortalAccess> {
+    let rows = tx
+        .query(
+            "SELECT 'role' AS kind, r.permissions AS value FROM portal_roles r \
+             JOIN user_portal_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 \
+             UNION ALL SELECT 'role' AS kind, r.permissions AS value FROM portal_roles r \
+             JOIN portal_portal_roles pr ON pr.role_id = r.id JOIN portals p ON p.id = pr.portal_id \
+             WHERE p.is_default = $2 AND p.is_active = $2 \
+             UNION ALL SELECT 'account' AS kind, account_id AS value FROM contact_accounts WHERE contact_id = $3",
+        )
+        .bind(user_id)
+        .bind(true)
+        .bind(contact_id)
+        .fetch_all()
+        .await?;
+    let mut roles = Vec::new();
+    let mut account_ids = Vec::new();
+    for row in rows {
+        let kind: String = row.get("kind")?;
+        let value: String = row.get("value")?;
+        if kind == "account" {
+            account_ids.push(value);
+        } else {
+            let role: PortalPermissions = serde_json::from_str(&value)
+                .map_err(|e| StoreError::Corrupt(format!("portal role permissions: {e}")))?;
+            roles.push(role);
+        }
+    }
+    let permissions = match roles.split_first() {
+        None => PortalPermissions::fallback(),
+        Some((first, rest)) => rest.iter().fold(*first, |merged, role| merged.merge(role)),
+    };
+    account_ids.sort();
+    Ok(PortalAccess { permissions, account_ids })
 }
 
 impl Store {

@@ -9,6 +9,7 @@ use docket_domain::case::{
 use docket_domain::ids::new_id;
 use docket_domain::listing::{CaseFilter, CaseSortField, Page, Window, like_pattern};
 use docket_domain::note::{Note, NoteType};
+use docket_domain::portal::PortalLevel;
 use docket_domain::rule::{Hook, NewRuleCase, RuleRun, all_changes};
 use docket_domain::{Action, Actor, Scope};
 use serde_json::{Value as Json, json};
@@ -222,8 +223,9 @@ impl Store {
         if patch.silent && !actor.is_admin() {
             return Err(StoreError::Forbidden("only admins save silently".into()));
         }
-        if patch.is_internal.is_some() && !actor.is_staff() {
-            return Err(StoreError::Forbidden("portal users cannot change the internal flag".into()));
+        let staff_only = patch.staff_only_fields();
+        if !actor.is_staff() && !staff_only.is_empty() {
+            return Err(StoreError::Forbidden(format!("portal users cannot change {}", staff_only.join(", "))));
         }
         let applied = patch.apply(&current)?;
         if !applied.changed {
@@ -364,7 +366,8 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn case_stream(&self, actor: &Actor, case_id: &str, window: Window) -> Result<Page<Note>> {
         let mut tx = self.pools.read().await?;
-        let case = readable(actor, load_case(&mut tx, "c.id = $1", case_id, false).await?)?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        enforce_stream(actor, &case)?;
         let visibility = if actor.is_staff() { "" } else { " AND is_internal = $2" };
         let count_sql = format!("SELECT COUNT(*) AS total FROM notes WHERE case_id = $1{visibility}");
         let mut count = tx.query(&count_sql).bind(case.id.as_str());
@@ -622,6 +625,15 @@ impl Store {
     }
 }
 
+/// Reading a case's stream: portal users need their `stream` level too.
+fn enforce_stream(actor: &Actor, case: &Case) -> Result<()> {
+    match actor.decide_stream(&case.ownership()) {
+        Decision::Allow => Ok(()),
+        Decision::Forbidden => Err(StoreError::Forbidden("you may not see this case's stream".into())),
+        Decision::Hidden => Err(StoreError::NotFound),
+    }
+}
+
 fn readable(actor: &Actor, case: Case) -> Result<Case> {
     if actor.allows(Scope::Case, Action::Read, &case.ownership()) { Ok(case) } else { Err(StoreError::NotFound) }
 }
@@ -656,12 +668,21 @@ fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
             sql.push(")");
             true
         }
-        ListScope::Portal { user_id, contact_id } => {
+        // Each level includes the narrower ones (see `Actor::portal_reaches`).
+        ListScope::Portal { level, user_id, contact_id, account_ids } => {
             sql.push(" AND c.is_internal = ").value(false);
+            if *level == PortalLevel::All {
+                return true;
+            }
             sql.push(" AND (c.created_by_id = ").value(user_id.as_str());
-            if let Some(contact_id) = contact_id {
+            if *level >= PortalLevel::Contact
+                && let Some(contact_id) = contact_id
+            {
                 sql.push(" OR EXISTS (SELECT 1 FROM case_contacts cc WHERE cc.case_id = c.id AND cc.contact_id = ");
                 sql.value(contact_id.as_str()).push(")");
+            }
+            if *level >= PortalLevel::Account && !account_ids.is_empty() {
+                sql.push(" OR c.account_id IN ").list(account_ids);
             }
             sql.push(")");
             true

@@ -100,7 +100,6 @@ impl Store {
 
     /// One note, if the actor may see it (for live pages).
     pub async fn visible_note(&self, actor: &docket_domain::Actor, note_id: &str) -> Result<docket_domain::note::Note> {
-        use docket_domain::{Action, Scope};
         if !docket_domain::ids::looks_like_id(note_id) {
             return Err(crate::StoreError::NotFound);
         }
@@ -124,7 +123,7 @@ impl Store {
             .collect::<Result<_>>()?;
         let case = crate::cases::load_case(&mut tx, "c.id = $1", &note.case_id, false).await?;
         tx.commit().await?;
-        if !actor.allows(Scope::Case, Action::Read, &case.ownership()) || (note.is_internal && !actor.is_staff()) {
+        if !actor.may_follow(&case.ownership()) || (note.is_internal && !actor.is_staff()) {
             return Err(crate::StoreError::NotFound);
         }
         if !actor.is_staff() {

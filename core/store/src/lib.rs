@@ -20,6 +20,7 @@ mod inbound;
 mod jobs;
 mod mailboxes;
 mod plugins;
+mod portals;
 mod replies;
 mod rows;
 mod rules;

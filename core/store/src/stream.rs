@@ -80,7 +80,7 @@ impl Store {
         // No row lock: posts do not change the case's fields, and many people
         // may post at once; the stream_updated_at update below locks briefly.
         let case = load_case(tx, "c.id = $1", case_id, false).await?;
-        enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "post to this case")?;
+        enforce(actor.decide_stream(&case.ownership()), "post to this case")?;
         check_attachments(tx, actor, &post.attachment_ids, None).await?;
         let at = now();
         let data = match &cause.rule {
@@ -234,8 +234,8 @@ impl Store {
         }
         let follower =
             load_actor(&mut tx, user_id).await?.ok_or_else(|| StoreError::invalid("user_id", "no such active user"))?;
-        if !follower.allows(Scope::Case, Action::Read, &case.ownership()) {
-            return Err(StoreError::invalid("user_id", "this user cannot read the case, so cannot follow it"));
+        if !follower.may_follow(&case.ownership()) {
+            return Err(StoreError::invalid("user_id", "this user cannot read the case's stream, so cannot follow it"));
         }
         add_follower(&mut tx, &case.id, user_id).await?;
         tx.commit().await
@@ -456,7 +456,7 @@ pub(crate) async fn initial_followers(
     known_active: Option<&str>,
 ) -> Result<Vec<String>> {
     let mut followers: Vec<String> = Vec::new();
-    if plan.creator_follows {
+    if plan.creator_follows && creator.may_follow(&case.ownership()) {
         followers.push(creator.user_id.clone());
     }
     if let Some(assignee) = &case.assigned_user_id {
@@ -465,10 +465,10 @@ pub(crate) async fn initial_followers(
     if let Some(contact_id) = &case.contact_id
         && !case.is_internal
     {
-        followers.extend(contact_portal_users(tx, contact_id).await?);
+        followers.extend(followable_portal_users(tx, case, contact_id).await?);
     }
     for user in &plan.auto_followers {
-        if user.allows(Scope::Case, Action::Read, &case.ownership()) {
+        if user.may_follow(&case.ownership()) {
             followers.push(user.user_id.clone());
         }
     }
@@ -536,12 +536,26 @@ pub(crate) async fn contact_portal_users(tx: &mut Tx, contact_id: &str) -> Resul
         .collect()
 }
 
+/// The active portal users of a contact whose portal roles let them follow
+/// the case.
+async fn followable_portal_users(tx: &mut Tx, case: &Case, contact_id: &str) -> Result<Vec<String>> {
+    let mut followers = Vec::new();
+    for user_id in contact_portal_users(tx, contact_id).await? {
+        if let Some(user) = load_actor(tx, &user_id).await?
+            && user.may_follow(&case.ownership())
+        {
+            followers.push(user_id);
+        }
+    }
+    Ok(followers)
+}
+
 /// The primary contact's active portal user follows (not internal cases).
 pub(crate) async fn follow_contact_portal_user(tx: &mut Tx, case: &Case, contact_id: &str) -> Result<()> {
     if case.is_internal {
         return Ok(());
     }
-    for user_id in contact_portal_users(tx, contact_id).await? {
+    for user_id in followable_portal_users(tx, case, contact_id).await? {
         add_follower(tx, &case.id, &user_id).await?;
     }
     Ok(())
@@ -588,7 +602,7 @@ pub(crate) async fn reconcile_follows(tx: &mut Tx, before: &Case, after: &Case) 
         .collect::<Result<_>>()?;
     for user_id in followers {
         let keeps = match load_actor(tx, &user_id).await? {
-            Some(user) => user.allows(Scope::Case, Action::Read, &after.ownership()),
+            Some(user) => user.may_follow(&after.ownership()),
             None => false,
         };
         if !keeps {
@@ -614,7 +628,7 @@ pub(crate) async fn reconcile_user_follows(tx: &mut Tx, user_id: &str) -> Result
         let keeps = match &user {
             Some(user) => {
                 let case = load_case(tx, "c.id = $1", &case_id, false).await?;
-                user.allows(Scope::Case, Action::Read, &case.ownership())
+                user.may_follow(&case.ownership())
             }
             None => false,
         };
@@ -951,7 +965,7 @@ impl Store {
         let reader = load_actor(&mut tx, &user_id).await?;
         let case = load_case(&mut tx, "c.id = $1", &case_id, false).await?;
         tx.commit().await?;
-        let may_read = reader.as_ref().is_some_and(|r| r.allows(Scope::Case, Action::Read, &case.ownership()));
+        let may_read = reader.as_ref().is_some_and(|r| r.may_follow(&case.ownership()));
         let user_type_text: String = row.get("user_type")?;
         let user_type = parse_stored(&user_type_text, docket_domain::user::UserType::parse)?;
         let wants = parse_preferences(&row.get::<String>("preferences")?, user_type)?.email_notifications;
