@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::{Site, error_of, files_under, read};
 
-async fn upload(
+pub(crate) async fn upload(
     server: &crate::support::Server,
     key: &str,
     name: &str,

@@ -279,4 +279,82 @@ async fn portals_and_portal_roles_are_managed_by_admins(site: Site) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-on_both_backends!(portal_roles_decide_which_cases_a_customer_reaches, portals_and_portal_roles_are_managed_by_admins);
+/// What the stream level and the links between records take away: a
+/// post's attachment, and follows when a case or a contact changes
+/// account.
+async fn customers_lose_what_their_level_no_longer_reaches(site: Site) {
+    let server = site.start(&[]);
+    let admin = site.admin_key();
+    let (_, ours) = server.post("/api/v1/accounts", &admin, json!({"name": "Ours Ltd"})).await;
+    let (_, theirs) = server.post("/api/v1/accounts", &admin, json!({"name": "Theirs Inc"})).await;
+    let (_, me) =
+        server.post("/api/v1/contacts", &admin, json!({"last_name": "Me", "account_ids": [ours["id"]]})).await;
+    let (_, colleague) =
+        server.post("/api/v1/contacts", &admin, json!({"last_name": "Colleague", "account_ids": [ours["id"]]})).await;
+    let (_, user) = server
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": me["id"]}),
+        )
+        .await;
+    let key = site.api_key_for("cust");
+    let account_wide = role(&server, &admin, "account-wide", "account", "account").await;
+    give_roles(&server, &admin, &id(&user), &[&account_wide]).await;
+    let case = server
+        .case(&admin, json!({"name": "Of my account", "contact_id": colleague["id"], "account_id": ours["id"]}))
+        .await;
+    let path = format!("/api/v1/cases/{}", id(&case));
+    let followers = |body: Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|f| f["username"].as_str().expect("name").to_string())
+            .collect()
+    };
+
+    // A public post with an attachment: the stream level decides the file.
+    let (status, file) =
+        crate::attachments::upload(&server, &admin, "invoice.txt", b"total: 42".to_vec(), "text/plain").await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    let (status, post) = server
+        .post(&format!("{path}/posts"), &admin, json!({"post": "Your invoice", "attachment_ids": [file["id"]]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{post}");
+    let download = format!("/api/v1/attachments/{}", id(&file));
+    assert_eq!(server.request(Method::GET, &download, &key).send().await.expect("send").status(), StatusCode::OK);
+    let reader = role(&server, &admin, "reader", "account", "own").await;
+    give_roles(&server, &admin, &id(&user), &[&reader]).await;
+    assert_eq!(server.get(&path, &key).await.0, StatusCode::OK);
+    assert_eq!(
+        server.request(Method::GET, &download, &key).send().await.expect("send").status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Following through the account ends when the case changes account.
+    give_roles(&server, &admin, &id(&user), &[&account_wide]).await;
+    let (status, _) = server.call(Method::PUT, &format!("{path}/follow"), &key, None).await;
+    assert!(status.is_success(), "{status}");
+    assert!(followers(server.get(&format!("{path}/followers"), &admin).await.1).contains(&"cust".to_string()));
+    let (status, body) = server.patch(&path, &admin, json!({"account_id": theirs["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!followers(server.get(&format!("{path}/followers"), &admin).await.1).contains(&"cust".to_string()));
+
+    // And when the customer's contact leaves the account.
+    let (status, body) = server.patch(&path, &admin, json!({"account_id": ours["id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.call(Method::PUT, &format!("{path}/follow"), &key, None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, body) =
+        server.patch(&format!("/api/v1/contacts/{}", id(&me)), &admin, json!({"account_ids": [theirs["id"]]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!followers(server.get(&format!("{path}/followers"), &admin).await.1).contains(&"cust".to_string()));
+    assert_eq!(server.get(&path, &key).await.0, StatusCode::NOT_FOUND);
+}
+
+on_both_backends!(
+    portal_roles_decide_which_cases_a_customer_reaches,
+    portals_and_portal_roles_are_managed_by_admins,
+    customers_lose_what_their_level_no_longer_reaches
+);

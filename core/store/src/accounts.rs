@@ -149,7 +149,23 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let current = load_account(&mut tx, id, true).await?;
         enforce(actor.decide(Scope::Account, Action::Delete, &current.ownership()), "delete this account")?;
+        // Portal users who followed its cases through their `account` level
+        // lose them with it.
+        let portal_followers: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT f.user_id FROM follows f JOIN cases c ON c.id = f.case_id \
+                 JOIN users u ON u.id = f.user_id WHERE c.account_id = $1 AND u.user_type = 'portal'",
+            )
+            .bind(id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("user_id"))
+            .collect::<Result<_>>()?;
         tx.query("DELETE FROM accounts WHERE id = $1").bind(id).execute().await?;
+        for user_id in portal_followers {
+            crate::stream::reconcile_user_follows(&mut tx, &user_id).await?;
+        }
         tx.commit().await
     }
 }

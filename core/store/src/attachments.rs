@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use docket_domain::Actor;
+use docket_domain::access::Decision;
 use docket_domain::ids::{looks_like_id, new_id};
 use serde::Serialize;
 use tracing::instrument;
@@ -88,10 +89,16 @@ impl Store {
         if note_internal == Some(true) && !actor.is_staff() {
             return Err(StoreError::NotFound);
         }
+        let on_note = note_case.is_some();
         match record.case_id.clone().or(note_case) {
             Some(case_id) => {
-                // Reading the case checks every rule that applies to it.
-                self.get_case(actor, &case_id).await?;
+                // Reading the case checks every rule that applies to it;
+                // a note's attachment is part of the stream, which a portal
+                // user's level may not reach.
+                let case = self.get_case(actor, &case_id).await?;
+                if on_note && actor.decide_stream(&case.ownership()) != Decision::Allow {
+                    return Err(StoreError::NotFound);
+                }
                 Ok(record)
             }
             None if actor.is_admin() || record.created_by_id.as_deref() == Some(actor.user_id.as_str()) => Ok(record),

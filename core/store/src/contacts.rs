@@ -129,6 +129,12 @@ impl Store {
         .execute()
         .await?;
         write_contact_links(&mut tx, &next).await?;
+        // The contact's accounts are its portal users' `account` level.
+        if next.account_ids != current.account_ids {
+            for user_id in crate::stream::contact_portal_users(&mut tx, id).await? {
+                crate::stream::reconcile_user_follows(&mut tx, &user_id).await?;
+            }
+        }
         tx.commit().await?;
         Ok(Contact {
             modified_at: at,
@@ -143,7 +149,13 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let current = load_contact(&mut tx, id, true).await?;
         enforce(actor.decide(Scope::Contact, Action::Delete, &current.ownership()), "delete this contact")?;
+        // Its portal users lose the contact (and its accounts): what they
+        // followed through it, they stop following.
+        let portal_users = crate::stream::contact_portal_users(&mut tx, id).await?;
         tx.query("DELETE FROM contacts WHERE id = $1").bind(id).execute().await?;
+        for user_id in portal_users {
+            crate::stream::reconcile_user_follows(&mut tx, &user_id).await?;
+        }
         tx.commit().await
     }
 }

@@ -698,10 +698,10 @@ impl Store {
                     let follower = crate::auth::load_actor(tx, &user_id)
                         .await?
                         .ok_or_else(|| StoreError::invalid("follow", format!("no active user {user_id}")))?;
-                    if !follower.allows(Scope::Case, docket_domain::Action::Read, &case.ownership()) {
+                    if !follower.may_follow(&case.ownership()) {
                         return Err(StoreError::invalid(
                             "follow",
-                            format!("{} cannot read this case", follower.username),
+                            format!("{} cannot read this case's stream", follower.username),
                         ));
                     }
                     add_follower(tx, case_id, &user_id).await?;

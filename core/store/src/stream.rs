@@ -360,9 +360,7 @@ async fn own_post(tx: &mut Tx, actor: &Actor, note_id: &str, window: chrono::Tim
     let row = tx.query(&sql).bind(note_id).fetch_optional().await?.ok_or(StoreError::NotFound)?;
     let note = note_from_row(&row)?;
     let case = load_case(tx, "c.id = $1", &note.case_id, false).await?;
-    if actor.decide(Scope::Case, Action::Read, &case.ownership()) != Decision::Allow
-        || (note.is_internal && !actor.is_staff())
-    {
+    if actor.decide_stream(&case.ownership()) != Decision::Allow || (note.is_internal && !actor.is_staff()) {
         return Err(StoreError::NotFound);
     }
     if note.note_type != NoteType::Post {
@@ -588,7 +586,8 @@ pub(crate) async fn reconcile_follows(tx: &mut Tx, before: &Case, after: &Case) 
     let access_changed = before.team_ids != after.team_ids
         || before.assigned_user_id != after.assigned_user_id
         || before.is_internal != after.is_internal
-        || before.contact_ids != after.contact_ids;
+        || before.contact_ids != after.contact_ids
+        || before.account_id != after.account_id;
     if !access_changed {
         return Ok(());
     }
