@@ -835,3 +835,75 @@ async fn admin_sets_up_a_mailbox_and_an_agent_replies_by_email() {
     assert!(browser.text(".stream").await.contains("emailed bo@customer.test"), "{}", browser.text(".stream").await);
     browser.close().await;
 }
+
+#[tokio::test]
+async fn admin_sets_up_a_portal_its_roles_and_a_customers_roles() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    let (_, contact) = server.post("/api/v1/contacts", &key, json!({"last_name": "Customer"})).await;
+    let (status, customer) = server
+        .post(
+            "/api/v1/users",
+            &key,
+            json!({"username": "cust", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // A portal role: a level that means nothing is refused beside its
+    // field, then corrected.
+    browser.goto(&server.url("/admin/portals")).await;
+    assert!(browser.text("main").await.contains("No portal roles yet"));
+    browser.goto(&server.url("/admin/portal-roles/new")).await;
+    browser.find("#name").await.type_text("Company-wide").await;
+    browser.find("select[name='case.read'] option:nth-child(2)").await.click().await; // account
+    browser.find("select[name='kb_article.read'] option:nth-child(4)").await.click().await; // own
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, ".alert.error").await;
+    assert!(browser.source().await.contains("must be all or no"));
+    browser.find("select[name='kb_article.read'] option:nth-child(1)").await.click().await; // all
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "table").await;
+    let (_, roles) = server.get("/api/v1/portal-roles", &key).await;
+    let role = roles["items"][0].clone();
+    assert_eq!(
+        (role["name"].as_str(), role["permissions"]["case"]["read"].as_str()),
+        (Some("Company-wide"), Some("account"))
+    );
+    assert_eq!(role["permissions"]["kb_article"]["read"], "all");
+
+    // A portal: a reserved address is refused, then a good one is saved
+    // as the default with the role.
+    browser.goto(&server.url("/admin/portals/new")).await;
+    browser.find("#name").await.type_text("Customers").await;
+    browser.find("#slug").await.type_text("login").await;
+    browser.find("#branding\\.primary_color").await.type_text("#1f6feb").await;
+    browser.find("input[name=role_ids]").await.click().await;
+    browser.find("input[name=is_default]").await.click().await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, ".alert.error").await;
+    screenshot(&browser, "admin-portal-error").await;
+    let slug = browser.find("#slug").await;
+    slug.clear().await;
+    slug.type_text("customers").await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "table").await;
+    assert!(browser.text("table").await.contains("/portal/customers"));
+    let (_, portals) = server.get("/api/v1/portals", &key).await;
+    let portal = &portals["items"][0];
+    assert_eq!(portal["is_default"], true, "{portals}");
+    assert_eq!(portal["role_ids"], json!([role["id"]]));
+    assert_eq!(portal["branding"]["primary_color"], "#1f6feb");
+
+    // The customer's own portal roles, on their user page.
+    let customer_id = customer["id"].as_str().expect("id");
+    browser.goto(&server.url(&format!("/admin/users/{customer_id}"))).await;
+    browser.find("input[name=portal_role_ids]").await.click().await;
+    click_and_wait(&browser, "form[action$='/portal-roles'] button[type=submit]").await;
+    let (_, held) = server.get(&format!("/api/v1/users/{customer_id}/portal-roles"), &key).await;
+    assert_eq!(held["role_ids"], json!([role["id"]]));
+    screenshot(&browser, "admin-portals").await;
+    browser.close().await;
+}

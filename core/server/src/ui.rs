@@ -6,6 +6,7 @@ mod admin;
 mod admin_email;
 mod admin_mailboxes;
 mod admin_plugins;
+mod admin_portals;
 mod admin_rules;
 mod auth;
 mod cases;
@@ -39,6 +40,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admin_rules::router())
         .merge(admin_plugins::router())
         .merge(admin_mailboxes::router())
+        .merge(admin_portals::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }
