@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod cases;
 mod email;
+mod kb;
 mod mailboxes;
 mod operations;
 mod plugins;

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod case;
 pub mod contact;
 pub mod ids;
+pub mod kb;
 pub mod listing;
 pub mod note;
 pub mod patch;

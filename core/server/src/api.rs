@@ -7,6 +7,7 @@ pub mod attachments;
 mod cases;
 mod contacts;
 pub mod email_settings;
+mod kb;
 pub mod mailboxes;
 pub mod plugins;
 mod portals;
@@ -36,6 +37,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(teams::router())
         .merge(roles::router())
         .merge(portals::router())
+        .merge(kb::router())
         .merge(attachments::router(state))
         .merge(session::router())
         .merge(api_keys::router())

@@ -22,8 +22,9 @@ const SCHEDULER_POLL: Duration = Duration::from_secs(2);
 /// How often each node trims the rule run log.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Enqueues due scheduled rules until `stopped`, and trims the rule run log
-/// to `DOCKET_RULE_RUNS_DAYS` once an hour.
+/// Enqueues due scheduled rules until `stopped`; once an hour trims the
+/// rule run log to `DOCKET_RULE_RUNS_DAYS` and archives knowledge-base
+/// articles past their expiration date.
 pub async fn scheduler(state: AppState, mut stopped: watch::Receiver<bool>) {
     let mut next_prune = tokio::time::Instant::now();
     loop {
@@ -34,6 +35,11 @@ pub async fn scheduler(state: AppState, mut stopped: watch::Receiver<bool>) {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned old rule runs"),
                 Err(error) => tracing::warn!(%error, "could not prune rule runs"),
+            }
+            match state.store.archive_expired_articles(chrono::Utc::now().date_naive()).await {
+                Ok(0) => {}
+                Ok(archived) => tracing::info!(archived, "archived expired knowledge-base articles"),
+                Err(error) => tracing::warn!(%error, "could not archive expired articles"),
             }
         }
         match state.store.schedule_due_rules().await {

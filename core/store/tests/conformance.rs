@@ -1046,7 +1046,32 @@ async fn rule_runs_are_queued_then_moved_into_the_log(db: TestDb) {
     assert_eq!(store.rule_runs(&db.admin, &filter).await.expect("runs").total, 42);
 }
 
+/// The hourly job archives published articles whose expiration date has
+/// passed, once.
+async fn expired_articles_are_archived(db: TestDb) {
+    use docket_domain::kb::{ArticleInput, ArticleStatus};
+    let store = &db.store;
+    let input = |name: &str, expires: Option<&str>| ArticleInput {
+        name: name.into(),
+        status: ArticleStatus::Published,
+        expiration_date: expires.map(|day| day.parse().expect("date")),
+        ..Default::default()
+    };
+    let old = store.create_article(&db.admin, input("Old", Some("2026-11-27"))).await.expect("article");
+    let last_day = store.create_article(&db.admin, input("Last day", Some("2026-11-28"))).await.expect("article");
+    let lasting = store.create_article(&db.admin, input("Lasting", None)).await.expect("article");
+    let today = "2026-11-28".parse().expect("date");
+    assert_eq!(store.archive_expired_articles(today).await.expect("archive"), 1);
+    assert_eq!(store.archive_expired_articles(today).await.expect("archive"), 0, "archived once");
+    for (article, status) in
+        [(old, ArticleStatus::Archived), (last_day, ArticleStatus::Published), (lasting, ArticleStatus::Published)]
+    {
+        assert_eq!(store.get_article(&db.admin, &article.id).await.expect("get").status, status, "{}", article.name);
+    }
+}
+
 conformance!(
+    expired_articles_are_archived,
     rule_runs_are_queued_then_moved_into_the_log,
     records_round_trip,
     case_numbers_stay_unique_under_concurrent_creation,
