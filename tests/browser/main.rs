@@ -907,3 +907,56 @@ async fn admin_sets_up_a_portal_its_roles_and_a_customers_roles() {
     screenshot(&browser, "admin-portals").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn agents_write_articles_and_use_them_on_a_case() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some((site, server, _driver, browser)) = setup(false).await else { return };
+    let key = site.admin_key();
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+
+    // A category, then an article whose dates are refused, then fixed.
+    browser.goto(&server.url("/kb/categories")).await;
+    browser.find("#name").await.type_text("Printing").await;
+    click_and_wait(&browser, "#create-category").await;
+    wait_for(&browser, "#categories").await;
+    assert!(browser.text("#categories").await.contains("Printing"));
+    browser.goto(&server.url("/kb/new")).await;
+    browser.find("#name").await.type_text("Printer offline").await;
+    browser.find("#body").await.type_text("Restart the **spooler** service.").await;
+    browser.find("#status option:nth-child(3)").await.click().await; // Published
+    browser.find("input[name=category_ids]").await.click().await;
+    browser.script("document.getElementById('publish_date').value = '2026-12-01'; return true;").await;
+    browser.script("document.getElementById('expiration_date').value = '2026-11-01'; return true;").await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, ".alert.error").await;
+    assert!(browser.source().await.contains("must be after the publish date"));
+    browser.script("document.getElementById('publish_date').value = ''; return true;").await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "#article-body").await;
+    assert_eq!(browser.text("#article-body strong").await, "spooler", "the body is rendered Markdown");
+    screenshot(&browser, "kb-article").await;
+
+    // Search finds it.
+    browser.goto(&server.url("/kb")).await;
+    browser.find("#kb-q").await.type_text("spooler").await;
+    click_and_wait(&browser, "#kb-search").await;
+    wait_for(&browser, "#articles").await;
+    assert!(browser.text("#articles").await.contains("Printer offline"));
+
+    // On a case about it: suggested, related, inserted into the reply.
+    let case = server.case(&key, json!({"name": "My printer is offline"})).await;
+    browser.goto(&server.url(&format!("/cases/{}", case["number"]))).await;
+    assert!(browser.text("#suggested-articles").await.contains("Printer offline"));
+    click_and_wait(&browser, "#suggested-articles button[type=submit]").await;
+    wait_for(&browser, "#related-articles a").await;
+    assert!(browser.text("#related-articles").await.contains("Printer offline"));
+    assert!(!browser.exists("#suggested-articles").await, "a related article is no longer suggested");
+    browser.find("#related-articles button[data-insert]").await.click().await;
+    let body = browser.script("return document.getElementById('email-body').value;").await;
+    assert_eq!(body, json!("Restart the **spooler** service."));
+    let (_, related) = server.get(&format!("/api/v1/cases/{}/articles", case["id"].as_str().expect("id")), &key).await;
+    assert_eq!(related["items"][0]["name"], "Printer offline");
+    screenshot(&browser, "kb-case").await;
+    browser.close().await;
+}

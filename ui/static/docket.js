@@ -2,6 +2,18 @@
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
+  // "Insert into reply": a knowledge-base article's text goes into the
+  // email reply on the case page (buttons with data-insert).
+  for (const button of document.querySelectorAll("button[data-insert]")) {
+    button.addEventListener("click", () => {
+      const body = document.getElementById("email-body");
+      if (!body) return;
+      document.getElementById("email").open = true;
+      body.value = body.value ? `${body.value}\n\n${button.dataset.insert}` : button.dataset.insert;
+      body.focus();
+    });
+  }
+
   // Ask before irreversible actions (buttons with data-confirm).
   for (const button of document.querySelectorAll("button[data-confirm]")) {
     button.addEventListener("click", (event) => {

@@ -10,6 +10,7 @@ mod admin_portals;
 mod admin_rules;
 mod auth;
 mod cases;
+mod kb;
 mod records;
 mod render;
 mod session;
@@ -41,6 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admin_plugins::router())
         .merge(admin_mailboxes::router())
         .merge(admin_portals::router())
+        .merge(kb::router())
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

@@ -165,6 +165,8 @@ async fn show(
         Vec::new()
     };
     context.insert("rule_runs", &runs);
+    context.insert("related_articles", &state.store.case_articles(&session.actor, &case.id).await?);
+    context.insert("suggested_articles", &state.store.suggest_articles(&session.actor, &case.id, 5).await?);
     // Opening the case reads its notifications (and the header says so).
     state.store.mark_case_notifications_read(&session.actor, &case.id).await?;
     context.insert("unread", &state.store.unread_notifications(&session.actor).await?);
