@@ -46,6 +46,11 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
         )
         .await;
     error_of(status, &body, "validation");
+    // Years past 9999 would compare wrongly as text; orders stay bounded.
+    for bad in [json!({"name": "Far", "publish_date": "+10000-01-01"}), json!({"name": "Huge", "order": i64::MAX})] {
+        let (status, body) = server.post("/api/v1/kb/articles", &admin, bad).await;
+        error_of(status, &body, "validation");
+    }
     let (status, portal) = server
         .post("/api/v1/portals", &admin, json!({"name": "Customers", "slug": "customers", "is_default": true}))
         .await;
@@ -114,6 +119,9 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let suggested = names(&suggested);
     assert_eq!(suggested.first().map(String::as_str), Some("Printer offline"), "{suggested:?}");
     assert!(!suggested.contains(&"Printer secrets".to_string()), "drafts are not suggested");
+    assert!(!suggested.contains(&"Old printer driver".to_string()), "expired articles are not suggested");
+    let (status, _) = server.call(Method::DELETE, &format!("{case_path}/articles/%00"), &admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server.call(Method::PUT, &format!("{case_path}/articles/{}", id(&offline)), &admin, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, related) = server.get(&format!("{case_path}/articles"), &admin).await;

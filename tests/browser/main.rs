@@ -932,6 +932,7 @@ async fn agents_write_articles_and_use_them_on_a_case() {
     wait_for(&browser, ".alert.error").await;
     assert!(browser.source().await.contains("must be after the publish date"));
     browser.script("document.getElementById('publish_date').value = ''; return true;").await;
+    browser.script("document.getElementById('expiration_date').value = '2099-12-31'; return true;").await;
     click_and_wait(&browser, "form button[type=submit].primary").await;
     wait_for(&browser, "#article-body").await;
     assert_eq!(browser.text("#article-body strong").await, "spooler", "the body is rendered Markdown");

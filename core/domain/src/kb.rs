@@ -1,7 +1,7 @@
 //! The knowledge base: articles in a tree of categories, published to
 //! portals, related to cases and suggested for them.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::validation::{ValidationErrors, id_list, optional_text, required_text};
@@ -96,6 +96,9 @@ pub struct ArticleInput {
 /// Largest article body, in characters.
 pub const MAX_BODY: usize = 200_000;
 
+/// Largest `order` either way (new articles go one above the highest).
+pub const MAX_ORDER: i64 = 1_000_000_000;
+
 impl ArticleInput {
     pub fn validate(mut self) -> Result<ArticleInput, ValidationErrors> {
         let mut errors = ValidationErrors::new();
@@ -109,6 +112,16 @@ impl ArticleInput {
         optional_text(&mut errors, "body", &self.body, MAX_BODY);
         id_list(&mut errors, "portal_ids", &self.portal_ids);
         id_list(&mut errors, "category_ids", &self.category_ids);
+        // Dates are stored as YYYY-MM-DD text and compared as text, which
+        // holds for years 1 to 9999 only.
+        for (field, date) in [("publish_date", self.publish_date), ("expiration_date", self.expiration_date)] {
+            if date.is_some_and(|d| !(1..=9999).contains(&d.year())) {
+                errors.add(field, "the year must be between 1 and 9999");
+            }
+        }
+        if self.order.is_some_and(|order| order.abs() > MAX_ORDER) {
+            errors.add("order", format!("must be between -{MAX_ORDER} and {MAX_ORDER}"));
+        }
         if let (Some(publish), Some(expire)) = (self.publish_date, self.expiration_date)
             && expire <= publish
         {
@@ -156,6 +169,9 @@ impl CategoryInput {
         if let Some(description) = &self.description {
             optional_text(&mut errors, "description", description, 2_000);
         }
+        if self.order.abs() > MAX_ORDER {
+            errors.add("order", format!("must be between -{MAX_ORDER} and {MAX_ORDER}"));
+        }
         errors.into_result().map(|()| self)
     }
 }
@@ -197,6 +213,10 @@ mod tests {
         };
         let errors = input.clone().validate().expect_err("expires before it is published");
         assert!(errors.fields.contains_key("expiration_date"));
+        let far = ArticleInput { publish_date: NaiveDate::from_ymd_opt(10_000, 1, 1), ..input.clone() };
+        assert!(far.validate().expect_err("year 10000").fields.contains_key("publish_date"));
+        let huge = ArticleInput { order: Some(i64::MAX), expiration_date: None, ..input.clone() };
+        assert!(huge.validate().expect_err("order").fields.contains_key("order"));
         let valid = ArticleInput { expiration_date: None, ..input }.validate().expect("valid");
         assert_eq!(valid.name, "Reset your password");
         assert_eq!(valid.status, ArticleStatus::Draft);

@@ -25,6 +25,9 @@ const ARTICLE_COLUMNS: &str = "a.id, a.name, a.status, a.language, a.publish_dat
 /// Search words taken from a query or a case.
 const MAX_TERMS: usize = 12;
 
+/// How deep categories nest.
+const MAX_CATEGORY_DEPTH: usize = 100;
+
 /// Which articles a list shows.
 #[derive(Debug, Clone, Default)]
 pub struct ArticleFilter {
@@ -44,12 +47,15 @@ impl Store {
         check_article_links(&mut tx, &input).await?;
         let order = match input.order {
             Some(order) => order,
-            // New articles go on top.
-            None => tx
-                .query("SELECT COALESCE(MAX(sort_order), 0) + 1 AS next FROM kb_articles")
-                .fetch_one()
-                .await?
-                .get("next")?,
+            // New articles go on top (orders are bounded by validation).
+            None => {
+                let highest: i64 = tx
+                    .query("SELECT COALESCE(MAX(sort_order), 0) AS highest FROM kb_articles")
+                    .fetch_one()
+                    .await?
+                    .get("highest")?;
+                highest.saturating_add(1).min(docket_domain::kb::MAX_ORDER)
+            }
         };
         let at = now();
         let article = Article {
@@ -217,16 +223,17 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn suggest_articles(&self, actor: &Actor, case_id: &str, limit: i64) -> Result<Vec<Article>> {
         require_staff(actor)?;
-        let case = self.get_case(actor, case_id).await?;
+        let mut tx = self.pools.read().await?;
+        let case = readable_case(&mut tx, actor, case_id).await?;
         let text = format!("{} {}", case.name, case.description.as_deref().unwrap_or(""));
         let terms = search_terms(&text, MAX_TERMS);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pools.read().await?;
         let backend = tx.backend();
-        let mut select = Sql::new(&format!("SELECT {ARTICLE_COLUMNS} FROM kb_articles a WHERE a.status = "));
-        select.value(ArticleStatus::Published.as_str());
+        let mut select = Sql::new(&format!("SELECT {ARTICLE_COLUMNS} FROM kb_articles a WHERE 1 = 1"));
+        // What customers could read too: published and in date.
+        published_in_date(&mut select);
         // Any of the words: a case rarely says it the way an article does.
         match_condition(&mut select, backend, &terms, " OR ");
         select.push(" AND NOT EXISTS (SELECT 1 FROM kb_article_cases r WHERE r.article_id = a.id AND r.case_id = ");
@@ -243,7 +250,8 @@ impl Store {
     /// The articles related to a case that the actor may read.
     #[instrument(level = "debug", skip_all)]
     pub async fn case_articles(&self, actor: &Actor, case_id: &str) -> Result<Vec<Article>> {
-        let case = self.get_case(actor, case_id).await?;
+        let mut tx = self.pools.read().await?;
+        let case = readable_case(&mut tx, actor, case_id).await?;
         let mut select = Sql::new(&format!(
             "SELECT {ARTICLE_COLUMNS} FROM kb_articles a JOIN kb_article_cases r ON r.article_id = a.id WHERE r.case_id = "
         ));
@@ -251,7 +259,6 @@ impl Store {
         if !visibility_condition(&mut select, actor) {
             return Ok(Vec::new());
         }
-        let mut tx = self.pools.read().await?;
         select.push(" ORDER BY r.created_at, a.id");
         let rows = tx.built(&select).fetch_all().await?;
         let mut items = rows.iter().map(article_from_row).collect::<Result<Vec<_>>>()?;
@@ -282,6 +289,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn unrelate_article(&self, actor: &Actor, case_id: &str, article_id: &str) -> Result<()> {
         require_staff(actor)?;
+        if !looks_like_id(article_id) {
+            return Err(StoreError::NotFound);
+        }
         let mut tx = self.pools.write().await?;
         let case = crate::cases::load_case(&mut tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Edit, &case.ownership()), "edit this case")?;
@@ -369,7 +379,7 @@ impl Store {
         require_staff(actor)?;
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
-        let current = load_category(&mut tx, id).await?;
+        let current = load_category(&mut tx, id, true).await?;
         if let Some(expected) = input.version
             && expected != current.version
         {
@@ -377,12 +387,21 @@ impl Store {
         }
         check_exists(&mut tx, "kb_categories", "parent_id", input.parent_id.as_deref()).await?;
         // Walk up from the new parent: meeting this category is a cycle.
+        // (The row lock above makes concurrent moves take turns.)
         let mut ancestor = input.parent_id.clone();
+        let mut levels = 0;
         while let Some(parent) = ancestor {
             if parent == id {
                 return Err(StoreError::invalid("parent_id", "a category cannot be inside itself"));
             }
-            ancestor = load_category(&mut tx, &parent).await?.parent_id;
+            levels += 1;
+            if levels > MAX_CATEGORY_DEPTH {
+                return Err(StoreError::invalid(
+                    "parent_id",
+                    format!("categories nest {MAX_CATEGORY_DEPTH} deep at most"),
+                ));
+            }
+            ancestor = load_category(&mut tx, &parent, false).await?.parent_id;
         }
         let at = now();
         tx.query(
@@ -414,7 +433,7 @@ impl Store {
     pub async fn delete_category(&self, actor: &Actor, id: &str) -> Result<()> {
         require_staff(actor)?;
         let mut tx = self.pools.write().await?;
-        load_category(&mut tx, id).await?;
+        load_category(&mut tx, id, true).await?;
         tx.query("DELETE FROM kb_categories WHERE id = $1").bind(id).execute().await?;
         tx.commit().await
     }
@@ -432,16 +451,28 @@ fn visibility_condition(sql: &mut Sql, actor: &Actor) -> bool {
     if actor.portal.permissions.kb_article.read == PortalLevel::No {
         return false;
     }
-    let today = Utc::now().date_naive().to_string();
-    sql.push(" AND a.status = ").value(ArticleStatus::Published.as_str());
-    sql.push(" AND (a.publish_date IS NULL OR a.publish_date <= ").value(today.as_str()).push(")");
-    sql.push(" AND (a.expiration_date IS NULL OR a.expiration_date >= ").value(today.as_str()).push(")");
+    published_in_date(sql);
     sql.push(
         " AND EXISTS (SELECT 1 FROM kb_article_portals ap JOIN portals p ON p.id = ap.portal_id \
          WHERE ap.article_id = a.id AND p.is_default = ",
     );
     sql.value(true).push(" AND p.is_active = ").value(true).push(")");
     true
+}
+
+/// Published articles whose publish date has come and whose expiration
+/// date has not passed.
+fn published_in_date(sql: &mut Sql) {
+    let today = Utc::now().date_naive().to_string();
+    sql.push(" AND a.status = ").value(ArticleStatus::Published.as_str());
+    sql.push(" AND (a.publish_date IS NULL OR a.publish_date <= ").value(today.as_str()).push(")");
+    sql.push(" AND (a.expiration_date IS NULL OR a.expiration_date >= ").value(today.as_str()).push(")");
+}
+
+/// A case the actor may read, in this transaction (others are not found).
+async fn readable_case(tx: &mut Tx, actor: &Actor, case_id: &str) -> Result<docket_domain::case::Case> {
+    let case = crate::cases::load_case(tx, "c.id = $1", case_id, false).await?;
+    if actor.allows(Scope::Case, Action::Read, &case.ownership()) { Ok(case) } else { Err(StoreError::NotFound) }
 }
 
 /// The full-text query for the words, joined by `joiner` (" " for all of
@@ -570,11 +601,13 @@ fn article_from_row(row: &Row) -> Result<Article> {
     })
 }
 
-async fn load_category(tx: &mut Tx, id: &str) -> Result<Category> {
+async fn load_category(tx: &mut Tx, id: &str, for_update: bool) -> Result<Category> {
     if !looks_like_id(id) {
         return Err(StoreError::NotFound);
     }
-    let row = tx.query("SELECT * FROM kb_categories WHERE id = $1").bind(id).fetch_optional().await?;
+    let lock = if for_update { tx.for_update() } else { "" };
+    let sql = format!("SELECT * FROM kb_categories WHERE id = $1{lock}");
+    let row = tx.query(&sql).bind(id).fetch_optional().await?;
     category_from_row(&row.ok_or(StoreError::NotFound)?)
 }
 

@@ -110,7 +110,12 @@ fn article_input(form: &FormData, errors: &mut BTreeMap<String, String>) -> Arti
     };
     let publish_date = date("publish_date");
     let expiration_date = date("expiration_date");
-    let status = ArticleStatus::parse(form.get("status")).unwrap_or_default();
+    let status =
+        ArticleStatus::parse(form.get("status")).map_err(|e| errors.insert("status".into(), e)).unwrap_or_default();
+    let order = match form.get("order").trim() {
+        "" => None,
+        text => text.parse().map_err(|_| errors.insert("order".into(), "a whole number, or empty".into())).ok(),
+    };
     ArticleInput {
         name: form.get("name").to_string(),
         status,
@@ -119,10 +124,11 @@ fn article_input(form: &FormData, errors: &mut BTreeMap<String, String>) -> Arti
         category_ids: form.all("category_ids"),
         publish_date,
         expiration_date,
-        order: form.get("order").trim().parse().ok(),
+        order,
         description: form.optional("description"),
         body: form.get("body").to_string(),
-        assigned_user_id: None,
+        // Kept as it is (set through the API).
+        assigned_user_id: form.optional("assigned_user_id"),
         version: form.get("version").parse().ok(),
     }
 }
@@ -243,10 +249,18 @@ async fn create_category(State(state): State<AppState>, session: UiSession, body
     staff_only(&session)?;
     let form = FormData::parse(&body)?;
     session.check_csrf(&form)?;
+    let order = match form.get("order").trim() {
+        "" => Ok(0),
+        text => text.parse::<i64>(),
+    };
+    let Ok(order) = order else {
+        let errors = BTreeMap::from([("order".to_string(), "a whole number".to_string())]);
+        return categories_page(&state, &session, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
     let input = CategoryInput {
         name: form.get("name").to_string(),
         parent_id: form.optional("parent_id"),
-        order: form.get("order").trim().parse().unwrap_or(0),
+        order,
         description: form.optional("description"),
         version: None,
     };
