@@ -649,7 +649,7 @@ pub(crate) fn page_window(sql: &mut Sql, window: Window) {
 }
 
 /// Adds the actor's reach; `false` means the actor sees no cases at all.
-fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
+pub(crate) fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
     match scope {
         ListScope::All => true,
         ListScope::Nothing => false,

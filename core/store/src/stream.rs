@@ -262,27 +262,30 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn notifications(&self, actor: &Actor, unread_only: bool, window: Window) -> Result<NotificationPage> {
         let mut tx = self.pools.read().await?;
+        const JOINED: &str = "FROM notifications n JOIN cases c ON c.id = n.case_id JOIN notes t ON t.id = n.note_id";
         let mut condition = Sql::new(" WHERE n.user_id = ");
         condition.value(actor.user_id.as_str());
+        portal_notification_condition(&mut condition, actor);
+        let mut unread_condition = condition.clone();
+        unread_condition.push(" AND n.is_read = ").value(false);
         if unread_only {
-            condition.push(" AND n.is_read = ").value(false);
+            condition = unread_condition.clone();
         }
         let total: i64 = tx
-            .built(&crate::cases::prefixed("SELECT COUNT(*) AS total FROM notifications n", &condition))
+            .built(&crate::cases::prefixed(&format!("SELECT COUNT(*) AS total {JOINED}"), &condition))
             .fetch_one()
             .await?
             .get("total")?;
         let unread: i64 = tx
-            .query("SELECT COUNT(*) AS unread FROM notifications WHERE user_id = $1 AND is_read = $2")
-            .bind(actor.user_id.as_str())
-            .bind(false)
+            .built(&crate::cases::prefixed(&format!("SELECT COUNT(*) AS unread {JOINED}"), &unread_condition))
             .fetch_one()
             .await?
             .get("unread")?;
         let mut select = crate::cases::prefixed(
-            "SELECT n.id, n.case_id, n.note_id, n.kind, n.is_highlighted, n.is_read, n.created_at, c.number, c.name, \
-             t.note_type, t.author_id FROM notifications n JOIN cases c ON c.id = n.case_id \
-             JOIN notes t ON t.id = n.note_id",
+            &format!(
+                "SELECT n.id, n.case_id, n.note_id, n.kind, n.is_highlighted, n.is_read, n.created_at, c.number, \
+                 c.name, t.note_type, t.author_id {JOINED}"
+            ),
             &condition,
         );
         select.push(" ORDER BY n.created_at DESC, n.id DESC");
@@ -393,6 +396,32 @@ pub(crate) async fn add_follower(tx: &mut Tx, case_id: &str, user_id: &str) -> R
         .execute()
         .await?;
     Ok(())
+}
+
+/// Portal users' notifications, again limited to what they may read now:
+/// follows are reconciled whenever access narrows, and this keeps a
+/// notification that slipped through from showing a case's name or an
+/// internal note. Their reach is that of the narrower of their read and
+/// stream levels (the levels nest).
+fn portal_notification_condition(sql: &mut Sql, actor: &Actor) {
+    if !actor.is_portal() {
+        return;
+    }
+    let cases = &actor.portal.permissions.case;
+    let level = cases.read.min(cases.stream);
+    sql.push(" AND t.is_internal = ").value(false);
+    let scope = match level {
+        docket_domain::portal::PortalLevel::No => docket_domain::access::ListScope::Nothing,
+        level => docket_domain::access::ListScope::Portal {
+            level,
+            user_id: actor.user_id.clone(),
+            contact_id: actor.contact_id.clone(),
+            account_ids: actor.portal.account_ids.clone(),
+        },
+    };
+    if !crate::cases::case_scope_condition(sql, &scope) {
+        sql.push(" AND 1 = 0");
+    }
 }
 
 /// Who may auto-follow a new case, read before the write transaction so

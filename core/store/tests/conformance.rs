@@ -12,7 +12,7 @@ use docket_domain::account::NewAccount;
 use docket_domain::case::{CasePatch, CasePriority, CaseStatus, NewCase};
 use docket_domain::contact::NewContact;
 use docket_domain::listing::{CaseFilter, CaseSortField, Sort, Window};
-use docket_domain::note::NoteType;
+use docket_domain::note::{NewPost, NoteType};
 use docket_domain::rule::{Outcome, RuleAction, RuleInput, RuleRun};
 use docket_domain::team::{NewTeam, TeamMember};
 use docket_domain::user::{NewRole, NewUser, UserPatch, UserType};
@@ -1046,6 +1046,80 @@ async fn rule_runs_are_queued_then_moved_into_the_log(db: TestDb) {
     assert_eq!(store.rule_runs(&db.admin, &filter).await.expect("runs").total, 42);
 }
 
+/// A notification that slipped past the follow rules (written here by
+/// hand) still does not show a portal user a case they cannot reach, or an
+/// internal note.
+async fn portal_notifications_show_only_what_they_may_read(db: TestDb) {
+    let store = &db.store;
+    let contact = store
+        .create_contact(&db.admin, &NewContact { last_name: "Customer".into(), ..Default::default() })
+        .await
+        .expect("contact");
+    let user = store
+        .create_user(
+            &db.admin,
+            &NewUser {
+                username: "cust".into(),
+                user_type: UserType::Portal,
+                is_active: true,
+                contact_id: Some(contact.id.clone()),
+                ..Default::default()
+            },
+            Some("hash".into()),
+        )
+        .await
+        .expect("portal user");
+    let portal = store.actor(&user.id).await.expect("actor").expect("active");
+    let theirs = db
+        .case(&db.admin, NewCase { name: "Theirs".into(), contact_id: Some(contact.id.clone()), ..Default::default() })
+        .await;
+    let foreign = db.case(&db.admin, NewCase { name: "Someone else's".into(), ..Default::default() }).await;
+    let public = store
+        .create_post(&db.admin, &theirs.id, &NewPost { post: "Public".into(), ..Default::default() })
+        .await
+        .expect("post");
+    let internal = store
+        .create_post(
+            &db.admin,
+            &theirs.id,
+            &NewPost { post: "Internal".into(), is_internal: true, ..Default::default() },
+        )
+        .await
+        .expect("post");
+    let elsewhere = store
+        .create_post(&db.admin, &foreign.id, &NewPost { post: "Elsewhere".into(), ..Default::default() })
+        .await
+        .expect("post");
+    // Write the notifications by hand, as if the rules had slipped.
+    let mut sql = String::from("DELETE FROM notifications WHERE user_id = '");
+    sql.push_str(&user.id);
+    sql.push_str("'; ");
+    for (case_id, note_id) in [(&theirs.id, &public.id), (&theirs.id, &internal.id), (&foreign.id, &elsewhere.id)] {
+        let id = docket_domain::ids::new_id();
+        sql.push_str(&format!(
+            "INSERT INTO notifications (id, user_id, case_id, note_id, kind, is_highlighted, is_read, created_at) \
+             VALUES ('{id}', '{}', '{case_id}', '{note_id}', 'note', FALSE, FALSE, '2026-11-28T10:00:00Z'); ",
+            user.id
+        ));
+    }
+    execute_raw(&db, &sql).await;
+    let page = store.notifications(&portal, false, Window::default()).await.expect("notifications");
+    let notes: Vec<&str> = page.items.iter().map(|n| n.note_id.as_str()).collect();
+    assert_eq!(notes, vec![public.id.as_str()], "{page:?}");
+    assert_eq!((page.total, page.unread), (1, 1));
+}
+
+/// Runs statements with a connection of the test's own.
+async fn execute_raw(db: &TestDb, sql: &str) {
+    if db.url.starts_with("sqlite:") {
+        let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+        sqlx::raw_sql(sql).execute(&mut connection).await.expect("execute");
+    } else {
+        let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+        sqlx::raw_sql(sql).execute(&mut connection).await.expect("execute");
+    }
+}
+
 /// The hourly job archives published articles whose expiration date has
 /// passed, once.
 async fn expired_articles_are_archived(db: TestDb) {
@@ -1071,6 +1145,7 @@ async fn expired_articles_are_archived(db: TestDb) {
 }
 
 conformance!(
+    portal_notifications_show_only_what_they_may_read,
     expired_articles_are_archived,
     rule_runs_are_queued_then_moved_into_the_log,
     records_round_trip,
