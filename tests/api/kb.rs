@@ -178,6 +178,36 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let (status, _) = server.get(&format!("/api/v1/kb/articles/{}", id(&offline)), &customer).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // An article's files: customers download them where they may read the
+    // article; nobody takes them into a case.
+    let (_, file) =
+        crate::attachments::upload(&server, &admin, "steps.txt", b"1. restart".to_vec(), "text/plain").await;
+    let (_, draft_file) = crate::attachments::upload(&server, &admin, "wip.txt", b"todo".to_vec(), "text/plain").await;
+    let mut with_file = article("Reset your password", "Published", "Use the printer? No: Settings.");
+    with_file["attachment_ids"] = json!([file["id"]]);
+    let (status, body) =
+        server.call(Method::PUT, &format!("/api/v1/kb/articles/{}", id(&password)), &admin, Some(with_file)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["attachment_ids"], json!([file["id"]]));
+    let mut draft_with_file = article("Printer secrets", "Draft", "Not ready for customers.");
+    draft_with_file["attachment_ids"] = json!([draft_file["id"]]);
+    let (status, body) =
+        server.call(Method::PUT, &format!("/api/v1/kb/articles/{}", id(&draft)), &admin, Some(draft_with_file)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .post(&format!("{case_path}/posts"), &admin, json!({"post": "see file", "attachment_ids": [file["id"]]}))
+        .await;
+    error_of(status, &body, "validation");
+    let (status, _) = server
+        .call(Method::PUT, &format!("/api/v1/users/{}/portal-roles", id(&user)), &admin, Some(json!({"role_ids": []})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let download = |file: &Value| format!("/api/v1/attachments/{}", id(file));
+    let status = server.request(Method::GET, &download(&file), &customer).send().await.expect("send").status();
+    assert_eq!(status, StatusCode::OK);
+    let status = server.request(Method::GET, &download(&draft_file), &customer).send().await.expect("send").status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Deleting an article removes it from search and from the case.
     let (status, _) = server.call(Method::DELETE, &format!("/api/v1/kb/articles/{}", id(&offline)), &admin, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -936,6 +936,17 @@ async fn agents_write_articles_and_use_them_on_a_case() {
     click_and_wait(&browser, "form button[type=submit].primary").await;
     wait_for(&browser, "#article-body").await;
     assert_eq!(browser.text("#article-body strong").await, "spooler", "the body is rendered Markdown");
+    // A file on the article, kept when the article is saved again.
+    let file = tempfile::Builder::new().prefix("spooler-").suffix(".txt").tempfile().expect("file");
+    std::fs::write(file.path(), "net stop spooler\nnet start spooler\n").expect("write");
+    browser.find("#file").await.type_text(&file.path().display().to_string()).await;
+    click_and_wait(&browser, "#upload").await;
+    wait_for(&browser, "#article-attachments a").await;
+    assert!(browser.text("#article-attachments").await.contains("spooler-"));
+    let article_url = browser.current_url().await;
+    browser.goto(&format!("{article_url}/edit")).await;
+    click_and_wait(&browser, "form button[type=submit].primary").await;
+    wait_for(&browser, "#article-attachments a").await;
     screenshot(&browser, "kb-article").await;
 
     // Search finds it.

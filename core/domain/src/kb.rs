@@ -57,6 +57,7 @@ pub struct Article {
     /// Markdown, rendered and sanitised where shown.
     pub body: String,
     pub assigned_user_id: Option<String>,
+    pub attachment_ids: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub created_by_id: Option<String>,
     pub modified_at: DateTime<Utc>,
@@ -89,6 +90,9 @@ pub struct ArticleInput {
     pub body: String,
     #[serde(default)]
     pub assigned_user_id: Option<String>,
+    /// Files uploaded to `/api/v1/attachments` (or already the article's).
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
     #[serde(default)]
     pub version: Option<i64>,
 }
@@ -112,6 +116,7 @@ impl ArticleInput {
         optional_text(&mut errors, "body", &self.body, MAX_BODY);
         id_list(&mut errors, "portal_ids", &self.portal_ids);
         id_list(&mut errors, "category_ids", &self.category_ids);
+        id_list(&mut errors, "attachment_ids", &self.attachment_ids);
         // Dates are stored as YYYY-MM-DD text and compared as text, which
         // holds for years 1 to 9999 only.
         for (field, date) in [("publish_date", self.publish_date), ("expiration_date", self.expiration_date)] {

@@ -42,7 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admin_plugins::router())
         .merge(admin_mailboxes::router())
         .merge(admin_portals::router())
-        .merge(kb::router())
+        .merge(kb::router(state))
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

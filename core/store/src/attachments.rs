@@ -30,6 +30,8 @@ pub struct AttachmentRecord {
     pub content_type: String,
     pub sha256: String,
     pub case_id: Option<String>,
+    /// The knowledge-base article it belongs to.
+    pub article_id: Option<String>,
     #[serde(skip)]
     pub storage_key: String,
     pub created_by_id: Option<String>,
@@ -46,6 +48,7 @@ impl AttachmentRecord {
             content_type: new.content_type.clone(),
             sha256: new.sha256.clone(),
             case_id: None,
+            article_id: None,
             storage_key: new.storage_key.clone(),
             created_by_id: Some(creator_id.to_string()),
             created_at: at,
@@ -101,6 +104,11 @@ impl Store {
                 }
                 Ok(record)
             }
+            // An article's file: whoever may read the article.
+            None if record.article_id.is_some() => {
+                self.get_article(actor, record.article_id.as_deref().unwrap_or_default()).await?;
+                Ok(record)
+            }
             None if actor.is_admin() || record.created_by_id.as_deref() == Some(actor.user_id.as_str()) => Ok(record),
             None => Err(StoreError::NotFound),
         }
@@ -116,12 +124,14 @@ impl Store {
         }
         let mut tx = self.pools.write().await?;
         let deleted = tx
-            .query("DELETE FROM attachments WHERE id = $1 AND case_id IS NULL AND note_id IS NULL")
+            .query(
+                "DELETE FROM attachments WHERE id = $1 AND case_id IS NULL AND note_id IS NULL AND article_id IS NULL",
+            )
             .bind(id)
             .execute()
             .await?;
         if deleted == 0 {
-            return Err(StoreError::Forbidden("attachments linked to a case are removed with the case".into()));
+            return Err(StoreError::Forbidden("attachments linked to a case or an article are removed with it".into()));
         }
         tx.commit().await?;
         Ok(record.storage_key)
@@ -136,6 +146,7 @@ fn attachment_from_row(row: &Row) -> Result<AttachmentRecord> {
         content_type: row.get("content_type")?,
         sha256: row.get("sha256")?,
         case_id: row.get("case_id")?,
+        article_id: row.get("article_id")?,
         storage_key: row.get("storage_key")?,
         created_by_id: row.get("created_by_id")?,
         created_at: row.get("created_at")?,

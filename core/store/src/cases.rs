@@ -802,7 +802,7 @@ pub(crate) async fn check_patch_references(tx: &mut Tx, patch: &CasePatch, verif
 pub(crate) async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
     for id in ids {
         let row = tx
-            .query("SELECT case_id, note_id, created_by_id FROM attachments WHERE id = $1")
+            .query("SELECT case_id, note_id, article_id, created_by_id FROM attachments WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional()
             .await?;
@@ -812,7 +812,8 @@ pub(crate) async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String]
         let linked_case: Option<String> = row.get("case_id")?;
         let linked_note: Option<String> = row.get("note_id")?;
         let uploader: Option<String> = row.get("created_by_id")?;
-        let free = linked_case.is_none() && linked_note.is_none();
+        let linked_article: Option<String> = row.get("article_id")?;
+        let free = linked_case.is_none() && linked_note.is_none() && linked_article.is_none();
         let ours = linked_case.is_some() && linked_case.as_deref() == case_id;
         let may_take = actor.is_admin() || uploader.as_deref() == Some(actor.user_id.as_str());
         if !(ours || (free && may_take)) {

@@ -45,6 +45,7 @@ impl Store {
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
         check_article_links(&mut tx, &input).await?;
+        check_article_attachments(&mut tx, actor, None, &input.attachment_ids).await?;
         let order = match input.order {
             Some(order) => order,
             // New articles go on top (orders are bounded by validation).
@@ -71,6 +72,7 @@ impl Store {
             description: input.description,
             body: input.body,
             assigned_user_id: input.assigned_user_id,
+            attachment_ids: input.attachment_ids,
             created_at: at,
             created_by_id: Some(actor.user_id.clone()),
             modified_at: at,
@@ -122,6 +124,7 @@ impl Store {
             return Err(StoreError::VersionConflict { current: current.version });
         }
         check_article_links(&mut tx, &input).await?;
+        check_article_attachments(&mut tx, actor, Some(id), &input.attachment_ids).await?;
         let at = now();
         let article = Article {
             name: input.name,
@@ -135,6 +138,7 @@ impl Store {
             description: input.description,
             body: input.body,
             assigned_user_id: input.assigned_user_id,
+            attachment_ids: input.attachment_ids,
             modified_at: at,
             version: current.version + 1,
             ..current
@@ -305,6 +309,26 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         tx.commit().await
+    }
+
+    /// Adds an uploaded file to an article (the agent pages' upload).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn attach_to_article(&self, actor: &Actor, article_id: &str, attachment_id: &str) -> Result<Article> {
+        require_staff(actor)?;
+        let mut tx = self.pools.write().await?;
+        let mut article = load_article(&mut tx, actor, article_id, true).await?;
+        let ids = [attachment_id.to_string()];
+        check_article_attachments(&mut tx, actor, Some(article_id), &ids).await?;
+        tx.query("UPDATE attachments SET article_id = $1 WHERE id = $2")
+            .bind(article_id)
+            .bind(attachment_id)
+            .execute()
+            .await?;
+        tx.commit().await?;
+        if !article.attachment_ids.iter().any(|id| id == attachment_id) {
+            article.attachment_ids.push(attachment_id.to_string());
+        }
+        Ok(article)
     }
 
     /// Archives published articles whose expiration date has passed;
@@ -541,7 +565,46 @@ async fn check_article_links(tx: &mut Tx, input: &ArticleInput) -> Result<()> {
 async fn write_article_links(tx: &mut Tx, article: &Article) -> Result<()> {
     replace_links(tx, "kb_article_portals", "article_id", "portal_id", &article.id, &article.portal_ids, false).await?;
     replace_links(tx, "kb_article_categories", "article_id", "category_id", &article.id, &article.category_ids, false)
-        .await
+        .await?;
+    // Files left out go back to their uploaders, unlinked.
+    tx.query("UPDATE attachments SET article_id = NULL WHERE article_id = $1")
+        .bind(article.id.as_str())
+        .execute()
+        .await?;
+    for id in &article.attachment_ids {
+        tx.query("UPDATE attachments SET article_id = $1 WHERE id = $2")
+            .bind(article.id.as_str())
+            .bind(id.as_str())
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
+/// Files an article may take: its own, or unlinked ones the actor
+/// uploaded (any, for admins).
+async fn check_article_attachments(tx: &mut Tx, actor: &Actor, article_id: Option<&str>, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let row = tx
+            .query("SELECT case_id, note_id, article_id, created_by_id FROM attachments WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional()
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::invalid("attachment_ids", format!("no such attachment: {id}")));
+        };
+        let linked_article: Option<String> = row.get("article_id")?;
+        let free = row.get::<Option<String>>("case_id")?.is_none()
+            && row.get::<Option<String>>("note_id")?.is_none()
+            && linked_article.is_none();
+        let ours = linked_article.is_some() && linked_article.as_deref() == article_id;
+        let uploader: Option<String> = row.get("created_by_id")?;
+        let may_take = actor.is_admin() || uploader.as_deref() == Some(actor.user_id.as_str());
+        if !(ours || (free && may_take)) {
+            return Err(StoreError::invalid("attachment_ids", format!("attachment {id} cannot be linked here")));
+        }
+    }
+    Ok(())
 }
 
 async fn load_article_links(tx: &mut Tx, articles: &mut [Article]) -> Result<()> {
@@ -549,9 +612,11 @@ async fn load_article_links(tx: &mut Tx, articles: &mut [Article]) -> Result<()>
     let mut portals = load_links(tx, "kb_article_portals", "article_id", "portal_id", "portal_id", &ids).await?;
     let mut categories =
         load_links(tx, "kb_article_categories", "article_id", "category_id", "category_id", &ids).await?;
+    let mut attachments = load_links(tx, "attachments", "article_id", "id", "created_at, id", &ids).await?;
     for article in articles {
         article.portal_ids = portals.remove(&article.id).unwrap_or_default();
         article.category_ids = categories.remove(&article.id).unwrap_or_default();
+        article.attachment_ids = attachments.remove(&article.id).unwrap_or_default();
     }
     Ok(())
 }
@@ -594,6 +659,7 @@ fn article_from_row(row: &Row) -> Result<Article> {
         description: row.get("description")?,
         body: row.get("body")?,
         assigned_user_id: row.get("assigned_user_id")?,
+        attachment_ids: Vec::new(),
         created_at: row.get("created_at")?,
         created_by_id: row.get("created_by_id")?,
         modified_at: row.get("modified_at")?,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -16,14 +16,17 @@ use docket_store::{ArticleFilter, StoreError};
 use serde_json::{Value, json};
 
 use super::render::{UiError, markdown, page, page_with_status};
-use super::session::{FormData, UiSession};
+use super::session::{FormData, UiSession, csrf_failed};
+use crate::api::attachments::save_upload;
 use crate::app::AppState;
 use crate::extract::query_pairs;
 
 const PAGE_SIZE: i64 = 50;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let upload_limit = crate::api::attachments::upload_body_limit(state);
     Router::new()
+        .route("/kb/{id}/attachments", post(upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/kb", get(list).post(create))
         .route("/kb/new", get(new_form))
         .route("/kb/categories", get(categories).post(create_category))
@@ -77,6 +80,13 @@ async fn show(State(state): State<AppState>, session: UiSession, Path(id): Path<
     let names: Vec<&str> =
         categories.iter().filter(|c| article.category_ids.contains(&c.id)).map(|c| c.name.as_str()).collect();
     context.insert("category_names", &names);
+    let mut attachments = Vec::new();
+    for id in &article.attachment_ids {
+        if let Ok(record) = state.store.get_attachment(&session.actor, id).await {
+            attachments.push(json!({"id": record.id, "name": record.name, "size": record.size}));
+        }
+    }
+    context.insert("attachments", &attachments);
     context.insert("article", &article);
     Ok(page(&state, "kb/show.html", &context))
 }
@@ -127,8 +137,9 @@ fn article_input(form: &FormData, errors: &mut BTreeMap<String, String>) -> Arti
         order,
         description: form.optional("description"),
         body: form.get("body").to_string(),
-        // Kept as it is (set through the API).
+        // Kept as they are (set through the API, or the upload form).
         assigned_user_id: form.optional("assigned_user_id"),
+        attachment_ids: form.all("attachment_ids"),
         version: form.get("version").parse().ok(),
     }
 }
@@ -283,6 +294,32 @@ async fn delete_category(
     session.check_csrf(&FormData::parse(&body)?)?;
     state.store.delete_category(&session.actor, &id).await?;
     Ok(Redirect::to("/kb/categories").into_response())
+}
+
+/// Adds a file to an article (multipart: `csrf_token`, then `file`).
+async fn upload(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Response, UiError> {
+    staff_only(&session)?;
+    let unreadable = |_| UiError::Forbidden("The upload could not be read. Try again.".into());
+    let mut csrf_ok = false;
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("csrf_token") => csrf_ok = session.csrf_matches(&field.text().await.map_err(unreadable)?),
+            Some("file") if !csrf_ok => return Err(csrf_failed()),
+            Some("file") if field.file_name().is_none_or(str::is_empty) => break,
+            Some("file") => {
+                let record = save_upload(&state, &session.actor, field).await.map_err(UiError::from)?;
+                state.store.attach_to_article(&session.actor, &id, &record.id).await?;
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(Redirect::to(&format!("/kb/{id}")).into_response())
 }
 
 /// The case behind a number in a path.
