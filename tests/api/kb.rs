@@ -215,6 +215,14 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     assert_eq!(found["total"], 0);
     let (_, related) = server.get(&format!("{case_path}/articles"), &admin).await;
     assert_eq!(related["items"], json!([]));
+    // And its files go with it, from the disk too.
+    let files_before = crate::support::files_under(&site.data_dir.join("attachments")).len();
+    let (status, _) =
+        server.call(Method::DELETE, &format!("/api/v1/kb/articles/{}", id(&password)), &admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(crate::support::files_under(&site.data_dir.join("attachments")).len(), files_before - 1);
+    let status = server.request(Method::GET, &download(&file), &admin).send().await.expect("send").status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 on_both_backends!(articles_are_written_searched_related_and_suggested);

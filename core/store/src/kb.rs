@@ -167,16 +167,27 @@ impl Store {
         Ok(article)
     }
 
+    /// Deletes an article with its files; returns their storage keys so
+    /// the caller can delete the files.
     #[instrument(level = "debug", skip_all)]
-    pub async fn delete_article(&self, actor: &Actor, id: &str) -> Result<()> {
+    pub async fn delete_article(&self, actor: &Actor, id: &str) -> Result<Vec<String>> {
         require_staff(actor)?;
         let mut tx = self.pools.write().await?;
         load_article(&mut tx, actor, id, true).await?;
+        let keys: Vec<String> = tx
+            .query("SELECT storage_key FROM attachments WHERE article_id = $1")
+            .bind(id)
+            .fetch_all()
+            .await?
+            .iter()
+            .map(|row| row.get("storage_key"))
+            .collect::<Result<_>>()?;
         tx.query("DELETE FROM kb_articles WHERE id = $1").bind(id).execute().await?;
         if tx.backend() == Backend::Sqlite {
             tx.query("DELETE FROM kb_search WHERE article_id = $1").bind(id).execute().await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(keys)
     }
 
     /// Articles the actor may read, best match first when searching, else

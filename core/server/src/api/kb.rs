@@ -77,7 +77,8 @@ async fn update_article(
 }
 
 async fn remove_article(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.store.delete_article(&auth.actor, &id).await?;
+    let files = state.store.delete_article(&auth.actor, &id).await?;
+    super::attachments::remove_files(&state, &files).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

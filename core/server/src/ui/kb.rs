@@ -200,7 +200,8 @@ async fn delete(
 ) -> Result<Response, UiError> {
     staff_only(&session)?;
     session.check_csrf(&FormData::parse(&body)?)?;
-    state.store.delete_article(&session.actor, &id).await?;
+    let files = state.store.delete_article(&session.actor, &id).await?;
+    crate::api::attachments::remove_files(&state, &files).await;
     Ok(Redirect::to("/kb").into_response())
 }
 
