@@ -8,7 +8,9 @@ use tracing::instrument;
 
 use crate::cases::{page_window, prefixed};
 use crate::db::{Row, Sql, Tx};
-use crate::rows::{check_assignee, check_exist, enforce, load_links, owned_scope_condition, replace_links};
+use crate::rows::{
+    check_assignee, check_exist, check_version, enforce, load_links, owned_scope_condition, replace_links,
+};
 use crate::{Result, Store, StoreError, now};
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.name, a.email, a.phone, a.website, a.assigned_user_id, a.created_at, \
@@ -106,11 +108,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let current = load_account(&mut tx, id, true).await?;
         enforce(actor.decide(Scope::Account, Action::Edit, &current.ownership()), "edit this account")?;
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         let next = patch.apply(&current)?;
         if next.assigned_user_id != current.assigned_user_id {
             check_assignee(&mut tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;

@@ -17,7 +17,7 @@ use tracing::instrument;
 
 use crate::db::{Backend, Row, Sql, Tx};
 use crate::hooks::{Effects, RUNS_PER_STATEMENT, Trigger, runs_insert, worth_logging};
-use crate::rows::{check_assignee, check_exist, check_exists, load_links, parse_stored, replace_links};
+use crate::rows::{check_assignee, check_exist, check_exists, check_version, load_links, parse_stored, replace_links};
 use crate::stream::{
     FanOut, FollowPlan, NotificationRow, created_notifications, follow_plan_in, follows_insert, initial_followers,
     insert_follows, insert_notifications, notifications_insert, notify_followers, reconcile_follows,
@@ -78,7 +78,7 @@ impl Store {
         cause: &Cause,
         effects: &mut Effects,
     ) -> Result<Case> {
-        check_attachments(tx, actor, &draft.attachment_ids, None).await?;
+        check_attachments(tx, actor, &draft.attachment_ids, AttachmentOwner::New).await?;
         let silent = draft.silent;
         let at = now();
         let pending = pending_case(draft, &actor.user_id, at);
@@ -215,11 +215,7 @@ impl Store {
             }
             Decision::Hidden => return Err(StoreError::NotFound),
         }
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         if patch.silent && !actor.is_admin() {
             return Err(StoreError::Forbidden("only admins save silently".into()));
         }
@@ -246,7 +242,7 @@ impl Store {
         if applied.assignee_changed {
             check_assignee(tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;
         }
-        check_attachments(tx, actor, &applied.added_attachment_ids, Some(&current.id)).await?;
+        check_attachments(tx, actor, &applied.added_attachment_ids, AttachmentOwner::Case(&current.id)).await?;
 
         let at = now();
         let stream_bumped =
@@ -634,7 +630,7 @@ fn enforce_stream(actor: &Actor, case: &Case) -> Result<()> {
     }
 }
 
-fn readable(actor: &Actor, case: Case) -> Result<Case> {
+pub(crate) fn readable(actor: &Actor, case: Case) -> Result<Case> {
     if actor.allows(Scope::Case, Action::Read, &case.ownership()) { Ok(case) } else { Err(StoreError::NotFound) }
 }
 
@@ -796,10 +792,24 @@ pub(crate) async fn check_patch_references(tx: &mut Tx, patch: &CasePatch, verif
     Ok(())
 }
 
-/// Attachments a case takes must exist, be unlinked (or already this
-/// case's) and have been uploaded by the actor, so nobody can steal a file
-/// by guessing its id.
-pub(crate) async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String], case_id: Option<&str>) -> Result<()> {
+/// What attachments are about to be linked to; files already linked to it
+/// may be named again.
+pub(crate) enum AttachmentOwner<'a> {
+    /// A record not written yet (a new case, post or email).
+    New,
+    Case(&'a str),
+    Article(&'a str),
+}
+
+/// Attachments a case, note or article takes must exist, be unlinked (or
+/// already its own) and have been uploaded by the actor (any, for
+/// admins), so nobody can steal a file by guessing its id.
+pub(crate) async fn check_attachments(
+    tx: &mut Tx,
+    actor: &Actor,
+    ids: &[String],
+    owner: AttachmentOwner<'_>,
+) -> Result<()> {
     for id in ids {
         let row = tx
             .query("SELECT case_id, note_id, article_id, created_by_id FROM attachments WHERE id = $1")
@@ -814,7 +824,11 @@ pub(crate) async fn check_attachments(tx: &mut Tx, actor: &Actor, ids: &[String]
         let uploader: Option<String> = row.get("created_by_id")?;
         let linked_article: Option<String> = row.get("article_id")?;
         let free = linked_case.is_none() && linked_note.is_none() && linked_article.is_none();
-        let ours = linked_case.is_some() && linked_case.as_deref() == case_id;
+        let ours = match owner {
+            AttachmentOwner::New => false,
+            AttachmentOwner::Case(case_id) => linked_case.as_deref() == Some(case_id),
+            AttachmentOwner::Article(article_id) => linked_article.as_deref() == Some(article_id),
+        };
         let may_take = actor.is_admin() || uploader.as_deref() == Some(actor.user_id.as_str());
         if !(ours || (free && may_take)) {
             return Err(StoreError::invalid("attachment_ids", format!("attachment {id} cannot be linked here")));

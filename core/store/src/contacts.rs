@@ -8,7 +8,9 @@ use tracing::instrument;
 
 use crate::cases::{page_window, prefixed};
 use crate::db::{Row, Sql, Tx};
-use crate::rows::{check_assignee, check_exist, enforce, load_links, owned_scope_condition, replace_links};
+use crate::rows::{
+    check_assignee, check_exist, check_version, enforce, load_links, owned_scope_condition, replace_links,
+};
 use crate::{Result, Store, StoreError, now};
 
 const CONTACT_COLUMNS: &str = "k.id, k.first_name, k.last_name, k.phone, k.assigned_user_id, k.created_at, \
@@ -103,11 +105,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let current = load_contact(&mut tx, id, true).await?;
         enforce(actor.decide(Scope::Contact, Action::Edit, &current.ownership()), "edit this contact")?;
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         let next = patch.apply(&current)?;
         if next.assigned_user_id != current.assigned_user_id {
             check_assignee(&mut tx, "assigned_user_id", next.assigned_user_id.as_deref()).await?;

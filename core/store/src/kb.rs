@@ -15,8 +15,9 @@ use docket_domain::listing::{Page, Window};
 use docket_domain::portal::PortalLevel;
 use tracing::instrument;
 
+use crate::cases::{AttachmentOwner, check_attachments, load_case, readable};
 use crate::db::{Backend, Row, Sql, Tx};
-use crate::rows::{check_exist, check_exists, enforce, load_links, parse_stored, replace_links};
+use crate::rows::{check_exist, check_exists, check_version, enforce, load_links, parse_stored, replace_links};
 use crate::{Result, Store, StoreError, now};
 
 const ARTICLE_COLUMNS: &str = "a.id, a.name, a.status, a.language, a.publish_date, a.expiration_date, a.sort_order, \
@@ -45,7 +46,7 @@ impl Store {
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
         check_article_links(&mut tx, &input).await?;
-        check_article_attachments(&mut tx, actor, None, &input.attachment_ids).await?;
+        check_attachments(&mut tx, actor, &input.attachment_ids, AttachmentOwner::New).await?;
         let order = match input.order {
             Some(order) => order,
             // New articles go on top (orders are bounded by validation).
@@ -118,13 +119,9 @@ impl Store {
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
         let current = load_article(&mut tx, actor, id, true).await?;
-        if let Some(expected) = input.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(input.version, current.version)?;
         check_article_links(&mut tx, &input).await?;
-        check_article_attachments(&mut tx, actor, Some(id), &input.attachment_ids).await?;
+        check_attachments(&mut tx, actor, &input.attachment_ids, AttachmentOwner::Article(id)).await?;
         let at = now();
         let article = Article {
             name: input.name,
@@ -287,7 +284,7 @@ impl Store {
     pub async fn relate_article(&self, actor: &Actor, case_id: &str, article_id: &str) -> Result<()> {
         require_staff(actor)?;
         let mut tx = self.pools.write().await?;
-        let case = crate::cases::load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Edit, &case.ownership()), "edit this case")?;
         load_article(&mut tx, actor, article_id, false).await?;
         tx.query(
@@ -308,7 +305,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let mut tx = self.pools.write().await?;
-        let case = crate::cases::load_case(&mut tx, "c.id = $1", case_id, false).await?;
+        let case = load_case(&mut tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Edit, &case.ownership()), "edit this case")?;
         let removed = tx
             .query("DELETE FROM kb_article_cases WHERE case_id = $1 AND article_id = $2")
@@ -329,7 +326,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let mut article = load_article(&mut tx, actor, article_id, true).await?;
         let ids = [attachment_id.to_string()];
-        check_article_attachments(&mut tx, actor, Some(article_id), &ids).await?;
+        check_attachments(&mut tx, actor, &ids, AttachmentOwner::Article(article_id)).await?;
         tx.query("UPDATE attachments SET article_id = $1 WHERE id = $2")
             .bind(article_id)
             .bind(attachment_id)
@@ -415,11 +412,7 @@ impl Store {
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
         let current = load_category(&mut tx, id, true).await?;
-        if let Some(expected) = input.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(input.version, current.version)?;
         check_exists(&mut tx, "kb_categories", "parent_id", input.parent_id.as_deref()).await?;
         // Walk up from the new parent: meeting this category is a cycle.
         // (The row lock above makes concurrent moves take turns.)
@@ -506,8 +499,7 @@ fn published_in_date(sql: &mut Sql) {
 
 /// A case the actor may read, in this transaction (others are not found).
 async fn readable_case(tx: &mut Tx, actor: &Actor, case_id: &str) -> Result<docket_domain::case::Case> {
-    let case = crate::cases::load_case(tx, "c.id = $1", case_id, false).await?;
-    if actor.allows(Scope::Case, Action::Read, &case.ownership()) { Ok(case) } else { Err(StoreError::NotFound) }
+    readable(actor, load_case(tx, "c.id = $1", case_id, false).await?)
 }
 
 /// The full-text query for the words, joined by `joiner` (" " for all of
@@ -588,32 +580,6 @@ async fn write_article_links(tx: &mut Tx, article: &Article) -> Result<()> {
             .bind(id.as_str())
             .execute()
             .await?;
-    }
-    Ok(())
-}
-
-/// Files an article may take: its own, or unlinked ones the actor
-/// uploaded (any, for admins).
-async fn check_article_attachments(tx: &mut Tx, actor: &Actor, article_id: Option<&str>, ids: &[String]) -> Result<()> {
-    for id in ids {
-        let row = tx
-            .query("SELECT case_id, note_id, article_id, created_by_id FROM attachments WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional()
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::invalid("attachment_ids", format!("no such attachment: {id}")));
-        };
-        let linked_article: Option<String> = row.get("article_id")?;
-        let free = row.get::<Option<String>>("case_id")?.is_none()
-            && row.get::<Option<String>>("note_id")?.is_none()
-            && linked_article.is_none();
-        let ours = linked_article.is_some() && linked_article.as_deref() == article_id;
-        let uploader: Option<String> = row.get("created_by_id")?;
-        let may_take = actor.is_admin() || uploader.as_deref() == Some(actor.user_id.as_str());
-        if !(ours || (free && may_take)) {
-            return Err(StoreError::invalid("attachment_ids", format!("attachment {id} cannot be linked here")));
-        }
     }
     Ok(())
 }

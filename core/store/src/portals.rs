@@ -12,7 +12,7 @@ use docket_domain::user::UserType;
 use tracing::instrument;
 
 use crate::db::{Row, Tx};
-use crate::rows::{check_exist, json_column};
+use crate::rows::{check_exist, check_version, json_column, json_text};
 use crate::stream::reconcile_user_follows;
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
@@ -41,7 +41,7 @@ impl Store {
         )
         .bind(role.id.as_str())
         .bind(role.name.as_str())
-        .bind(to_json(&role.permissions)?)
+        .bind(json_text(&role.permissions)?)
         .bind(at)
         .execute()
         .await?;
@@ -82,7 +82,7 @@ impl Store {
             "UPDATE portal_roles SET name = $1, permissions = $2, modified_at = $3, version = version + 1 WHERE id = $4",
         )
         .bind(input.name.as_str())
-        .bind(to_json(&input.permissions)?)
+        .bind(json_text(&input.permissions)?)
         .bind(at)
         .bind(id)
         .execute()
@@ -145,7 +145,7 @@ impl Store {
             .bind(portal.slug.as_str())
             .bind(portal.is_active)
             .bind(portal.is_default)
-            .bind(to_json(&portal.branding)?)
+            .bind(json_text(&portal.branding)?)
             .bind(at)
             .execute()
             .await?;
@@ -201,7 +201,7 @@ impl Store {
         .bind(input.slug.as_str())
         .bind(input.is_active)
         .bind(input.is_default)
-        .bind(to_json(&input.branding)?)
+        .bind(json_text(&input.branding)?)
         .bind(at)
         .bind(id)
         .execute()
@@ -276,17 +276,6 @@ impl Store {
         let ids = user_role_ids(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(ids)
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
-    match expected {
-        Some(expected) if expected != current => Err(StoreError::VersionConflict { current }),
-        _ => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use docket_email::inbound::{docket_message_id, subject_case_number};
 use serde_json::json;
 use tracing::instrument;
 
-use crate::cases::{check_attachments, load_case};
+use crate::cases::{AttachmentOwner, check_attachments, load_case};
 use crate::db::Tx;
 use crate::hooks::Effects;
 use crate::inbound::{link_email_attachments, remember};
@@ -73,7 +73,7 @@ impl Store {
     ) -> Result<Note> {
         let case = load_case(tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide(Scope::Case, Action::Read, &case.ownership()), "email from this case")?;
-        check_attachments(tx, actor, &reply.attachment_ids, None).await?;
+        check_attachments(tx, actor, &reply.attachment_ids, AttachmentOwner::New).await?;
         let (mut to, mut cc) = (reply.to, reply.cc);
         if to.is_empty() {
             let contacts = contact_addresses(tx, &case.id).await?;

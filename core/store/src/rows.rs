@@ -16,6 +16,20 @@ pub(crate) fn parse_stored<T>(value: &str, parse: impl Fn(&str) -> Result<T, Str
 
 /// A JSON text column, read back into its type; unreadable JSON is
 /// corrupt data.
+/// A value as JSON text for a column (the reverse of [`json_column`]).
+pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// An update's expected version against the stored one: a stale client
+/// gets a conflict naming the current version.
+pub(crate) fn check_version(expected: Option<i64>, current: i64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::VersionConflict { current }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn json_column<T: serde::de::DeserializeOwned>(row: &crate::db::Row, column: &str) -> Result<T> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))

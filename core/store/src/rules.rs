@@ -19,7 +19,7 @@ use crate::cases::{Cause, load_case};
 use crate::db::{Query, Row, Sql, Tx};
 use crate::hooks::{Effects, Trigger, dry_run_record, query_condition};
 use crate::jobs::{NewJob, enqueue};
-use crate::rows::{enforce, parse_stored};
+use crate::rows::{check_version, enforce, parse_stored};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -177,11 +177,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         check_plugin(&mut tx, &valid).await?;
         let current = load_rule(&mut tx, id).await?;
-        if let Some(expected) = input.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(input.version, current.version)?;
         let at = now();
         let next_run_at = match (&valid.schedule, &current.schedule) {
             (Some(new), Some(old)) if new == old => current.next_run_at,

@@ -20,7 +20,7 @@ use tracing::instrument;
 use crate::auth::load_actor;
 use docket_domain::rule::Hook;
 
-use crate::cases::{Cause, check_attachments, load_case, note_from_row, page_window};
+use crate::cases::{AttachmentOwner, Cause, check_attachments, load_case, note_from_row, page_window};
 use crate::db::{Sql, Tx};
 use crate::hooks::{Effects, Trigger};
 use crate::jobs::{NewJob, enqueue};
@@ -81,7 +81,7 @@ impl Store {
         // may post at once; the stream_updated_at update below locks briefly.
         let case = load_case(tx, "c.id = $1", case_id, false).await?;
         enforce(actor.decide_stream(&case.ownership()), "post to this case")?;
-        check_attachments(tx, actor, &post.attachment_ids, None).await?;
+        check_attachments(tx, actor, &post.attachment_ids, AttachmentOwner::New).await?;
         let at = now();
         let data = match &cause.rule {
             Some(rule) => serde_json::json!({ "rule": rule }),

@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use crate::cases::{page_window, prefixed};
 use crate::db::{Row, Sql, Tx};
-use crate::rows::check_exist;
+use crate::rows::{check_exist, check_version};
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
@@ -89,11 +89,7 @@ impl Store {
         validate_team(patch.name.as_deref(), patch.members.as_deref())?;
         let mut tx = self.pools.write().await?;
         let current = load_team(&mut tx, id, true).await?;
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         let name = patch.name.as_deref().map(str::trim).unwrap_or(&current.name).to_string();
         if name != current.name {
             check_name_free(&mut tx, &name, Some(id)).await?;

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use crate::cases::{page_window, prefixed};
 use crate::db::{Row, Sql, Tx};
-use crate::rows::{check_exist, check_exists, load_links, parse_stored, replace_links};
+use crate::rows::{check_exist, check_exists, check_version, json_text, load_links, parse_stored, replace_links};
 use crate::{Result, Store, StoreError, now};
 
 const USER_COLUMNS: &str = "u.id, u.username, u.name, u.email, u.user_type, u.is_active, u.contact_id, \
@@ -98,11 +98,7 @@ impl Store {
         require_admin(actor, "edit users")?;
         let mut tx = self.pools.write().await?;
         let current = load_user(&mut tx, id, true).await?;
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         let mut next = current.clone();
         if let Some(username) = &patch.username
             && *username != current.username
@@ -282,11 +278,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         let sql = format!("SELECT * FROM roles WHERE id = $1{}", tx.for_update());
         let current = role_from_row(&tx.query(&sql).bind(id).fetch_optional().await?.ok_or(StoreError::NotFound)?)?;
-        if let Some(expected) = patch.version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict { current: current.version });
-        }
+        check_version(patch.version, current.version)?;
         let name = patch.name.as_deref().map(str::trim).unwrap_or(&current.name).to_string();
         let permissions = patch.permissions.unwrap_or(current.permissions);
         let at = now();
@@ -300,7 +292,7 @@ impl Store {
             .collect::<Result<_>>()?;
         tx.query("UPDATE roles SET name = $1, permissions = $2, modified_at = $3, version = version + 1 WHERE id = $4")
             .bind(name.as_str())
-            .bind(permissions_json(&permissions)?)
+            .bind(json_text(&permissions)?)
             .bind(at)
             .bind(id)
             .execute()
@@ -389,10 +381,6 @@ pub(crate) fn parse_preferences(stored: &str, user_type: UserType) -> Result<Pre
     serde_json::from_value(defaults).map_err(|e| StoreError::Corrupt(format!("preferences: {e}")))
 }
 
-fn permissions_json(permissions: &Permissions) -> Result<String> {
-    serde_json::to_string(permissions).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 async fn insert_role(tx: &mut Tx, name: &str, permissions: &Permissions) -> Result<Role> {
     if tx.query("SELECT id FROM roles WHERE name = $1").bind(name).fetch_optional().await?.is_some() {
         return Err(StoreError::invalid("name", "a role with this name exists"));
@@ -411,7 +399,7 @@ async fn insert_role(tx: &mut Tx, name: &str, permissions: &Permissions) -> Resu
     )
     .bind(role.id.as_str())
     .bind(name)
-    .bind(permissions_json(permissions)?)
+    .bind(json_text(permissions)?)
     .bind(at)
     .execute()
     .await?;
