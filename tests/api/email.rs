@@ -47,6 +47,9 @@ async fn followers_get_stream_email(site: Site) {
     let admin = site.admin_key();
     configure_smtp(&server, &admin, smtp.port).await;
     let (id, agent) = customer_case(&server, &site, &admin).await;
+    let (status, _) =
+        server.post("/api/v1/portals", &admin, json!({"name": "Help", "slug": "help", "is_default": true})).await;
+    assert_eq!(status, StatusCode::CREATED);
 
     let (status, _) = server.post(&format!("/api/v1/cases/{id}/posts"), &agent, json!({"post": "We are on it."})).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -62,6 +65,8 @@ async fn followers_get_stream_email(site: Site) {
     assert!(message.contains(&format!("In-Reply-To: <case-{id}@docket.test>")), "{message}");
     assert!(message.contains("Auto-Submitted: auto-generated"), "{message}");
     assert!(message.contains("We are on it."), "{message}");
+    // The customer's link opens the case in the default portal.
+    assert!(message.contains("https://help.example.test/portal/help/cases/1"), "{message}");
 
     // Internal notes never go to customers; status changes do.
     server

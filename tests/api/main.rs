@@ -13,6 +13,7 @@ mod kb;
 mod mailboxes;
 mod operations;
 mod plugins;
+mod portal_pages;
 mod portals;
 mod records;
 mod rules;

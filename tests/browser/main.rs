@@ -972,3 +972,144 @@ async fn agents_write_articles_and_use_them_on_a_case() {
     screenshot(&browser, "kb-case").await;
     browser.close().await;
 }
+
+/// The portal end to end: a customer opens a case with a file in the
+/// portal; an agent answers it and writes an internal note; the customer
+/// sees the answer and not the note, in the portal and in the email they
+/// get; their answer by email lands on the case.
+#[tokio::test]
+async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let (Some(dovecot), Some(smtp)) = (support::Dovecot::start(), support::SmtpSink::start()) else { return };
+    let driver = Driver::start().await.expect("chromium");
+    let site = Site::new(Backend::Sqlite)
+        .await
+        .expect("site")
+        .with_env("DOCKET_MAIL_POLL_SECONDS", "1")
+        .with_env("DOCKET_EMAIL_DELAY_SECONDS", "0")
+        .with_env("DOCKET_PUBLIC_URL", "https://help.example.test");
+    let server = site.start(&[]);
+    let browser = driver.session().await;
+    let key = site.admin_key();
+
+    // The helpdesk: outgoing mail from the support address, whose inbox
+    // Docket reads; a default portal; Bo, a customer with a portal login.
+    let smtp_settings =
+        json!({"host": "127.0.0.1", "port": smtp.port, "security": "none", "from_address": "support@help.test"});
+    let (status, _) = server.call(reqwest::Method::PUT, "/api/v1/settings/smtp", &key, Some(smtp_settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    dovecot.add_user("support", "imap-secret");
+    let mailbox = json!({"name": "Support", "email_address": "support@help.test", "imap_host": "127.0.0.1",
+                         "imap_port": dovecot.port, "imap_security": "none", "imap_username": "support",
+                         "imap_password": "imap-secret"});
+    let (status, body) = server.post("/api/v1/mailboxes", &key, mailbox).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .post(
+            "/api/v1/portals",
+            &key,
+            json!({"name": "Help", "slug": "help", "is_default": true, "branding": {"title": "Acme Help"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, account) = server.post("/api/v1/accounts", &key, json!({"name": "Bo's Bakery"})).await;
+    let (_, contact) = server
+        .post(
+            "/api/v1/contacts",
+            &key,
+            json!({"first_name": "Bo", "last_name": "Baker", "emails": ["bo@bakery.test"], "account_ids": [account["id"]]}),
+        )
+        .await;
+    let (status, body) = server
+        .post(
+            "/api/v1/users",
+            &key,
+            json!({"username": "bo", "name": "Bo Baker", "type": "portal", "password": "bo-password-123",
+                   "email": "bo@bakery.test", "contact_id": contact["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Bo logs in to the portal and opens a case with a photo.
+    browser.goto(&server.url("/portal")).await;
+    wait_for(&browser, "#username").await;
+    assert!(browser.text("h1").await.contains("Acme Help"));
+    submit_login(&browser, "bo", "bo-password-123").await;
+    wait_for(&browser, "a[href='/portal/help/cases/new']").await;
+    click_and_wait(&browser, ".page-head a[href='/portal/help/cases/new']").await;
+    browser.find("#name").await.type_text("Oven door will not close").await;
+    browser.find("#description").await.type_text("The hinge broke this morning.").await;
+    let photo = tempfile::Builder::new().prefix("hinge-").suffix(".txt").tempfile().expect("file");
+    std::fs::write(photo.path(), "a photo of the hinge").expect("write");
+    browser.find("#file").await.type_text(&photo.path().display().to_string()).await;
+    click_and_wait(&browser, "#create-case").await;
+    wait_for(&browser, "#case-files a").await;
+    assert!(browser.text("#case-files").await.contains("hinge-"));
+    screenshot(&browser, "portal-case").await;
+    let (_, cases) = server.get("/api/v1/cases?q=Oven", &key).await;
+    let case = cases["items"][0].clone();
+    let (number, case_id) = (case["number"].as_i64().expect("number"), case["id"].as_str().expect("id").to_string());
+    assert_eq!(case["contact_id"], contact["id"]);
+    assert_eq!(case["account_id"], account["id"]);
+
+    // An agent sees the case and its file, answers and notes internally.
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    browser.goto(&server.url(&format!("/cases/{number}"))).await;
+    wait_for(&browser, "#post-text").await;
+    assert!(browser.text("ul.attachments").await.contains("hinge-"));
+    browser.find("#post-text").await.type_text("A technician comes on Tuesday.").await;
+    click_and_wait(&browser, "#post-submit").await;
+    wait_for(&browser, "#post-text").await;
+    browser.find("#post-text").await.type_text("Warranty ran out last month; charge the visit.").await;
+    browser.find("#post-internal").await.click().await;
+    click_and_wait(&browser, "#post-submit").await;
+    wait_for(&browser, ".note.internal").await;
+
+    // Bo sees the answer, never the note.
+    browser.goto(&server.url(&format!("/portal/help/cases/{number}"))).await;
+    wait_for(&browser, "#stream").await;
+    let stream = browser.text("#stream").await;
+    assert!(stream.contains("A technician comes on Tuesday."), "{stream}");
+    assert!(!browser.source().await.contains("Warranty"), "the internal note stays internal");
+
+    // The email Bo gets has the answer and a link into the portal, and
+    // not the note.
+    let sent = smtp.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = if smtp.messages().len() > sent.len() { smtp.messages() } else { sent };
+    let to_bo: Vec<&String> = sent.iter().filter(|m| m.contains("bo@bakery.test")).collect();
+    assert_eq!(to_bo.len(), 1, "{sent:?}");
+    let email = to_bo[0];
+    assert!(email.contains("A technician comes on Tuesday."), "{email}");
+    assert!(email.contains(&format!("https://help.example.test/portal/help/cases/{number}")), "{email}");
+    assert!(sent.iter().all(|m| !m.contains("Warranty")), "{sent:?}");
+    let message_id = email
+        .lines()
+        .find_map(|line| line.strip_prefix("Message-ID: "))
+        .expect("the email's Message-ID")
+        .trim()
+        .to_string();
+
+    // Bo answers by email; the answer lands on the case.
+    let answer = format!(
+        "From: Bo Baker <bo@bakery.test>\r\nTo: support@help.test\r\nSubject: Re: [#{number}] Oven door will not close\r\n\
+         Message-ID: <bo-answer@bakery.test>\r\nIn-Reply-To: {message_id}\r\nReferences: {message_id}\r\n\r\n\
+         Tuesday is fine, we open at 6.\r\n"
+    );
+    dovecot.deliver("support", answer.as_bytes());
+    eventually("the emailed answer on the case", || async {
+        let (_, stream) = server.get(&format!("/api/v1/cases/{case_id}/stream"), &key).await;
+        stream["items"].as_array().is_some_and(|notes| {
+            notes
+                .iter()
+                .any(|n| n["type"] == "EmailReceived" && n["post"].as_str().unwrap_or("").contains("we open at 6"))
+        })
+    })
+    .await;
+    let (_, cases) = server.get("/api/v1/cases?q=Oven", &key).await;
+    assert_eq!(cases["total"], 1, "the answer made no new case");
+    browser.goto(&server.url(&format!("/portal/help/cases/{number}"))).await;
+    wait_for(&browser, "#stream").await;
+    assert!(browser.text("#stream").await.contains("we open at 6"));
+    browser.close().await;
+}

@@ -477,7 +477,7 @@ mod tests {
             contact_id: Some("c1".into()),
             // Agent roles mean nothing to a portal user.
             permissions: Permissions::default_agent(),
-            portal: PortalAccess { permissions, account_ids: vec!["a1".into()] },
+            portal: PortalAccess { permissions, account_ids: vec!["a1".into()], portal_id: None },
         }
     }
 

@@ -141,6 +141,9 @@ impl PortalPermissions {
 pub struct PortalAccess {
     pub permissions: PortalPermissions,
     pub account_ids: Vec<String>,
+    /// The portal whose pages the user is on; `None` means the default
+    /// portal (the API and emails).
+    pub portal_id: Option<String>,
 }
 
 /// A portal role.

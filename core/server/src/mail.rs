@@ -310,11 +310,12 @@ fn context(state: &AppState, facts: &NotificationEmail) -> tera::Context {
     context.insert("post", &facts.post);
     context.insert("recipient", &facts.to_name);
     let base = state.config.public_url.trim_end_matches('/');
-    // Portal links arrive with the portal; staff get the agent page.
-    let link = if base.is_empty() || facts.to_is_portal {
-        String::new()
-    } else {
-        format!("{base}/cases/{}", facts.case_number)
+    // Customers get the case's page in the default portal; staff the agent
+    // page.
+    let link = match (base.is_empty(), facts.to_is_portal, &facts.portal_slug) {
+        (true, _, _) | (false, true, None) => String::new(),
+        (false, true, Some(slug)) => format!("{base}/portal/{slug}/cases/{}", facts.case_number),
+        (false, false, _) => format!("{base}/cases/{}", facts.case_number),
     };
     context.insert("link", &link);
     context

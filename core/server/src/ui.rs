@@ -11,6 +11,8 @@ mod admin_rules;
 mod auth;
 mod cases;
 mod kb;
+mod portal;
+mod portal_session;
 mod records;
 mod render;
 mod session;
@@ -43,6 +45,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admin_mailboxes::router())
         .merge(admin_portals::router())
         .merge(kb::router(state))
+        .merge(portal_session::router())
+        .merge(portal::router(state))
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
 }

@@ -35,6 +35,18 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A session to open.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub user_id: &'a str,
+    /// SHA-256 of the cookie's token.
+    pub token_hash: &'a str,
+    pub csrf_token: &'a str,
+    pub expires_at: DateTime<Utc>,
+    /// The portal whose login page opened it; `None` for agents and the API.
+    pub portal_id: Option<&'a str>,
+}
+
 /// An API key as listed (never the key itself).
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiKeyRecord {
@@ -93,24 +105,54 @@ impl Store {
             .fetch_optional()
             .await?;
         match row {
-            Some(row) => Ok(Some(actor_from_row(&mut conn, &row).await?)),
+            Some(row) => Ok(Some(actor_from_row(&mut conn, &row, None).await?)),
             None => Ok(None),
         }
     }
 
-    /// The session for a cookie token hash, unless expired or its user
-    /// deactivated.
+    /// The agent or API session for a cookie token hash, unless expired or
+    /// its user deactivated. Portal sessions are not found here.
     #[instrument(level = "debug", skip_all)]
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
+        self.load_session(token_hash, None).await
+    }
+
+    /// The session for a cookie token hash opened at this portal's login
+    /// page, while the portal is active; its actor has this portal's roles.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn portal_session(&self, token_hash: &str, portal_id: &str) -> Result<Option<SessionRecord>> {
+        self.load_session(token_hash, Some(portal_id)).await
+    }
+
+    async fn load_session(&self, token_hash: &str, portal_id: Option<&str>) -> Result<Option<SessionRecord>> {
         let mut tx = self.pools.read_autocommit().await?;
-        let row = tx
-            .query("SELECT user_id, csrf_token, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(now())
-            .fetch_optional()
-            .await?;
+        let row = match portal_id {
+            None => {
+                tx.query(
+                    "SELECT user_id, csrf_token, expires_at FROM sessions \
+                     WHERE token_hash = $1 AND expires_at > $2 AND portal_id IS NULL",
+                )
+                .bind(token_hash)
+                .bind(now())
+                .fetch_optional()
+                .await?
+            }
+            Some(portal_id) => {
+                tx.query(
+                    "SELECT s.user_id, s.csrf_token, s.expires_at FROM sessions s \
+                     JOIN portals p ON p.id = s.portal_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.portal_id = $3 AND p.is_active = $4",
+                )
+                .bind(token_hash)
+                .bind(now())
+                .bind(portal_id)
+                .bind(true)
+                .fetch_optional()
+                .await?
+            }
+        };
         let session = match row {
-            Some(row) => load_actor(&mut tx, &row.get::<String>("user_id")?).await?.map(|actor| {
+            Some(row) => load_actor_at(&mut tx, &row.get::<String>("user_id")?, portal_id).await?.map(|actor| {
                 Ok::<_, StoreError>(SessionRecord {
                     actor,
                     csrf_token: row.get("csrf_token")?,
@@ -124,25 +166,25 @@ impl Store {
         Ok(session)
     }
 
+    /// Opens a session: an agent or API one, or (with `portal_id`) one of
+    /// that portal's.
     #[instrument(level = "debug", skip_all)]
-    pub async fn create_session(
-        &self,
-        user_id: &str,
-        token_hash: &str,
-        csrf_token: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn create_session(&self, new: &NewSession<'_>) -> Result<()> {
         let mut tx = self.pools.write().await?;
         // Expired sessions are swept whenever someone logs in.
         tx.query("DELETE FROM sessions WHERE expires_at <= $1").bind(now()).execute().await?;
-        tx.query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(csrf_token)
-            .bind(now())
-            .bind(expires_at)
-            .execute()
-            .await?;
+        tx.query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, portal_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(new.token_hash)
+        .bind(new.user_id)
+        .bind(new.csrf_token)
+        .bind(now())
+        .bind(new.expires_at)
+        .bind(new.portal_id)
+        .execute()
+        .await?;
         tx.commit().await
     }
 
@@ -285,8 +327,15 @@ async fn insert_api_key(
     Ok(record)
 }
 
-/// Loads an active user with their teams and merged role permissions.
+/// Loads an active user with their teams and merged role permissions; a
+/// portal user as the default portal sees them (the API, emails, rules).
 pub(crate) async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Actor>> {
+    load_actor_at(tx, user_id, None).await
+}
+
+/// [`load_actor`], with a portal user's roles those of `portal_id` (their
+/// session's portal) instead of the default portal's.
+async fn load_actor_at(tx: &mut Tx, user_id: &str, portal_id: Option<&str>) -> Result<Option<Actor>> {
     let row = tx
         .query("SELECT id, username, user_type, contact_id FROM users WHERE id = $1 AND is_active = $2")
         .bind(user_id)
@@ -294,14 +343,14 @@ pub(crate) async fn load_actor(tx: &mut Tx, user_id: &str) -> Result<Option<Acto
         .fetch_optional()
         .await?;
     match row {
-        Some(row) => Ok(Some(actor_from_row(tx, &row).await?)),
+        Some(row) => Ok(Some(actor_from_row(tx, &row, portal_id).await?)),
         None => Ok(None),
     }
 }
 
 /// Completes an actor from its user row: teams and role permissions in one
 /// query.
-async fn actor_from_row(tx: &mut Tx, row: &Row) -> Result<Actor> {
+async fn actor_from_row(tx: &mut Tx, row: &Row, portal_id: Option<&str>) -> Result<Actor> {
     let user_id: String = row.get("id")?;
     let user_type: String = row.get("user_type")?;
     let links = tx
@@ -330,32 +379,38 @@ async fn actor_from_row(tx: &mut Tx, row: &Row) -> Result<Actor> {
     let user_type = parse_stored(&user_type, UserType::parse)?;
     let contact_id: Option<String> = row.get("contact_id")?;
     let portal = if user_type == UserType::Portal {
-        portal_access(tx, &user_id, contact_id.as_deref()).await?
+        portal_access(tx, &user_id, contact_id.as_deref(), portal_id).await?
     } else {
         PortalAccess::default()
     };
     Ok(Actor { username: row.get("username")?, user_type, team_ids, contact_id, permissions, portal, user_id })
 }
 
-/// A portal user's access: their portal roles merged with the default
-/// portal's (the API and the emails speak for no portal in particular),
-/// or [`PortalPermissions::fallback`] when neither has any; and their
+/// A portal user's access: their portal roles merged with those of the
+/// portal they are in (`portal_id`, or the default portal: the API and the
+/// emails speak for no portal in particular), or
+/// [`PortalPermissions::fallback`] when neither has any; and their
 /// contact's accounts.
-async fn portal_access(tx: &mut Tx, user_id: &str, contact_id: Option<&str>) -> Result<PortalAccess> {
-    let rows = tx
-        .query(
-            "SELECT 'role' AS kind, r.permissions AS value FROM portal_roles r \
+async fn portal_access(
+    tx: &mut Tx,
+    user_id: &str,
+    contact_id: Option<&str>,
+    portal_id: Option<&str>,
+) -> Result<PortalAccess> {
+    let which_portal = if portal_id.is_some() { "p.id = $4" } else { "p.is_default = $2" };
+    let sql = format!(
+        "SELECT 'role' AS kind, r.permissions AS value FROM portal_roles r \
              JOIN user_portal_roles ur ON ur.role_id = r.id WHERE ur.user_id = $1 \
              UNION ALL SELECT 'role' AS kind, r.permissions AS value FROM portal_roles r \
              JOIN portal_portal_roles pr ON pr.role_id = r.id JOIN portals p ON p.id = pr.portal_id \
-             WHERE p.is_default = $2 AND p.is_active = $2 \
-             UNION ALL SELECT 'account' AS kind, account_id AS value FROM contact_accounts WHERE contact_id = $3",
-        )
-        .bind(user_id)
-        .bind(true)
-        .bind(contact_id)
-        .fetch_all()
-        .await?;
+             WHERE {which_portal} AND p.is_active = $2 \
+             UNION ALL SELECT 'account' AS kind, account_id AS value FROM contact_accounts WHERE contact_id = $3"
+    );
+    let mut query = tx.query(&sql).bind(user_id).bind(true).bind(contact_id);
+    if let Some(portal_id) = portal_id {
+        query = query.bind(portal_id);
+    }
+    let rows = query.fetch_all().await?;
     let mut roles = Vec::new();
     let mut account_ids = Vec::new();
     for row in rows {
@@ -374,7 +429,7 @@ async fn portal_access(tx: &mut Tx, user_id: &str, contact_id: Option<&str>) -> 
         Some((first, rest)) => rest.iter().fold(*first, |merged, role| merged.merge(role)),
     };
     account_ids.sort();
-    Ok(PortalAccess { permissions, account_ids })
+    Ok(PortalAccess { permissions, account_ids, portal_id: portal_id.map(str::to_string) })
 }
 
 impl Store {

@@ -482,9 +482,13 @@ fn visibility_condition(sql: &mut Sql, actor: &Actor) -> bool {
     published_in_date(sql);
     sql.push(
         " AND EXISTS (SELECT 1 FROM kb_article_portals ap JOIN portals p ON p.id = ap.portal_id \
-         WHERE ap.article_id = a.id AND p.is_default = ",
+         WHERE ap.article_id = a.id AND ",
     );
-    sql.value(true).push(" AND p.is_active = ").value(true).push(")");
+    match &actor.portal.portal_id {
+        Some(portal_id) => sql.push("p.id = ").value(portal_id.as_str()),
+        None => sql.push("p.is_default = ").value(true),
+    };
+    sql.push(" AND p.is_active = ").value(true).push(")");
     true
 }
 

@@ -32,7 +32,7 @@ mod teams;
 mod users;
 
 pub use attachments::{AttachmentRecord, NewAttachment};
-pub use auth::{ApiKeyRecord, LoginUser, SessionRecord};
+pub use auth::{ApiKeyRecord, LoginUser, NewSession, SessionRecord};
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use events::StreamEvent;

@@ -170,6 +170,25 @@ impl Store {
         Ok(Page { total: items.len() as i64, items })
     }
 
+    /// An active portal for its own pages: the one at `slug`, or the
+    /// default portal. Anyone may read it: its login page is public.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn portal_site(&self, slug: Option<&str>) -> Result<Option<Portal>> {
+        let mut tx = self.pools.read().await?;
+        let which = if slug.is_some() { "slug = $2" } else { "is_default = $1" };
+        let sql = format!("SELECT {PORTAL_COLUMNS} FROM portals WHERE is_active = $1 AND {which}");
+        let mut query = tx.query(&sql).bind(true);
+        if let Some(slug) = slug {
+            query = query.bind(slug);
+        }
+        let portal = match query.fetch_optional().await? {
+            Some(row) => Some(portal_from_row(&mut tx, &row).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(portal)
+    }
+
     #[instrument(level = "debug", skip_all)]
     pub async fn get_portal(&self, actor: &Actor, id: &str) -> Result<Portal> {
         require_admin(actor, "see portals")?;

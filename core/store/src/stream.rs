@@ -920,6 +920,10 @@ impl Store {
     /// How many unread notifications the actor has (the header badge).
     #[instrument(level = "debug", skip_all)]
     pub async fn unread_notifications(&self, actor: &Actor) -> Result<i64> {
+        // A portal user's count goes through the same filter as their list.
+        if actor.is_portal() {
+            return Ok(self.notifications(actor, true, Window::new(Some(1), None)).await?.unread);
+        }
         let mut tx = self.pools.read_autocommit().await?;
         tx.query("SELECT COUNT(*) AS unread FROM notifications WHERE user_id = $1 AND is_read = $2")
             .bind(actor.user_id.as_str())
@@ -952,6 +956,9 @@ pub struct NotificationEmail {
     pub to_address: String,
     pub to_name: String,
     pub to_is_portal: bool,
+    /// For portal users: the slug of the default portal, whose pages the
+    /// email links to (`None` when no portal is active).
+    pub portal_slug: Option<String>,
     pub case_id: String,
     pub case_number: i64,
     pub case_name: String,
@@ -992,6 +999,16 @@ impl Store {
         let case_id: String = row.get("case_id")?;
         let reader = load_actor(&mut tx, &user_id).await?;
         let case = load_case(&mut tx, "c.id = $1", &case_id, false).await?;
+        let portal_slug = match &reader {
+            Some(reader) if reader.is_portal() => tx
+                .query("SELECT slug FROM portals WHERE is_default = $1 AND is_active = $1")
+                .bind(true)
+                .fetch_optional()
+                .await?
+                .map(|row| row.get::<String>("slug"))
+                .transpose()?,
+            _ => None,
+        };
         tx.commit().await?;
         let may_read = reader.as_ref().is_some_and(|r| r.may_follow(&case.ownership()));
         let user_type_text: String = row.get("user_type")?;
@@ -1015,6 +1032,7 @@ impl Store {
             to_address,
             to_name: row.get("user_name")?,
             to_is_portal: user_type == "portal",
+            portal_slug,
             case_id: row.get("case_id")?,
             case_number: row.get("number")?,
             case_name: row.get("case_name")?,

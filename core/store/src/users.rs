@@ -22,6 +22,22 @@ pub(crate) fn require_admin(actor: &Actor, what: &str) -> Result<()> {
 }
 
 impl Store {
+    /// The display names of users, by id; unknown ids are left out. Only
+    /// names: pages use it to name the authors of notes they already show.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn user_names(&self, ids: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+        let candidates: Vec<String> = ids.iter().filter(|id| looks_like_id(id)).cloned().collect();
+        if candidates.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut sql = Sql::new("SELECT id, name FROM users WHERE id IN ");
+        sql.list(&candidates);
+        let mut tx = self.pools.read().await?;
+        let rows = tx.built(&sql).fetch_all().await?;
+        tx.commit().await?;
+        rows.iter().map(|row| Ok((row.get("id")?, row.get("name")?))).collect()
+    }
+
     /// Creates a user. `password_hash` is already an argon2 hash.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn create_user(&self, actor: &Actor, new: &NewUser, password_hash: Option<String>) -> Result<User> {

@@ -451,28 +451,25 @@ async fn filters_sorting_and_pagination(db: TestDb) {
     assert_eq!(by_priority.items[0].priority, CasePriority::High);
 }
 
+/// An agent session of an hour.
+fn session_for<'a>(user_id: &'a str, token_hash: &'a str) -> docket_store::NewSession<'a> {
+    let expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    docket_store::NewSession { user_id, token_hash, csrf_token: "csrf", expires_at, portal_id: None }
+}
+
 async fn deactivated_users_lose_sessions_and_keys(db: TestDb) {
     let agent = db.agent("ann", Permissions::default_agent(), vec![]).await;
-    db.store
-        .create_session(&agent.user_id, "session-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
-        .await
-        .expect("session");
+    db.store.create_session(&session_for(&agent.user_id, "session-hash")).await.expect("session");
     db.store.create_api_key(&db.admin, &agent.user_id, "ci", "dk_abc", "key-hash").await.expect("key");
     assert!(db.store.session("session-hash").await.expect("session").is_some());
     // An admin's password reset ends the user's sessions.
-    db.store
-        .create_session(&agent.user_id, "other-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
-        .await
-        .expect("session");
+    db.store.create_session(&session_for(&agent.user_id, "other-hash")).await.expect("session");
     db.store
         .update_user(&db.admin, &agent.user_id, &UserPatch::default(), Some("new-hash".into()))
         .await
         .expect("reset");
     assert!(db.store.session("other-hash").await.expect("session").is_none());
-    db.store
-        .create_session(&agent.user_id, "session-hash", "csrf", chrono::Utc::now() + chrono::Duration::hours(1))
-        .await
-        .expect("session");
+    db.store.create_session(&session_for(&agent.user_id, "session-hash")).await.expect("session");
     assert!(db.store.actor_by_api_key("key-hash").await.expect("key").is_some());
     db.store
         .update_user(&db.admin, &agent.user_id, &UserPatch { is_active: Some(false), ..Default::default() }, None)

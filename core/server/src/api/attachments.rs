@@ -118,6 +118,12 @@ async fn meta(State(state): State<AppState>, auth: Auth, Path(id): Path<String>)
 
 async fn download(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let record = state.store.get_attachment(&auth.actor, &id).await?;
+    file_response(&state, &record).await
+}
+
+/// A stored file as a download (the API and the portal pages), with the
+/// headers that keep a browser from running it.
+pub async fn file_response(state: &AppState, record: &AttachmentRecord) -> ApiResult<Response> {
     let path = file_path(&state.config.data_dir, &record.storage_key);
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         ApiError::Internal(anyhow::anyhow!("attachment {} has no file at {}: {e}", record.id, path.display()))

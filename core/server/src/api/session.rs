@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use docket_domain::preferences::Preferences;
 use docket_domain::user::{User, check_password};
+use docket_store::NewSession;
 use serde::Deserialize;
 
 use crate::app::AppState;
@@ -72,7 +73,10 @@ async fn login(
     let token = random_token();
     let csrf_token = random_token();
     let expires_at = Utc::now() + chrono::Duration::hours(state.config.session_hours);
-    state.store.create_session(&user.id, &sha256_hex(&token), &csrf_token, expires_at).await?;
+    let token_hash = sha256_hex(&token);
+    let session =
+        NewSession { user_id: &user.id, token_hash: &token_hash, csrf_token: &csrf_token, expires_at, portal_id: None };
+    state.store.create_session(&session).await?;
     let actor = state.store.actor(&user.id).await?.ok_or(ApiError::Unauthorized("account unavailable".into()))?;
     let user = state.store.get_user(&actor, &user.id).await?;
     let cookie = session_cookie(&token, state.config.session_hours * 3600, state.config.secure_cookies);

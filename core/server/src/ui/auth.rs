@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::Utc;
 use docket_domain::user::check_password;
+use docket_store::NewSession;
 
 use super::render::{UiError, page, page_with_status};
 use super::session::{FormData, UiSession, safe_next};
@@ -97,7 +98,10 @@ async fn login(
     state.login_limiter.record_success(&address, &username);
     let token = random_token();
     let expires_at = Utc::now() + chrono::Duration::hours(state.config.session_hours);
-    state.store.create_session(&user.id, &sha256_hex(&token), &random_token(), expires_at).await?;
+    let (token_hash, csrf_token) = (sha256_hex(&token), random_token());
+    let session =
+        NewSession { user_id: &user.id, token_hash: &token_hash, csrf_token: &csrf_token, expires_at, portal_id: None };
+    state.store.create_session(&session).await?;
     let mut response = Redirect::to(&next).into_response();
     let cookie = session_cookie(&token, state.config.session_hours * 3600, state.config.secure_cookies);
     if let Ok(value) = HeaderValue::from_str(&cookie) {

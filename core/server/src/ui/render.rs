@@ -38,6 +38,14 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("admin/team_form.html", include_str!("../../../../ui/templates/admin/team_form.html")),
     ("admin/roles.html", include_str!("../../../../ui/templates/admin/roles.html")),
     ("admin/role_form.html", include_str!("../../../../ui/templates/admin/role_form.html")),
+    ("portal/base.html", include_str!("../../../../ui/templates/portal/base.html")),
+    ("portal/login.html", include_str!("../../../../ui/templates/portal/login.html")),
+    ("portal/cases.html", include_str!("../../../../ui/templates/portal/cases.html")),
+    ("portal/case_form.html", include_str!("../../../../ui/templates/portal/case_form.html")),
+    ("portal/case.html", include_str!("../../../../ui/templates/portal/case.html")),
+    ("portal/notifications.html", include_str!("../../../../ui/templates/portal/notifications.html")),
+    ("portal/kb.html", include_str!("../../../../ui/templates/portal/kb.html")),
+    ("portal/article.html", include_str!("../../../../ui/templates/portal/article.html")),
     ("kb/list.html", include_str!("../../../../ui/templates/kb/list.html")),
     ("kb/show.html", include_str!("../../../../ui/templates/kb/show.html")),
     ("kb/form.html", include_str!("../../../../ui/templates/kb/form.html")),
@@ -217,12 +225,18 @@ impl From<anyhow::Error> for UiError {
 
 /// Middleware: renders [`UiError`]s (and unmatched UI paths) as pages.
 pub async fn render_error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A portal's error pages lead back into that portal, not to the agents'.
+    let home = match request.uri().path().strip_prefix("/portal/").and_then(|rest| rest.split('/').next()) {
+        Some(slug) if !slug.is_empty() => format!("/portal/{slug}/"),
+        _ => "/".to_string(),
+    };
     let response = next.run(request).await;
     let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {
         return response;
     };
     let mut context = tera::Context::new();
     context.insert("error", &page);
+    context.insert("home", &home);
     let html = state.templates.render("error.html", &context).unwrap_or_else(|error| {
         tracing::error!(%error, "error template failed");
         format!("<!doctype html><title>{}</title><h1>{}</h1>", page.status, page.title)
