@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::{Server, Site, SmtpSink};
 
-async fn configure_smtp(server: &Server, key: &str, port: u16) {
+pub(crate) async fn configure_smtp(server: &Server, key: &str, port: u16) {
     let (status, body) = server
         .call(
             reqwest::Method::PUT,

@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod cases;
 mod email;
+mod invitations;
 mod kb;
 mod mailboxes;
 mod operations;

@@ -17,12 +17,12 @@ fn id(value: &Value) -> String {
 }
 
 /// A browser-like client that shows redirects instead of following them.
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder().redirect(redirect::Policy::none()).build().expect("client")
 }
 
 /// The value of a cookie a response sets.
-fn set_cookie(response: &Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &Response, name: &str) -> Option<String> {
     response.headers().get_all(SET_COOKIE).iter().find_map(|value| {
         let text = value.to_str().ok()?;
         let (pair, _) = text.split_once(';').unwrap_or((text, ""));
@@ -32,18 +32,18 @@ fn set_cookie(response: &Response, name: &str) -> Option<String> {
 }
 
 /// The value of a hidden form field in a page.
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
     html[start..].split('"').next().expect("value").to_string()
 }
 
-fn location(response: &Response) -> String {
+pub(crate) fn location(response: &Response) -> String {
     response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 /// A logged-in customer at one portal.
-struct Customer {
+pub(crate) struct Customer {
     http: Client,
     base: String,
     /// The `Cookie` header of the portal session.
@@ -52,7 +52,7 @@ struct Customer {
 }
 
 impl Customer {
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let response =
             self.http.get(format!("{}{path}", self.base)).header(COOKIE, &self.cookie).send().await.expect("get");
         (response.status(), response.text().await.expect("body"))
@@ -83,7 +83,7 @@ impl Customer {
 
 /// Logs in through a portal's login page; `planted` is a session cookie
 /// value the browser already carried (a fixation attempt).
-async fn log_in(
+pub(crate) async fn log_in(
     server: &Server,
     portal: &Value,
     username: &str,

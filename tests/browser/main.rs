@@ -1020,21 +1020,25 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
             json!({"first_name": "Bo", "last_name": "Baker", "emails": ["bo@bakery.test"], "account_ids": [account["id"]]}),
         )
         .await;
-    let (status, body) = server
-        .post(
-            "/api/v1/users",
-            &key,
-            json!({"username": "bo", "name": "Bo Baker", "type": "portal", "password": "bo-password-123",
-                   "email": "bo@bakery.test", "contact_id": contact["id"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    // Bo logs in to the portal and opens a case with a photo.
-    browser.goto(&server.url("/portal")).await;
-    wait_for(&browser, "#username").await;
+    // An agent invites Bo from the contact's page; Bo chooses a password
+    // from the emailed link and logs in to the portal.
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    browser.goto(&server.url(&format!("/contacts/{}", contact["id"].as_str().expect("id")))).await;
+    click_and_wait(&browser, "#invite").await;
+    wait_for(&browser, "#notice").await;
+    let invitation = smtp.wait_for(1).await.remove(0).replace("=\r\n", "").replace("=\n", "");
+    let link = invitation.split_whitespace().find(|w| w.contains("/portal/help/password/")).expect("the link");
+    let path = link.trim_start_matches("https://help.example.test");
+    browser.goto(&server.url(path)).await;
+    wait_for(&browser, "#token-username").await;
+    assert_eq!(browser.text("#token-username").await, "bo@bakery.test");
+    browser.find("#password").await.type_text("bo-password-123").await;
+    browser.find("#confirm_password").await.type_text("bo-password-123").await;
+    click_and_wait(&browser, "#set-password").await;
+    wait_for(&browser, "#notice").await;
     assert!(browser.text("h1").await.contains("Acme Help"));
-    submit_login(&browser, "bo", "bo-password-123").await;
+    submit_login(&browser, "bo@bakery.test", "bo-password-123").await;
     wait_for(&browser, "a[href='/portal/help/cases/new']").await;
     click_and_wait(&browser, ".page-head a[href='/portal/help/cases/new']").await;
     browser.find("#name").await.type_text("Oven door will not close").await;
@@ -1052,8 +1056,8 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
     assert_eq!(case["contact_id"], contact["id"]);
     assert_eq!(case["account_id"], account["id"]);
 
-    // An agent sees the case and its file, answers and notes internally.
-    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    // An agent sees the case and its file, answers and notes internally
+    // (the agent's session lives on beside Bo's portal session).
     browser.goto(&server.url(&format!("/cases/{number}"))).await;
     wait_for(&browser, "#post-text").await;
     assert!(browser.text("ul.attachments").await.contains("hinge-"));
@@ -1074,10 +1078,11 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
 
     // The email Bo gets has the answer and a link into the portal, and
     // not the note.
-    let sent = smtp.wait_for(1).await;
+    let sent = smtp.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = if smtp.messages().len() > sent.len() { smtp.messages() } else { sent };
-    let to_bo: Vec<&String> = sent.iter().filter(|m| m.contains("bo@bakery.test")).collect();
+    let to_bo: Vec<&String> =
+        sent.iter().filter(|m| m.contains("bo@bakery.test") && !m.contains("Your access to")).collect();
     assert_eq!(to_bo.len(), 1, "{sent:?}");
     let email = to_bo[0];
     assert!(email.contains("A technician comes on Tuesday."), "{email}");

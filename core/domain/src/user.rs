@@ -150,7 +150,49 @@ pub fn check_email(errors: &mut ValidationErrors, field: &str, email: &str) {
     }
 }
 
+/// What staff send to invite a contact to the portal: a portal user is
+/// made for the contact and emailed a link to set their password.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalInvitation {
+    /// The login name; the contact's first email address when absent.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The portal the email links to; the default portal when absent.
+    #[serde(default)]
+    pub portal_id: Option<String>,
+}
+
 impl NewUser {
+    /// A portal user for a contact who will set their own password from an
+    /// invitation: no password yet, the contact's name and email.
+    pub fn invited(
+        contact_id: &str,
+        name: &str,
+        email: Option<&str>,
+        username: Option<&str>,
+    ) -> Result<NewUser, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let Some(email) = email else {
+            errors.add("contact_id", "the contact has no email address to send the invitation to");
+            return Err(errors);
+        };
+        check_email(&mut errors, "email", email);
+        let username = normalize_username(&mut errors, username.unwrap_or(email));
+        errors.into_result()?;
+        Ok(NewUser {
+            username,
+            name: Some(name.to_string()),
+            email: Some(email.to_string()),
+            user_type: UserType::Portal,
+            is_active: true,
+            team_ids: Vec::new(),
+            role_ids: Vec::new(),
+            contact_id: Some(contact_id.to_string()),
+            password: None,
+        })
+    }
+
     /// Validates and normalises; returns the username to store.
     pub fn validate(&mut self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();

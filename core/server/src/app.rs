@@ -32,6 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Password-reset requests, counted like failed logins.
+    pub reset_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             login_limiter: Arc::new(LoginLimiter::default()),
+            reset_limiter: Arc::new(LoginLimiter::default()),
         })
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use docket_store::{
-    AUTO_REPLY_JOB, EMAIL_NOTIFICATION_JOB, EMAIL_REPLY_JOB, Job, JobOutcome, RULE_EMAIL_JOB, RULE_HTTP_JOB,
-    RULE_SCHEDULE_JOB,
+    ACCOUNT_EMAIL_JOB, AUTO_REPLY_JOB, EMAIL_NOTIFICATION_JOB, EMAIL_REPLY_JOB, Job, JobOutcome, RULE_EMAIL_JOB,
+    RULE_HTTP_JOB, RULE_SCHEDULE_JOB,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -111,6 +111,7 @@ async fn run(state: &AppState, job: &Job) -> JobOutcome {
         RULE_HTTP_JOB => crate::rule_jobs::send_http(state, job).await,
         AUTO_REPLY_JOB => crate::mail::send_auto_reply(state, job).await,
         EMAIL_REPLY_JOB => crate::mail::send_email_reply(state, job).await,
+        ACCOUNT_EMAIL_JOB => crate::mail::send_account_email(state, job).await,
         other => JobOutcome::Permanent(format!("unknown job kind `{other}`")),
     }
 }

@@ -2,7 +2,7 @@
 //! one notification by email.
 
 use docket_email::{OutgoingEmail, SendError, SmtpSettings};
-use docket_store::{Job, JobOutcome, NotificationEmail};
+use docket_store::{Job, JobOutcome, NotificationEmail, TokenPurpose};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -280,6 +280,68 @@ pub async fn send_email_reply(state: &AppState, job: &Job) -> JobOutcome {
 }
 
 /// Sends one message; a failure the server may recover from is retried.
+/// The `portal_account_email` job: makes a one-time token (only now, so no
+/// usable token waits in the queue) and emails its link, an invitation or a
+/// password reset. A retry makes a new token, replacing the unsent one.
+pub async fn send_account_email(state: &AppState, job: &Job) -> JobOutcome {
+    let (Some(user_id), Some(purpose)) =
+        (job.payload["user_id"].as_str(), job.payload["purpose"].as_str().and_then(TokenPurpose::parse))
+    else {
+        return JobOutcome::Permanent("payload has no user_id or purpose".into());
+    };
+    let base = state.config.public_url.trim_end_matches('/');
+    if base.is_empty() {
+        return JobOutcome::Permanent("set DOCKET_PUBLIC_URL: the email must link to the portal".into());
+    }
+    let Some(settings) = smtp_settings(state).await else {
+        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    };
+    let token = crate::secrets::random_token();
+    let portal_id = job.payload["portal_id"].as_str();
+    let facts =
+        match state.store.issue_user_token(user_id, purpose, portal_id, &crate::secrets::sha256_hex(&token)).await {
+            Ok(Some(facts)) => facts,
+            // The user left, was deactivated or lost their address: nothing to send.
+            Ok(None) => return JobOutcome::Done,
+            Err(error) => return JobOutcome::Retry(error.to_string()),
+        };
+    let Some(slug) = &facts.portal_slug else {
+        return JobOutcome::Permanent("no active portal to link to (admin area, Portals)".into());
+    };
+    let link = format!("{base}/portal/{slug}/password/{token}");
+    let expires = facts.expires_at.format("%Y-%m-%d %H:%M UTC");
+    let (subject, text_body) = match purpose {
+        TokenPurpose::Invitation => (
+            format!("Your access to {}", facts.portal_title),
+            format!(
+                "Hello {},\n\nyou are invited to {}, where you can open cases and follow our answers.\n\n\
+                 Your username: {}\nChoose your password here (the link works once, until {expires}):\n{link}\n",
+                facts.name, facts.portal_title, facts.username
+            ),
+        ),
+        TokenPurpose::PasswordReset => (
+            format!("Reset your password for {}", facts.portal_title),
+            format!(
+                "Hello {},\n\nsomeone (we hope you) asked to reset your password for {}.\n\
+                 Your username: {}\nChoose a new password here (the link works once, until {expires}):\n{link}\n\n\
+                 If you did not ask for this, ignore this email: your password stays as it is.\n",
+                facts.name, facts.portal_title, facts.username
+            ),
+        ),
+    };
+    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let email = OutgoingEmail {
+        to_address: facts.email.clone(),
+        to_name: Some(facts.name.clone()),
+        subject,
+        text_body,
+        message_id: format!("account-{}.{}@{domain}", purpose.as_str(), job.id),
+        headers: vec![("Auto-Submitted", "auto-generated".into())],
+        ..Default::default()
+    };
+    send(&settings, &email).await
+}
+
 async fn send(settings: &SmtpSettings, email: &OutgoingEmail) -> JobOutcome {
     match docket_email::send(settings, email).await {
         Ok(()) => JobOutcome::Done,

@@ -182,7 +182,7 @@ async fn write_contact_links(tx: &mut Tx, contact: &Contact) -> Result<()> {
     replace_links(tx, "contact_teams", "contact_id", "team_id", &contact.id, &contact.team_ids, false).await
 }
 
-async fn load_contact(tx: &mut Tx, id: &str, lock: bool) -> Result<Contact> {
+pub(crate) async fn load_contact(tx: &mut Tx, id: &str, lock: bool) -> Result<Contact> {
     if !looks_like_id(id) {
         return Err(StoreError::NotFound);
     }

@@ -1119,6 +1119,63 @@ async fn execute_raw(db: &TestDb, sql: &str) {
 
 /// The hourly job archives published articles whose expiration date has
 /// passed, once.
+/// Invitation and reset tokens: one live token per purpose, used once,
+/// dead once expired or once the user is deactivated.
+async fn one_time_links_expire_are_replaced_and_work_once(db: TestDb) {
+    use docket_domain::portal::PortalInput;
+    use docket_domain::user::PortalInvitation;
+    use docket_store::TokenPurpose;
+    let store = &db.store;
+    let contact = store
+        .create_contact(
+            &db.admin,
+            &NewContact { last_name: "Baker".into(), emails: vec!["bo@bakery.test".into()], ..Default::default() },
+        )
+        .await
+        .expect("contact");
+    let portal = PortalInput {
+        name: "Help".into(),
+        slug: "help".into(),
+        is_active: true,
+        is_default: true,
+        role_ids: vec![],
+        branding: Default::default(),
+        version: None,
+    };
+    store.create_portal(&db.admin, portal).await.expect("portal");
+    let user = store.invite_contact(&db.admin, &contact.id, &PortalInvitation::default()).await.expect("invite");
+    assert_eq!(count_rows(&db, "user_tokens").await, 0, "the job makes the token, not the invitation");
+
+    let issued = store.issue_user_token(&user.id, TokenPurpose::Invitation, None, "h1").await.expect("issue");
+    let issued = issued.expect("an email to send");
+    assert_eq!((issued.email.as_str(), issued.portal_slug.as_deref()), ("bo@bakery.test", Some("help")));
+    assert!(store.user_token("h1").await.expect("token").is_some());
+    store.issue_user_token(&user.id, TokenPurpose::Invitation, None, "h2").await.expect("issue");
+    assert!(store.user_token("h1").await.expect("token").is_none(), "replaced");
+    assert_eq!(store.user_token("h2").await.expect("token").expect("live").purpose, TokenPurpose::Invitation);
+    assert_eq!(store.set_password_with_token("h2", "hash-1").await.expect("set"), "bo@bakery.test");
+    assert!(matches!(store.set_password_with_token("h2", "hash-2").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store.login_user("bo@bakery.test").await.expect("user").expect("exists").password_hash.as_deref(),
+        Some("hash-1")
+    );
+
+    // Expired: nothing.
+    store.issue_user_token(&user.id, TokenPurpose::PasswordReset, None, "h3").await.expect("issue");
+    execute_raw(&db, "UPDATE user_tokens SET expires_at = created_at").await;
+    assert!(store.user_token("h3").await.expect("token").is_none());
+    assert!(matches!(store.set_password_with_token("h3", "hash-3").await, Err(StoreError::NotFound)));
+
+    // Deactivated users get no link, and theirs stop working.
+    store.issue_user_token(&user.id, TokenPurpose::PasswordReset, None, "h4").await.expect("issue");
+    store
+        .update_user(&db.admin, &user.id, &UserPatch { is_active: Some(false), ..Default::default() }, None)
+        .await
+        .expect("deactivate");
+    assert!(store.user_token("h4").await.expect("token").is_none());
+    assert!(store.issue_user_token(&user.id, TokenPurpose::PasswordReset, None, "h5").await.expect("issue").is_none());
+}
+
 async fn expired_articles_are_archived(db: TestDb) {
     use docket_domain::kb::{ArticleInput, ArticleStatus};
     let store = &db.store;
@@ -1144,6 +1201,7 @@ async fn expired_articles_are_archived(db: TestDb) {
 conformance!(
     portal_notifications_show_only_what_they_may_read,
     expired_articles_are_archived,
+    one_time_links_expire_are_replaced_and_work_once,
     rule_runs_are_queued_then_moved_into_the_log,
     records_round_trip,
     case_numbers_stay_unique_under_concurrent_creation,

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use docket_domain::listing::Page;
 use docket_domain::portal::{Portal, PortalInput, PortalRole, PortalRoleInput};
+use docket_domain::user::{PortalInvitation, User};
 use serde::{Deserialize, Serialize};
 
 use super::expected_version;
@@ -21,6 +22,39 @@ pub fn router() -> Router<AppState> {
         .route("/portal-roles", post(create_role).get(list_roles))
         .route("/portal-roles/{id}", get(show_role).put(update_role).delete(remove_role))
         .route("/users/{id}/portal-roles", get(user_roles).put(set_user_roles))
+        .route("/contacts/{id}/portal-user", post(invite_contact))
+        .route("/users/{id}/invitation", post(invite_user))
+}
+
+/// Makes a portal user for a contact and emails them an invitation.
+async fn invite_contact(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(invitation): ApiJson<PortalInvitation>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let user = state.store.invite_contact(&auth.actor, &id, &invitation).await?;
+    state.jobs_wakeup.notify_one();
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reinvitation {
+    #[serde(default)]
+    portal_id: Option<String>,
+}
+
+/// Emails a portal user a new invitation link (the old one stops working).
+async fn invite_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Reinvitation>,
+) -> ApiResult<StatusCode> {
+    state.store.invite_user(&auth.actor, &id, body.portal_id.as_deref()).await?;
+    state.jobs_wakeup.notify_one();
+    Ok(StatusCode::ACCEPTED)
 }
 
 async fn create_portal(

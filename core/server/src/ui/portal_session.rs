@@ -21,13 +21,14 @@ use chrono::Utc;
 use docket_domain::Actor;
 use docket_domain::portal::Portal;
 use docket_domain::user::UserType;
-use docket_store::NewSession;
+use docket_domain::user::check_password;
+use docket_store::{NewSession, TokenHolder, TokenPurpose};
 
 use super::render::{UiError, page_with_status};
 use super::session::{FormData, csrf_failed, url_encode};
 use crate::app::AppState;
 use crate::extract::cookie;
-use crate::secrets::{constant_time_eq, random_token, sha256_hex, verify_password};
+use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex, verify_password};
 
 /// The login form's token cookie (login CSRF), per portal path.
 const LOGIN_CSRF_COOKIE: &str = "docket_portal_login";
@@ -39,6 +40,8 @@ pub fn router() -> Router<AppState> {
         .route("/portal/{slug}/login", get(login_page).post(login))
         .route("/portal/{slug}/logout", post(logout))
         .route("/portal/{slug}/brand.css", get(brand_css))
+        .route("/portal/{slug}/password-reset", get(reset_page).post(request_reset))
+        .route("/portal/{slug}/password/{token}", get(password_page).post(set_password))
 }
 
 /// The session cookie of one portal.
@@ -163,6 +166,25 @@ async fn brand_css(State(state): State<AppState>, Path(slug): Path<String>) -> R
 struct NextQuery {
     #[serde(default)]
     next: Option<String>,
+    /// Set after a password was chosen from an emailed link.
+    #[serde(default)]
+    password_set: Option<String>,
+}
+
+/// Gives a public form (login, password reset) a token that must come back
+/// with it and match this cookie, sent only to that form's path: no other
+/// site can submit the form in a visitor's name.
+fn form_token_cookie(state: &AppState, response: &mut Response, path: &str, token: &str) {
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    append_cookie(
+        response,
+        &format!("{LOGIN_CSRF_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"),
+    );
+}
+
+fn form_token_matches(headers: &HeaderMap, form: &FormData) -> bool {
+    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    !expected.is_empty() && constant_time_eq(form.get("login_token"), &expected)
 }
 
 /// Only pages of this portal are followed after login.
@@ -178,24 +200,39 @@ async fn login_page(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, UiError> {
     let portal = site(&state, &slug).await?;
-    Ok(render_login(&state, &portal, query.next.as_deref().unwrap_or(""), "", None))
+    let notice = query.password_set.is_some().then_some("Your password is set. Log in with it.");
+    Ok(render_login(&state, &portal, query.next.as_deref().unwrap_or(""), "", Message::notice(notice)))
 }
 
-fn render_login(state: &AppState, portal: &Portal, next: &str, username: &str, error: Option<&str>) -> Response {
+/// What the login page says above its form.
+enum Message<'a> {
+    None,
+    Notice(&'a str),
+    Error(&'a str),
+}
+
+impl<'a> Message<'a> {
+    fn notice(text: Option<&'a str>) -> Message<'a> {
+        text.map_or(Message::None, Message::Notice)
+    }
+}
+
+fn render_login(state: &AppState, portal: &Portal, next: &str, username: &str, message: Message<'_>) -> Response {
     let token = random_token();
     let mut context = site_context(portal);
     context.insert("login_token", &token);
     context.insert("next", &portal_next(portal, next));
     context.insert("username", username);
+    let (error, notice) = match message {
+        Message::None => (None, None),
+        Message::Notice(text) => (None, Some(text)),
+        Message::Error(text) => (Some(text), None),
+    };
     context.insert("error", &error);
+    context.insert("notice", &notice);
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     let mut response = page_with_status(state, "portal/login.html", &context, status);
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
-    let path = format!("{}/login", home(portal));
-    append_cookie(
-        &mut response,
-        &format!("{LOGIN_CSRF_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"),
-    );
+    form_token_cookie(state, &mut response, &format!("{}/login", home(portal)), &token);
     response
 }
 
@@ -210,15 +247,14 @@ async fn login(
     let form = FormData::parse(&body)?;
     let next = portal_next(&portal, form.get("next"));
     let username = form.get("username").trim().to_string();
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(form.get("login_token"), &expected) {
+    if !form_token_matches(&headers, &form) {
         let message = "Your login form expired. Please try again.";
-        return Ok(render_login(&state, &portal, &next, &username, Some(message)));
+        return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
     let address = peer.ip().to_string();
     if let Err(wait) = state.login_limiter.check(&address, &username) {
         let message = format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60));
-        let mut response = render_login(&state, &portal, &next, &username, Some(&message));
+        let mut response = render_login(&state, &portal, &next, &username, Message::Error(&message));
         if response.status() == StatusCode::UNAUTHORIZED {
             *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         }
@@ -230,15 +266,15 @@ async fn login(
     let valid = verify_password(form.get("password").to_string(), hash).await;
     let Some(user) = user.filter(|_| valid) else {
         state.login_limiter.record_failure(&address, &username);
-        return Ok(render_login(&state, &portal, &next, &username, Some("Invalid username or password.")));
+        return Ok(render_login(&state, &portal, &next, &username, Message::Error("Invalid username or password.")));
     };
     if !user.is_active {
         let message = "This account is deactivated. Please contact support.";
-        return Ok(render_login(&state, &portal, &next, &username, Some(message)));
+        return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
     if user.user_type != UserType::Portal {
         let message = "Staff sign in on the agent login page, not in the portal.";
-        return Ok(render_login(&state, &portal, &next, &username, Some(message)));
+        return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
     state.login_limiter.record_success(&address, &username);
     // A session token the browser brought is never kept (session
@@ -268,4 +304,110 @@ async fn logout(State(state): State<AppState>, session: PortalSession, body: Byt
     let mut response = Redirect::to(&format!("{}/login", home(&session.portal))).into_response();
     append_cookie(&mut response, &session_cookie(&state, &session.portal, "", 0));
     Ok(response)
+}
+
+/// The "forgot your password" form; `sent` once a request went through.
+fn render_reset(state: &AppState, portal: &Portal, sent: bool, error: Option<&str>, status: StatusCode) -> Response {
+    let token = random_token();
+    let mut context = site_context(portal);
+    context.insert("login_token", &token);
+    context.insert("sent", &sent);
+    context.insert("error", &error);
+    let mut response = page_with_status(state, "portal/password_reset.html", &context, status);
+    form_token_cookie(state, &mut response, &format!("{}/password-reset", home(portal)), &token);
+    response
+}
+
+async fn reset_page(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, UiError> {
+    let portal = site(&state, &slug).await?;
+    Ok(render_reset(&state, &portal, false, None, StatusCode::OK))
+}
+
+/// Queues a reset email when the username or address names one customer.
+/// The answer is the same either way: it does not tell who has an account.
+async fn request_reset(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    let portal = site(&state, &slug).await?;
+    let form = FormData::parse(&body)?;
+    if !form_token_matches(&headers, &form) {
+        let message = "The form expired. Please try again.";
+        return Ok(render_reset(&state, &portal, false, Some(message), StatusCode::UNPROCESSABLE_ENTITY));
+    }
+    let login = form.get("login").trim().to_lowercase();
+    let address = peer.ip().to_string();
+    // Each request counts, so nobody fills a customer's inbox.
+    if let Err(wait) = state.reset_limiter.check(&address, &login) {
+        let message = format!("Too many requests. Try again in {} minutes.", wait.div_ceil(60));
+        return Ok(render_reset(&state, &portal, false, Some(&message), StatusCode::TOO_MANY_REQUESTS));
+    }
+    state.reset_limiter.record_failure(&address, &login);
+    state.store.request_password_reset(&login, &portal.id).await?;
+    state.jobs_wakeup.notify_one();
+    Ok(render_reset(&state, &portal, true, None, StatusCode::OK))
+}
+
+fn render_password(
+    state: &AppState,
+    portal: &Portal,
+    token: &str,
+    holder: Option<&TokenHolder>,
+    errors: &docket_domain::ValidationErrors,
+    status: StatusCode,
+) -> Response {
+    let mut context = site_context(portal);
+    context.insert("token", token);
+    context.insert("username", &holder.map(|h| h.username.as_str()));
+    context.insert("invitation", &holder.is_some_and(|h| h.purpose == TokenPurpose::Invitation));
+    context.insert("password_min", &docket_domain::user::PASSWORD_MIN);
+    context.insert("errors", &errors.fields);
+    page_with_status(state, "portal/password.html", &context, status)
+}
+
+/// The page an emailed link opens: choose a password, or learn that the
+/// link expired or was used.
+async fn password_page(
+    State(state): State<AppState>,
+    Path((slug, token)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let portal = site(&state, &slug).await?;
+    let holder = state.store.user_token(&sha256_hex(&token)).await?;
+    let status = if holder.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    Ok(render_password(&state, &portal, &token, holder.as_ref(), &Default::default(), status))
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    Path((slug, token)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    let portal = site(&state, &slug).await?;
+    let form = FormData::parse(&body)?;
+    let token_hash = sha256_hex(&token);
+    let Some(holder) = state.store.user_token(&token_hash).await? else {
+        return Ok(render_password(&state, &portal, &token, None, &Default::default(), StatusCode::NOT_FOUND));
+    };
+    let mut errors = docket_domain::ValidationErrors::new();
+    let password = form.get("password");
+    check_password(&mut errors, password);
+    if password != form.get("confirm_password") {
+        errors.add("confirm_password", "does not match the password");
+    }
+    if !errors.is_empty() {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(render_password(&state, &portal, &token, Some(&holder), &errors, status));
+    }
+    let hash = hash_password(password.to_string()).await?;
+    match state.store.set_password_with_token(&token_hash, &hash).await {
+        Ok(_) => Ok(Redirect::to(&format!("{}/login?password_set=1", home(&portal))).into_response()),
+        // Used meanwhile (a second submission): the link is spent.
+        Err(docket_store::StoreError::NotFound) => {
+            Ok(render_password(&state, &portal, &token, None, &Default::default(), StatusCode::NOT_FOUND))
+        }
+        Err(other) => Err(other.into()),
+    }
 }

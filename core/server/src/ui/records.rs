@@ -2,16 +2,19 @@
 //! with its details and its cases.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use docket_domain::listing::{CaseFilter, SimpleFilter, Window};
 use serde_json::json;
 
 use super::render::{UiError, page};
-use super::session::UiSession;
+use super::session::{FormData, UiSession, url_encode};
 use crate::app::AppState;
 use crate::extract::query_pairs;
+use docket_domain::user::PortalInvitation;
+use docket_store::StoreError;
 
 const PAGE_SIZE: i64 = 50;
 
@@ -21,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/accounts/{id}", get(account))
         .route("/contacts", get(contacts))
         .route("/contacts/{id}", get(contact))
+        .route("/contacts/{id}/invite", axum::routing::post(invite))
 }
 
 /// `q` and `page` from the query string.
@@ -102,6 +106,7 @@ async fn contact(
     State(state): State<AppState>,
     session: UiSession,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     let contact = state.store.get_contact(&session.actor, &id).await?;
     let cases = state
@@ -122,7 +127,35 @@ async fn contact(
     context.insert("accounts", &accounts);
     context.insert("cases", &cases.items.iter().map(case_summary).collect::<Vec<_>>());
     context.insert("case_total", &cases.total);
+    let pairs = query_pairs(raw.as_deref()).unwrap_or_default();
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    context.insert("notice", &param("notice"));
+    context.insert("invite_error", &param("invite_error"));
     Ok(page(&state, "contacts/show.html", &context))
+}
+
+/// "Invite to the portal": a portal user for the contact, and an email
+/// with a link to choose a password.
+async fn invite(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, UiError> {
+    session.check_csrf(&FormData::parse(&body)?)?;
+    let back = |key: &str, message: &str| {
+        Redirect::to(&format!("/contacts/{id}?{key}={}", url_encode(message))).into_response()
+    };
+    match state.store.invite_contact(&session.actor, &id, &PortalInvitation::default()).await {
+        Ok(user) => {
+            state.jobs_wakeup.notify_one();
+            Ok(back("notice", &format!("Invitation sent to {}.", user.email.unwrap_or_default())))
+        }
+        Err(StoreError::Invalid(invalid)) => {
+            Ok(back("invite_error", &invalid.fields.into_values().collect::<Vec<_>>().join("; ")))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn case_summary(case: &docket_domain::case::Case) -> serde_json::Value {
