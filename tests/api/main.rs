@@ -19,3 +19,4 @@ mod portals;
 mod records;
 mod rules;
 mod stream;
+mod web_forms;

@@ -1118,3 +1118,86 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
     assert!(browser.text("#stream").await.contains("we open at 6"));
     browser.close().await;
 }
+
+/// Serves one page, as another site would (a different origin).
+fn other_site(html: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+        }
+    });
+    format!("http://{address}")
+}
+
+/// Another site pastes the snippet from the portal's admin page; a visitor
+/// of that site sends the form and reads their case number in place.
+#[tokio::test]
+async fn another_site_embeds_the_portal_form() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let Some(driver) = Driver::start().await else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let site = Site::new(Backend::Sqlite)
+        .await
+        .expect("site")
+        .with_env("DOCKET_LISTEN", &format!("127.0.0.1:{port}"))
+        .with_env("DOCKET_PUBLIC_URL", &format!("http://127.0.0.1:{port}"));
+    let server = site.start(&[]);
+    let browser = driver.session().await;
+    let key = site.admin_key();
+    // The form is on; which site may embed it is decided below, once that
+    // site (its page is the snippet) listens.
+    let (status, portal) = server
+        .post(
+            "/api/v1/portals",
+            &key,
+            json!({"name": "Help", "slug": "help", "is_default": true,
+                   "web_form": {"enabled": true, "allowed_origins": ["http://127.0.0.1:1"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{portal}");
+
+    // The admin copies the snippet from the portal's page.
+    log_in(&browser, &server, "admin", ADMIN_PASSWORD).await;
+    browser.goto(&server.url(&format!("/admin/portals/{}", portal["id"].as_str().expect("id")))).await;
+    wait_for(&browser, "#snippet").await;
+    let snippet = browser.script("return document.querySelector('#snippet').value;").await;
+    let snippet = snippet.as_str().expect("snippet").to_string();
+    assert!(snippet.contains(&format!("http://127.0.0.1:{port}/api/v1/web-forms/help")), "{snippet}");
+    let origin =
+        other_site(format!("<!doctype html><html><head><title>Bakery</title></head><body>{snippet}</body></html>"));
+    // The admin allows that site.
+    let (status, body) = server
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/portals/{}", portal["id"].as_str().expect("id")),
+            &key,
+            Some(json!({"name": "Help", "slug": "help", "is_default": true, "version": portal["version"],
+                        "web_form": {"enabled": true, "allowed_origins": [origin]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A visitor of the other site sends the form.
+    browser.goto(&origin).await;
+    wait_for(&browser, "form.docket-form input[name=name]").await;
+    browser.find("form.docket-form input[name=name]").await.type_text("Flo Baker").await;
+    browser.find("form.docket-form input[name=email]").await.type_text("flo@bakery.test").await;
+    browser.find("form.docket-form input[name=subject]").await.type_text("Mixer makes noise").await;
+    browser.find("form.docket-form textarea[name=description]").await.type_text("A loud rattle.").await;
+    browser.find("form.docket-form button[type=submit]").await.click().await;
+    wait_for(&browser, ".docket-form-result[data-ok=true]").await;
+    let result = browser.text(".docket-form-result").await;
+    let (_, cases) = server.get("/api/v1/cases?q=Mixer", &key).await;
+    assert_eq!(cases["total"], 1, "{result}");
+    assert!(result.contains(&format!("case #{}", cases["items"][0]["number"])), "{result}");
+    browser.close().await;
+}

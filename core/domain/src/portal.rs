@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::case::{CasePriority, CaseType};
 use crate::validation::{ValidationErrors, optional_text, required_text};
 
 /// How far a portal permission reaches. Ordered from narrowest to widest,
@@ -193,6 +194,92 @@ pub struct Branding {
     pub language: String,
 }
 
+/// A portal's public case form: a page under the portal and a JSON
+/// endpoint other sites may post to, for visitors without a login.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebForm {
+    pub enabled: bool,
+    /// Sites whose pages may post to the form from a browser (CORS), as
+    /// origins: `https://www.example.com`. The portal's own page always may.
+    pub allowed_origins: Vec<String>,
+    /// What a case from the form gets (Normal when unset).
+    pub priority: Option<CasePriority>,
+    #[serde(rename = "type")]
+    pub case_type: Option<CaseType>,
+    pub team_ids: Vec<String>,
+}
+
+/// At most this many allowed origins per form.
+pub const MAX_ORIGINS: usize = 20;
+
+impl WebForm {
+    fn validate(&mut self, errors: &mut ValidationErrors) {
+        for origin in &mut self.allowed_origins {
+            *origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        }
+        self.allowed_origins.retain(|o| !o.is_empty());
+        self.allowed_origins.sort();
+        self.allowed_origins.dedup();
+        if self.allowed_origins.len() > MAX_ORIGINS {
+            errors.add("web_form.allowed_origins", format!("at most {MAX_ORIGINS}"));
+        }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            errors.add(
+                "web_form.allowed_origins",
+                format!("{bad} is not an origin such as https://www.example.com (scheme and host, no path)"),
+            );
+        }
+        crate::validation::id_list(errors, "web_form.team_ids", &self.team_ids);
+        self.team_ids.sort();
+        self.team_ids.dedup();
+    }
+
+    /// Whether a browser page of `origin` may post to the form.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        self.allowed_origins.contains(&origin)
+    }
+}
+
+/// What a visitor sends through a portal's public case form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebFormInput {
+    pub name: String,
+    pub email: String,
+    pub subject: String,
+    pub description: String,
+}
+
+impl WebFormInput {
+    /// Trims, lowercases the address, and checks every field.
+    pub fn validate(mut self) -> Result<WebFormInput, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        self.name = self.name.trim().to_string();
+        required_text(&mut errors, "name", &self.name, 100);
+        self.email = self.email.trim().to_lowercase();
+        if !crate::validation::is_email(&self.email) {
+            errors.add("email", "not a valid email address");
+        }
+        self.subject = self.subject.trim().to_string();
+        required_text(&mut errors, "subject", &self.subject, crate::case::NAME_MAX);
+        self.description = self.description.trim().to_string();
+        required_text(&mut errors, "description", &self.description, crate::case::DESCRIPTION_MAX);
+        errors.into_result().map(|()| self)
+    }
+}
+
+/// `http(s)://host[:port]`, nothing more.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    origin.len() <= 200
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        && !rest.starts_with(':')
+}
+
 /// A portal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Portal {
@@ -205,6 +292,7 @@ pub struct Portal {
     pub is_default: bool,
     pub role_ids: Vec<String>,
     pub branding: Branding,
+    pub web_form: WebForm,
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
     pub version: i64,
@@ -224,6 +312,8 @@ pub struct PortalInput {
     pub role_ids: Vec<String>,
     #[serde(default)]
     pub branding: Branding,
+    #[serde(default)]
+    pub web_form: WebForm,
     #[serde(default)]
     pub version: Option<i64>,
 }
@@ -264,6 +354,7 @@ impl PortalInput {
         if !self.is_active && self.is_default {
             errors.add("is_default", "the default portal must be active");
         }
+        self.web_form.validate(&mut errors);
         self.role_ids.sort();
         errors.into_result().map(|()| self)
     }
@@ -324,11 +415,18 @@ mod tests {
                 language: "pt-BR".into(),
                 ..Default::default()
             },
+            web_form: WebForm {
+                allowed_origins: vec![" https://WWW.Example.com/ ".into(), "".into()],
+                ..Default::default()
+            },
             version: None,
         };
         let valid = input.clone().validate().expect("valid");
         assert_eq!((valid.name.as_str(), valid.slug.as_str()), ("Customers", "help-desk"));
         assert_eq!(valid.role_ids, vec!["a", "b"]);
+        assert_eq!(valid.web_form.allowed_origins, vec!["https://www.example.com"]);
+        assert!(valid.web_form.allows_origin("https://www.example.com"));
+        assert!(!valid.web_form.allows_origin("https://evil.example.com"));
         for (slug, ok) in [("login", false), ("-x", false), ("a b", false), ("", false), ("support2", true)] {
             let result = PortalInput { slug: slug.into(), ..input.clone() }.validate();
             assert_eq!(result.is_ok(), ok, "{slug}");
@@ -341,11 +439,18 @@ mod tests {
                 language: "en_US!".into(),
                 ..Default::default()
             },
+            web_form: WebForm { allowed_origins: vec!["https://example.com/form".into()], ..Default::default() },
             ..input
         }
         .validate()
         .expect_err("invalid");
-        for field in ["is_default", "branding.logo_url", "branding.primary_color", "branding.language"] {
+        for field in [
+            "is_default",
+            "branding.logo_url",
+            "branding.primary_color",
+            "branding.language",
+            "web_form.allowed_origins",
+        ] {
             assert!(bad.fields.contains_key(field), "{field}: {bad:?}");
         }
     }

@@ -17,6 +17,7 @@ mod session;
 mod stream;
 mod teams;
 mod users;
+mod web_forms;
 
 pub use session::session_cookie;
 
@@ -46,6 +47,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(rules::router())
         .merge(plugins::router())
         .merge(mailboxes::router())
+        .merge(web_forms::router(state))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -16,7 +16,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::api;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limiter::LoginLimiter;
+use crate::limiter::{LoginLimiter, WindowLimiter};
 use crate::metrics::{self, Metrics};
 
 /// What every handler can reach. Cheap to clone.
@@ -34,11 +34,17 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Password-reset requests, counted like failed logins.
     pub reset_limiter: Arc<LoginLimiter>,
+    /// Public case forms, per IP address and per email address.
+    pub web_form_ip_limiter: Arc<WindowLimiter>,
+    pub web_form_address_limiter: Arc<WindowLimiter>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: Config) -> anyhow::Result<AppState> {
+        let hour = std::time::Duration::from_secs(3600);
         Ok(AppState {
+            web_form_ip_limiter: Arc::new(WindowLimiter::new(config.web_form_per_ip_hour, hour)),
+            web_form_address_limiter: Arc::new(WindowLimiter::new(config.web_form_per_address_hour, hour)),
             store,
             jobs_wakeup: Arc::new(tokio::sync::Notify::new()),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),

@@ -47,6 +47,10 @@ pub struct Config {
     /// Seconds between checks of a mailbox whose server has no IDLE (and
     /// the longest IDLE wait before checking anyway).
     pub mail_poll_secs: u64,
+    /// Public case forms: submissions per hour from one IP address, and
+    /// for one email address.
+    pub web_form_per_ip_hour: u32,
+    pub web_form_per_address_hour: u32,
 }
 
 /// The shape of `docket.toml`; every key is optional.
@@ -72,6 +76,8 @@ struct FileConfig {
     plugin_timeout_ms: Option<u64>,
     plugin_storage_keys: Option<u64>,
     mail_poll_secs: Option<u64>,
+    web_form_per_ip_hour: Option<u32>,
+    web_form_per_address_hour: Option<u32>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -136,6 +142,12 @@ impl Config {
                 .or(file.plugin_storage_keys)
                 .unwrap_or(host.max_storage_keys),
             mail_poll_secs: parse_env(&env, "DOCKET_MAIL_POLL_SECONDS")?.or(file.mail_poll_secs).unwrap_or(30),
+            web_form_per_ip_hour: parse_env(&env, "DOCKET_WEB_FORM_PER_IP_HOUR")?
+                .or(file.web_form_per_ip_hour)
+                .unwrap_or(20),
+            web_form_per_address_hour: parse_env(&env, "DOCKET_WEB_FORM_PER_ADDRESS_HOUR")?
+                .or(file.web_form_per_address_hour)
+                .unwrap_or(5),
         };
         if !(1..=3600).contains(&config.mail_poll_secs) {
             bail!("mail_poll_secs must be between 1 and 3600");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use docket_store::{
     ACCOUNT_EMAIL_JOB, AUTO_REPLY_JOB, EMAIL_NOTIFICATION_JOB, EMAIL_REPLY_JOB, Job, JobOutcome, RULE_EMAIL_JOB,
-    RULE_HTTP_JOB, RULE_SCHEDULE_JOB,
+    RULE_HTTP_JOB, RULE_SCHEDULE_JOB, WEB_FORM_CONFIRMATION_JOB,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -112,6 +112,7 @@ async fn run(state: &AppState, job: &Job) -> JobOutcome {
         AUTO_REPLY_JOB => crate::mail::send_auto_reply(state, job).await,
         EMAIL_REPLY_JOB => crate::mail::send_email_reply(state, job).await,
         ACCOUNT_EMAIL_JOB => crate::mail::send_account_email(state, job).await,
+        WEB_FORM_CONFIRMATION_JOB => crate::mail::send_web_form_confirmation(state, job).await,
         other => JobOutcome::Permanent(format!("unknown job kind `{other}`")),
     }
 }

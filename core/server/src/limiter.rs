@@ -58,6 +58,39 @@ impl LoginLimiter {
     }
 }
 
+/// At most `limit` hits per key within a fixed window that starts with the
+/// key's first hit (public forms: per IP address, per email address).
+pub struct WindowLimiter {
+    limit: u32,
+    window: Duration,
+    hits: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl WindowLimiter {
+    pub fn new(limit: u32, window: Duration) -> WindowLimiter {
+        WindowLimiter { limit, window, hits: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts a hit; `Err(seconds)` to wait when the key used its budget
+    /// (the refused hit is not counted).
+    pub fn hit(&self, key: &str) -> Result<(), u64> {
+        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if hits.len() > 100_000 {
+            hits.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        }
+        let entry = hits.entry(key.to_string()).or_insert((0, now));
+        if now.duration_since(entry.1) >= self.window {
+            *entry = (0, now);
+        }
+        if entry.0 >= self.limit {
+            return Err((self.window - now.duration_since(entry.1)).as_secs().max(1));
+        }
+        entry.0 += 1;
+        Ok(())
+    }
+}
+
 fn user_key(address: &str, username: &str) -> String {
     format!("{address}\u{0}{}", username.trim().to_lowercase())
 }
@@ -77,5 +110,15 @@ mod tests {
         assert!(wait > 0 && wait <= WINDOW.as_secs());
         assert!(limiter.check("1.2.3.4", "bob").is_ok());
         assert!(limiter.check("5.6.7.8", "ann").is_ok());
+    }
+
+    #[test]
+    fn window_limiter_refuses_beyond_the_limit_per_key() {
+        let limiter = WindowLimiter::new(2, Duration::from_secs(60));
+        assert!(limiter.hit("a").is_ok());
+        assert!(limiter.hit("a").is_ok());
+        let wait = limiter.hit("a").expect_err("limited");
+        assert!(wait > 0 && wait <= 60);
+        assert!(limiter.hit("b").is_ok());
     }
 }

@@ -342,6 +342,40 @@ pub async fn send_account_email(state: &AppState, job: &Job) -> JobOutcome {
     send(&settings, &email).await
 }
 
+/// The `web_form_confirmation` job: tells a visitor of a portal's public
+/// form the number of the case their request opened. Its Message-ID names
+/// the case, so a reply threads onto it.
+pub async fn send_web_form_confirmation(state: &AppState, job: &Job) -> JobOutcome {
+    let (Some(case_id), Some(to)) = (job.payload["case_id"].as_str(), job.payload["to"].as_str()) else {
+        return JobOutcome::Permanent("payload has no case_id or to".into());
+    };
+    let name = job.payload["name"].as_str().unwrap_or_default();
+    let case = match state.store.get_case(&docket_domain::Actor::system(), case_id).await {
+        Ok(case) => case,
+        // Deleted meanwhile: nothing to confirm.
+        Err(docket_store::StoreError::NotFound) => return JobOutcome::Done,
+        Err(error) => return JobOutcome::Retry(error.to_string()),
+    };
+    let Some(settings) = smtp_settings(state).await else {
+        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    };
+    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let email = OutgoingEmail {
+        to_address: to.to_string(),
+        to_name: Some(name.to_string()).filter(|n| !n.is_empty()),
+        subject: format!("[#{}] {}", case.number, case.name),
+        text_body: format!(
+            "Hello {name},\n\nthank you: we received your request and opened case #{} for it. We will answer soon.\n\
+             To add anything, reply to this email and keep [#{}] in the subject.\n",
+            case.number, case.number
+        ),
+        message_id: format!("case-{}.confirmation@{domain}", case.id),
+        headers: vec![("Auto-Submitted", "auto-replied".into()), ("X-Auto-Response-Suppress", "All".into())],
+        ..Default::default()
+    };
+    send(&settings, &email).await
+}
+
 async fn send(settings: &SmtpSettings, email: &OutgoingEmail) -> JobOutcome {
     match docket_email::send(settings, email).await {
         Ok(()) => JobOutcome::Done,

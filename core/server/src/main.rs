@@ -16,6 +16,7 @@ mod metrics;
 mod rule_jobs;
 mod secrets;
 mod ui;
+mod web_form;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,7 @@ mod auth;
 mod cases;
 mod kb;
 mod portal;
+mod portal_form;
 mod portal_session;
 mod records;
 mod render;
@@ -47,14 +48,24 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(kb::router(state))
         .merge(portal_session::router())
         .merge(portal::router(state))
+        .merge(portal_form::router(state))
         .route("/static/docket.css", get(css))
         .route("/static/docket.js", get(js))
+        .route("/static/docket-form.js", get(form_js))
 }
 
 async fn css() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
         include_str!("../../../ui/static/docket.css"),
+    )
+}
+
+/// The script of the form other sites embed.
+async fn form_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        include_str!("../../../ui/static/docket-form.js"),
     )
 }
 

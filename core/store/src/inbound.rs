@@ -801,7 +801,7 @@ async fn is_our_address(tx: &mut Tx, address: &str) -> Result<bool> {
 }
 
 /// The contact with this address and its first account.
-async fn contact_by_address(tx: &mut Tx, address: &str) -> Result<Option<(String, Option<String>)>> {
+pub(crate) async fn contact_by_address(tx: &mut Tx, address: &str) -> Result<Option<(String, Option<String>)>> {
     let row = tx
         .query(
             "SELECT ce.contact_id, (SELECT ca.account_id FROM contact_accounts ca WHERE ca.contact_id = ce.contact_id \
@@ -858,7 +858,12 @@ async fn active_staff(tx: &mut Tx, user_id: &str) -> Result<bool> {
 
 /// A contact for an unknown sender: the display name split into first and
 /// last name, or the address's local part as the last name.
-async fn insert_contact(tx: &mut Tx, address: &str, name: Option<&str>, at: DateTime<Utc>) -> Result<String> {
+pub(crate) async fn insert_contact(
+    tx: &mut Tx,
+    address: &str,
+    name: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<String> {
     let name = name.map(str::trim).filter(|n| !n.is_empty() && !n.contains('@'));
     let (first_name, last_name) = match name.and_then(|n| n.rsplit_once(' ')) {
         Some((first, last)) => (Some(truncate(first.trim(), 100)), truncate(last.trim(), 100)),
@@ -893,7 +898,7 @@ async fn insert_contact(tx: &mut Tx, address: &str, name: Option<&str>, at: Date
 
 /// Attachment rows for files the server wrote, owned by the system user
 /// (so that the case or note may take them).
-async fn insert_attachments(
+pub(crate) async fn insert_attachments(
     tx: &mut Tx,
     files: &[NewAttachment],
     system: &Actor,

@@ -31,6 +31,7 @@ mod settings;
 mod stream;
 mod teams;
 mod users;
+mod web_form;
 
 pub use attachments::{AttachmentRecord, NewAttachment};
 pub use auth::{ApiKeyRecord, LoginUser, NewSession, SessionRecord};
@@ -47,6 +48,7 @@ pub use plugins::{NewPlugin, PluginPatch, PluginRecord, PluginRun};
 pub use replies::{EMAIL_REPLY_JOB, EmailReplyFacts};
 pub use rules::{RULE_SCHEDULE_JOB, RunFilter, ScheduledRun, parse_schedule};
 pub use stream::{EMAIL_NOTIFICATION_JOB, Follower, NotificationEmail, NotificationPage};
+pub use web_form::WEB_FORM_CONFIRMATION_JOB;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

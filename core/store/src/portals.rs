@@ -17,7 +17,8 @@ use crate::stream::reconcile_user_follows;
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
 
-const PORTAL_COLUMNS: &str = "id, name, slug, is_active, is_default, branding, created_at, modified_at, version";
+const PORTAL_COLUMNS: &str =
+    "id, name, slug, is_active, is_default, branding, web_form, created_at, modified_at, version";
 
 impl Store {
     #[instrument(level = "debug", skip_all)]
@@ -122,6 +123,7 @@ impl Store {
         let input = input.validate()?;
         let mut tx = self.pools.write().await?;
         check_exist(&mut tx, "portal_roles", "role_ids", &input.role_ids).await?;
+        check_exist(&mut tx, "teams", "web_form.team_ids", &input.web_form.team_ids).await?;
         check_slug_free(&mut tx, &input.slug, None).await?;
         if input.is_default {
             unset_default(&mut tx).await?;
@@ -135,17 +137,19 @@ impl Store {
             is_default: input.is_default,
             role_ids: input.role_ids,
             branding: input.branding,
+            web_form: input.web_form,
             created_at: at,
             modified_at: at,
             version: 1,
         };
-        tx.query(&format!("INSERT INTO portals ({PORTAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1)"))
+        tx.query(&format!("INSERT INTO portals ({PORTAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)"))
             .bind(portal.id.as_str())
             .bind(portal.name.as_str())
             .bind(portal.slug.as_str())
             .bind(portal.is_active)
             .bind(portal.is_default)
             .bind(json_text(&portal.branding)?)
+            .bind(json_text(&portal.web_form)?)
             .bind(at)
             .execute()
             .await?;
@@ -207,20 +211,22 @@ impl Store {
         let current = load_portal(&mut tx, id, true).await?;
         check_version(input.version, current.version)?;
         check_exist(&mut tx, "portal_roles", "role_ids", &input.role_ids).await?;
+        check_exist(&mut tx, "teams", "web_form.team_ids", &input.web_form.team_ids).await?;
         check_slug_free(&mut tx, &input.slug, Some(id)).await?;
         if input.is_default && !current.is_default {
             unset_default(&mut tx).await?;
         }
         let at = now();
         tx.query(
-            "UPDATE portals SET name = $1, slug = $2, is_active = $3, is_default = $4, branding = $5, \
-             modified_at = $6, version = version + 1 WHERE id = $7",
+            "UPDATE portals SET name = $1, slug = $2, is_active = $3, is_default = $4, branding = $5, web_form = $6, \
+             modified_at = $7, version = version + 1 WHERE id = $8",
         )
         .bind(input.name.as_str())
         .bind(input.slug.as_str())
         .bind(input.is_active)
         .bind(input.is_default)
         .bind(json_text(&input.branding)?)
+        .bind(json_text(&input.web_form)?)
         .bind(at)
         .bind(id)
         .execute()
@@ -239,6 +245,7 @@ impl Store {
             is_default: input.is_default,
             role_ids: input.role_ids,
             branding: input.branding,
+            web_form: input.web_form,
             modified_at: at,
             version: current.version + 1,
             ..current
@@ -383,6 +390,7 @@ async fn portal_from_row(tx: &mut Tx, row: &Row) -> Result<Portal> {
         is_default: row.get("is_default")?,
         role_ids,
         branding: json_column(row, "branding")?,
+        web_form: json_column(row, "web_form")?,
         created_at: row.get("created_at")?,
         modified_at: row.get("modified_at")?,
         version: row.get("version")?,

@@ -1140,6 +1140,7 @@ async fn one_time_links_expire_are_replaced_and_work_once(db: TestDb) {
         is_default: true,
         role_ids: vec![],
         branding: Default::default(),
+        web_form: Default::default(),
         version: None,
     };
     store.create_portal(&db.admin, portal).await.expect("portal");

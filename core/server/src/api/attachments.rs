@@ -64,7 +64,20 @@ async fn upload(
 
 /// Streams one multipart file field to disk and records it (unlinked).
 /// Shared by the API and the UI's upload form.
-pub async fn save_upload(state: &AppState, actor: &Actor, mut field: Field<'_>) -> ApiResult<AttachmentRecord> {
+pub async fn save_upload(state: &AppState, actor: &Actor, field: Field<'_>) -> ApiResult<AttachmentRecord> {
+    let new = write_upload(state, field).await?;
+    match state.store.create_attachment(actor, &new).await {
+        Ok(record) => Ok(record),
+        Err(error) => {
+            remove_files(state, &[new.storage_key]).await;
+            Err(error.into())
+        }
+    }
+}
+
+/// Streams one multipart file field to disk, cut off at the upload limit;
+/// the caller records it (or removes it with [`remove_files`]).
+pub async fn write_upload(state: &AppState, mut field: Field<'_>) -> ApiResult<NewAttachment> {
     let max = state.config.max_upload_bytes;
     let name = clean_file_name(field.file_name().unwrap_or("attachment"));
     let content_type = field
@@ -101,15 +114,7 @@ pub async fn save_upload(state: &AppState, actor: &Actor, mut field: Field<'_>) 
         return Err(error);
     }
     tokio::fs::rename(&temp_path, &final_path).await.map_err(io_error)?;
-    let new =
-        NewAttachment { name, content_type, size: size as i64, sha256: hex::encode(hasher.finalize()), storage_key };
-    match state.store.create_attachment(actor, &new).await {
-        Ok(record) => Ok(record),
-        Err(error) => {
-            let _ = tokio::fs::remove_file(&final_path).await;
-            Err(error.into())
-        }
-    }
+    Ok(NewAttachment { name, content_type, size: size as i64, sha256: hex::encode(hasher.finalize()), storage_key })
 }
 
 async fn meta(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<AttachmentRecord>> {

@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use docket_domain::portal::{Branding, PortalInput, PortalLevel, PortalPermissions, PortalRoleInput};
+use docket_domain::case::{CasePriority, CaseType};
+use docket_domain::listing::{SimpleFilter, Window};
+use docket_domain::portal::{Branding, PortalInput, PortalLevel, PortalPermissions, PortalRoleInput, WebForm};
 use docket_store::StoreError;
 use serde_json::{Value, json};
 
@@ -87,6 +89,13 @@ fn portal_input(form: &FormData) -> PortalInput {
             primary_color: optional("branding.primary_color"),
             language: form.get("branding.language").to_string(),
         },
+        web_form: WebForm {
+            enabled: form.checked("web_form.enabled"),
+            allowed_origins: form.get("web_form.allowed_origins").lines().map(str::to_string).collect(),
+            priority: CasePriority::parse(form.get("web_form.priority")).ok(),
+            case_type: CaseType::parse(form.get("web_form.type")).ok(),
+            team_ids: form.all("web_form.team_ids"),
+        },
         version: form.get("version").parse().ok(),
     }
 }
@@ -139,8 +148,23 @@ async fn portal_form(
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let roles = state.store.list_portal_roles(&session.actor).await?;
+    let all = SimpleFilter { window: Window::new(Some(200), None), ..Default::default() };
+    let teams = state.store.list_teams(&session.actor, &all).await?;
     let mut context = session.context();
     context.insert("portal_id", &id);
+    context.insert("teams", &teams.items);
+    context.insert("priorities", &CasePriority::ALL.map(CasePriority::as_str));
+    context.insert("types", &CaseType::ALL.map(CaseType::as_str));
+    let origins = values["web_form"]["allowed_origins"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|o| o.as_str()).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    context.insert("origins_text", &origins);
+    // The snippet other sites paste to embed the form.
+    if let (Some(slug), true) = (values["slug"].as_str(), values["web_form"]["enabled"] == Value::Bool(true)) {
+        let base = state.config.public_url.trim_end_matches('/');
+        context.insert("snippet", &crate::web_form::snippet(base, slug));
+    }
     context.insert("values", &values);
     context.insert("roles", &roles.items);
     context.insert("errors", &errors);

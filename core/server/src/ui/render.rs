@@ -40,6 +40,8 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("admin/role_form.html", include_str!("../../../../ui/templates/admin/role_form.html")),
     ("portal/base.html", include_str!("../../../../ui/templates/portal/base.html")),
     ("portal/login.html", include_str!("../../../../ui/templates/portal/login.html")),
+    ("portal/web_form.html", include_str!("../../../../ui/templates/portal/web_form.html")),
+    ("portal/web_form_done.html", include_str!("../../../../ui/templates/portal/web_form_done.html")),
     ("portal/password_reset.html", include_str!("../../../../ui/templates/portal/password_reset.html")),
     ("portal/password.html", include_str!("../../../../ui/templates/portal/password.html")),
     ("portal/cases.html", include_str!("../../../../ui/templates/portal/cases.html")),
