@@ -233,6 +233,45 @@ async fn portal_sessions_belong_to_one_portal(site: Site) {
     let response = http.get(server.url("/api/v1/me")).header(COOKIE, as_agent).send().await.expect("get");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
+    // A customer's own API session does not open the agent or admin pages
+    // either, nor their live events.
+    let response = http
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "cust", "password": "portal-password"}))
+        .send()
+        .await
+        .expect("api login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let api_session = format!("docket_session={}", set_cookie(&response, "docket_session").expect("session cookie"));
+    let case = server.case(&setting.admin, json!({"name": "Visible", "contact_id": setting.contact["id"]})).await;
+    for path in [
+        "/",
+        "/admin/users",
+        "/admin/portals",
+        "/kb",
+        &format!("/cases/{}", case["number"]),
+        &format!("/cases/{}/events", case["number"]),
+    ] {
+        let response = http.get(server.url(path)).header(COOKIE, &api_session).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let page = http.get(server.url("/login")).send().await.expect("agent login page");
+    let login_cookie = set_cookie(&page, "docket_login").expect("login token");
+    let html = page.text().await.expect("html");
+    let refused = http
+        .post(server.url("/login"))
+        .header(COOKIE, format!("docket_login={login_cookie}"))
+        .form(&[
+            ("login_token", hidden(&html, "login_token").as_str()),
+            ("username", "cust"),
+            ("password", "portal-password"),
+        ])
+        .send()
+        .await
+        .expect("agent login");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "customers log in at the portal");
+    assert!(set_cookie(&refused, "docket_session").is_none());
+
     // Logging out needs the CSRF token, and ends the session.
     let response = http
         .post(server.url("/portal/help/logout"))
