@@ -130,6 +130,7 @@ struct Setting {
     partners: Value,
     contact: Value,
     theirs: Value,
+    user: Value,
 }
 
 async fn set_up(site: &Site, server: &Server) -> Setting {
@@ -163,11 +164,20 @@ async fn set_up(site: &Site, server: &Server) -> Setting {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{help}");
+    // The partners' portal reaches further: every case.
+    let (status, wide) = server
+        .post(
+            "/api/v1/portal-roles",
+            &admin,
+            json!({"name": "Partners", "permissions": {"case": {"create": "own", "read": "all", "edit": "own", "stream": "all"}, "kb_article": {"read": "all"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{wide}");
     let (status, partners) = server
-        .post("/api/v1/portals", &admin, json!({"name": "Partners", "slug": "partners", "role_ids": [reader["id"]]}))
+        .post("/api/v1/portals", &admin, json!({"name": "Partners", "slug": "partners", "role_ids": [wide["id"]]}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{partners}");
-    Setting { admin, help, partners, contact, theirs }
+    Setting { admin, help, partners, contact, theirs, user }
 }
 
 async fn portal_sessions_belong_to_one_portal(site: Site) {
@@ -206,18 +216,18 @@ async fn portal_sessions_belong_to_one_portal(site: Site) {
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookie(&forged, &format!("docket_portal_{}", id(&setting.help))).is_none());
 
-    // Session fixation: a session token the browser brought is replaced.
-    let planted = "a".repeat(43);
+    // Session fixation: a session token the browser brought, even a live
+    // one (planted by someone who logged in first), is ended and replaced.
+    let (_, planter) = log_in(&server, &setting.help, "cust", "portal-password", None).await;
+    let planter = planter.expect("logged in");
+    assert_eq!(planter.get("/portal/help/").await.0, StatusCode::OK);
+    let planted = planter.cookie.split_once('=').expect("cookie").1.to_string();
     let (status, customer) = log_in(&server, &setting.help, "cust", "portal-password", Some(&planted)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let customer = customer.expect("logged in");
     assert!(!customer.cookie.ends_with(&planted));
-    let (status, _) = customer.get("/portal/help/").await;
-    assert_eq!(status, StatusCode::OK);
-    let planted_cookie = format!("docket_portal_{}={planted}", id(&setting.help));
-    let response =
-        http.get(server.url("/portal/help/")).header(COOKIE, planted_cookie).send().await.expect("planted session");
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "the planted token is no session");
+    assert_eq!(customer.get("/portal/help/").await.0, StatusCode::OK);
+    assert_eq!(planter.get("/portal/help/").await.0, StatusCode::SEE_OTHER, "the planted session ended");
 
     // The session is worth nothing at the other portal, the agent pages
     // or the API, whatever name its cookie is given.
@@ -379,8 +389,10 @@ async fn customers_open_read_and_answer_their_cases(site: Site) {
 
     // A new case with a file: the contact and account are the customer's,
     // the customer follows it; an empty subject is refused in place.
-    let refused = customer.post_form("/portal/help/cases", true, &[("name", " "), ("description", "x")], None).await;
+    let refused =
+        customer.post_form("/portal/help/cases", true, &[("name", " "), ("description", "x")], Some("lost.txt")).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(files_under(&site.data_dir).len(), files_before, "a refused case keeps no file");
     let created = customer
         .post_form(
             "/portal/help/cases",
@@ -413,6 +425,11 @@ async fn customers_open_read_and_answer_their_cases(site: Site) {
     let reply_path = format!("/portal/help/cases/{}/reply", ours["number"]);
     let empty = customer.post_form(&reply_path, true, &[("post", "  ")], None).await;
     assert!(location(&empty).contains("error=empty"));
+    let files_before = files_under(&site.data_dir).len();
+    let too_long = "x".repeat(100_001);
+    let refused = customer.post_form(&reply_path, true, &[("post", too_long.as_str())], Some("lost.txt")).await;
+    assert!(location(&refused).contains("error=too_long"), "refused");
+    assert_eq!(files_under(&site.data_dir).len(), files_before, "a refused reply keeps no file");
     let replied =
         customer.post_form(&reply_path, true, &[("post", "Thanks, Tuesday suits us.")], Some("map.txt")).await;
     assert_eq!(replied.status(), StatusCode::SEE_OTHER);
@@ -438,14 +455,17 @@ async fn each_portal_shows_its_own_knowledge_base(site: Site) {
     let server = site.start(&[]);
     let setting = set_up(&site, &server).await;
     let admin = &setting.admin;
-    let (_, category) = server.post("/api/v1/kb/categories", admin, json!({"name": "Printing"})).await;
-    let article = |name: &str, status: &str, portal: &Value| json!({"name": name, "status": status, "body": format!("How to **{name}**."), "portal_ids": [portal["id"]], "category_ids": [category["id"]]});
+    let (_, printing) = server.post("/api/v1/kb/categories", admin, json!({"name": "Printing"})).await;
+    let (_, orders) = server.post("/api/v1/kb/categories", admin, json!({"name": "Ordering"})).await;
+    let article = |name: &str, status: &str, portal: &Value, category: &Value| json!({"name": name, "status": status, "body": format!("How to **{name}**."), "portal_ids": [portal["id"]], "category_ids": [category["id"]]});
     let (status, help_article) =
-        server.post("/api/v1/kb/articles", admin, article("Clear a jam", "Published", &setting.help)).await;
+        server.post("/api/v1/kb/articles", admin, article("Clear a jam", "Published", &setting.help, &printing)).await;
     assert_eq!(status, StatusCode::CREATED, "{help_article}");
-    let (_, partner_article) =
-        server.post("/api/v1/kb/articles", admin, article("Order toner", "Published", &setting.partners)).await;
-    let (_, draft) = server.post("/api/v1/kb/articles", admin, article("Unfinished", "Draft", &setting.help)).await;
+    let (_, partner_article) = server
+        .post("/api/v1/kb/articles", admin, article("Order toner", "Published", &setting.partners, &orders))
+        .await;
+    let (_, draft) =
+        server.post("/api/v1/kb/articles", admin, article("Unfinished", "Draft", &setting.help, &printing)).await;
 
     let (_, customer) = log_in(&server, &setting.help, "cust", "portal-password", None).await;
     let customer = customer.expect("logged in");
@@ -453,6 +473,7 @@ async fn each_portal_shows_its_own_knowledge_base(site: Site) {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Clear a jam") && html.contains("Printing"), "{html}");
     assert!(!html.contains("Order toner") && !html.contains("Unfinished"));
+    assert!(!html.contains("Ordering"), "another portal's category is not shown");
     let (_, html) = customer.get("/portal/help/kb?q=jam").await;
     assert!(html.contains("Clear a jam"));
     let (_, html) = customer.get("/portal/help/kb?q=toner").await;
@@ -464,13 +485,33 @@ async fn each_portal_shows_its_own_knowledge_base(site: Site) {
         assert_eq!(customer.get(&format!("/portal/help/kb/{}", id(other))).await.0, StatusCode::NOT_FOUND);
     }
 
-    // At the partners' portal, the same customer reads that portal's
-    // articles, with a session of its own.
+    // The partners' portal is not theirs until an admin grants it: its
+    // roles reach further.
+    let (status, refused) = log_in(&server, &setting.partners, "cust", "portal-password", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(refused.is_none());
+    let user_portals = format!("/api/v1/users/{}/portals", id(&setting.user));
+    let grant = json!({"portal_ids": [setting.partners["id"]]});
+    let (status, body) = server.call(reqwest::Method::PUT, &user_portals, admin, Some(grant)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // There, the same customer reads that portal's articles and reaches
+    // what its roles reach, with a session of its own.
+    let elsewhere =
+        server.case(admin, json!({"name": "Another company's order", "account_id": setting.theirs["id"]})).await;
     let (_, partner) = log_in(&server, &setting.partners, "cust", "portal-password", None).await;
     let partner = partner.expect("logged in at the partners' portal");
     let (_, html) = partner.get("/portal/partners/kb").await;
-    assert!(html.contains("Order toner") && !html.contains("Clear a jam"), "{html}");
+    assert!(html.contains("Order toner") && html.contains("Ordering") && !html.contains("Clear a jam"), "{html}");
     assert_eq!(partner.get(&format!("/portal/partners/kb/{}", id(&help_article))).await.0, StatusCode::NOT_FOUND);
+    let elsewhere_page = format!("/cases/{}", elsewhere["number"]);
+    assert_eq!(partner.get(&format!("/portal/partners{elsewhere_page}")).await.0, StatusCode::OK);
+    assert_eq!(customer.get(&format!("/portal/help{elsewhere_page}")).await.0, StatusCode::NOT_FOUND);
+
+    // Taken away again: that session stops at once.
+    let (status, _) = server.call(reqwest::Method::PUT, &user_portals, admin, Some(json!({"portal_ids": []}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(partner.get("/portal/partners/kb").await.0, StatusCode::SEE_OTHER);
 }
 
 on_both_backends!(

@@ -1069,15 +1069,9 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
     click_and_wait(&browser, "#post-submit").await;
     wait_for(&browser, ".note.internal").await;
 
-    // Bo sees the answer, never the note.
-    browser.goto(&server.url(&format!("/portal/help/cases/{number}"))).await;
-    wait_for(&browser, "#stream").await;
-    let stream = browser.text("#stream").await;
-    assert!(stream.contains("A technician comes on Tuesday."), "{stream}");
-    assert!(!browser.source().await.contains("Warranty"), "the internal note stays internal");
-
     // The email Bo gets has the answer and a link into the portal, and
-    // not the note.
+    // not the note. (Waited for first: had Bo read the answer in the portal
+    // before it left, the email would rightly not be sent.)
     let sent = smtp.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = if smtp.messages().len() > sent.len() { smtp.messages() } else { sent };
@@ -1094,6 +1088,13 @@ async fn a_customer_and_an_agent_talk_through_the_portal_and_email() {
         .expect("the email's Message-ID")
         .trim()
         .to_string();
+
+    // Bo sees the answer in the portal too, never the note.
+    browser.goto(&server.url(&format!("/portal/help/cases/{number}"))).await;
+    wait_for(&browser, "#stream").await;
+    let stream = browser.text("#stream").await;
+    assert!(stream.contains("A technician comes on Tuesday."), "{stream}");
+    assert!(!browser.source().await.contains("Warranty"), "the internal note stays internal");
 
     // Bo answers by email; the answer lands on the case.
     let answer = format!(

@@ -344,12 +344,13 @@ pub async fn send_account_email(state: &AppState, job: &Job) -> JobOutcome {
 
 /// The `web_form_confirmation` job: tells a visitor of a portal's public
 /// form the number of the case their request opened. Its Message-ID names
-/// the case, so a reply threads onto it.
+/// the case, so a reply threads onto it. Anyone can type any address into
+/// the form, so the email carries none of the sender's words (no name, no
+/// subject): it cannot be used to send someone a message in our name.
 pub async fn send_web_form_confirmation(state: &AppState, job: &Job) -> JobOutcome {
     let (Some(case_id), Some(to)) = (job.payload["case_id"].as_str(), job.payload["to"].as_str()) else {
         return JobOutcome::Permanent("payload has no case_id or to".into());
     };
-    let name = job.payload["name"].as_str().unwrap_or_default();
     let case = match state.store.get_case(&docket_domain::Actor::system(), case_id).await {
         Ok(case) => case,
         // Deleted meanwhile: nothing to confirm.
@@ -362,11 +363,12 @@ pub async fn send_web_form_confirmation(state: &AppState, job: &Job) -> JobOutco
     let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
     let email = OutgoingEmail {
         to_address: to.to_string(),
-        to_name: Some(name.to_string()).filter(|n| !n.is_empty()),
-        subject: format!("[#{}] {}", case.number, case.name),
+        to_name: None,
+        subject: format!("[#{}] We received your request", case.number),
         text_body: format!(
-            "Hello {name},\n\nthank you: we received your request and opened case #{} for it. We will answer soon.\n\
-             To add anything, reply to this email and keep [#{}] in the subject.\n",
+            "Hello,\n\nwe received a request sent with this email address through our website, and opened \
+             case #{} for it. We will answer soon.\nTo add anything, reply to this email and keep [#{}] in the \
+             subject.\n\nIf you did not send it, you can ignore this email.\n",
             case.number, case.number
         ),
         message_id: format!("case-{}.confirmation@{domain}", case.id),

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use axum::extract::Multipart;
+use axum::extract::multipart::Field;
 use docket_domain::case::Case;
 use docket_domain::portal::{Portal, WebFormInput};
 use docket_store::NewAttachment;
@@ -50,14 +51,14 @@ pub async fn receive(
     if !portal.web_form.enabled {
         return (WebFormInput::default(), Err(ApiError::NotFound));
     }
-    if let Err(wait) = state.web_form_ip_limiter.hit(&ip.to_string()) {
+    if let Err(wait) = state.web_form_ip_limiter.hit(&network_key(ip)) {
         return (WebFormInput::default(), Err(too_many(wait, "from your address")));
     }
     let mut files = Vec::new();
     let mut input = WebFormInput::default();
     let outcome = match read(state, multipart, &mut input, &mut files).await {
         Ok(true) => Ok(Received::Ignored),
-        Ok(false) => match state.web_form_address_limiter.hit(&input.email.trim().to_lowercase()) {
+        Ok(false) => match state.web_form_address_limiter.hit(&mailbox_key(&input.email)) {
             Err(wait) => Err(too_many(wait, "for this email address")),
             Ok(()) => match state.store.submit_web_form(portal, input.clone(), &files).await {
                 Ok(case) => {
@@ -73,6 +74,31 @@ pub async fn receive(
     let keys: Vec<String> = files.into_iter().map(|f| f.storage_key).collect();
     remove_files(state, &keys).await;
     (input, outcome)
+}
+
+/// What the per-IP limit counts: an IPv4 address, or the /64 network of an
+/// IPv6 one (a single host is usually given a whole /64 to pick from).
+fn network_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// What the per-address limit counts: the address lowercased, without a
+/// `+tag` (`ann+1@x` and `ann+2@x` reach the same inbox).
+fn mailbox_key(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}@{domain}", local.split('+').next().unwrap_or(local)),
+        None => email,
+    }
 }
 
 fn too_many(wait: u64, whose: &str) -> ApiError {
@@ -104,20 +130,34 @@ async fn read(
             files.push(write_upload(state, field).await?);
             continue;
         }
-        let text = field.text().await.map_err(multipart_error)?;
-        if text.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::field(&name, "too long"));
-        }
-        match name.as_str() {
-            "name" => input.name = text,
-            "email" => input.email = text,
-            "subject" => input.subject = text,
-            "description" => input.description = text.replace("\r\n", "\n"),
-            HONEYPOT => spam = !text.trim().is_empty(),
-            _ => {}
-        }
+        // Unknown fields are skipped unread; known ones are read up to
+        // their limit, never whole into memory first.
+        let target = match name.as_str() {
+            "name" => &mut input.name,
+            "email" => &mut input.email,
+            "subject" => &mut input.subject,
+            "description" => &mut input.description,
+            HONEYPOT => {
+                spam = !read_text(field, &name).await?.trim().is_empty();
+                continue;
+            }
+            _ => continue,
+        };
+        *target = read_text(field, &name).await?.replace("\r\n", "\n");
     }
     Ok(spam)
+}
+
+/// A text field, refused once longer than [`MAX_FIELD_BYTES`].
+async fn read_text(mut field: Field<'_>, name: &str) -> ApiResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::field(name, "too long"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::field(name, "must be text (UTF-8)"))
 }
 
 /// Whether a browser page of `origin` may post to the form: the sites the
@@ -156,6 +196,16 @@ pub fn snippet(base: &str, slug: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_count_networks_and_inboxes() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        assert_eq!(network_key(a), network_key(b));
+        assert_eq!(network_key("::ffff:10.0.0.1".parse().expect("ip")), "10.0.0.1");
+        assert_eq!(mailbox_key(" Ann+1@Example.COM"), "ann@example.com");
+        assert_eq!(mailbox_key("ann+2@example.com"), mailbox_key("ann@example.com"));
+    }
 
     #[test]
     fn own_origin_is_scheme_and_host() {

@@ -35,6 +35,13 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The condition, on a portal `p` and a row `s` with the user's
+/// `user_id`, that the user may use the portal: every portal user may use
+/// the default portal; other portals are granted (`user_portals`). `$4`
+/// is bound to `true`.
+const MAY_USE_PORTAL: &str = "(p.is_default = $4 OR EXISTS (SELECT 1 FROM user_portals up \
+     WHERE up.user_id = s.user_id AND up.portal_id = p.id))";
+
 /// A session to open.
 #[derive(Debug, Clone)]
 pub struct NewSession<'a> {
@@ -138,11 +145,14 @@ impl Store {
                 .await?
             }
             Some(portal_id) => {
-                tx.query(
+                // Membership is checked on every request, so taking a portal
+                // away from a user ends their sessions there at once.
+                tx.query(&format!(
                     "SELECT s.user_id, s.csrf_token, s.expires_at FROM sessions s \
                      JOIN portals p ON p.id = s.portal_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.portal_id = $3 AND p.is_active = $4",
-                )
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.portal_id = $3 AND p.is_active = $4 \
+                     AND {MAY_USE_PORTAL}"
+                ))
                 .bind(token_hash)
                 .bind(now())
                 .bind(portal_id)
@@ -167,10 +177,15 @@ impl Store {
     }
 
     /// Opens a session: an agent or API one, or (with `portal_id`) one of
-    /// that portal's.
+    /// that portal's, for a user who may use it (else `Forbidden`).
     #[instrument(level = "debug", skip_all)]
     pub async fn create_session(&self, new: &NewSession<'_>) -> Result<()> {
         let mut tx = self.pools.write().await?;
+        if let Some(portal_id) = new.portal_id
+            && !crate::portals::may_use_portal(&mut tx, new.user_id, portal_id).await?
+        {
+            return Err(StoreError::Forbidden("this account does not use this portal".into()));
+        }
         // Expired sessions are swept whenever someone logs in.
         tx.query("DELETE FROM sessions WHERE expires_at <= $1").bind(now()).execute().await?;
         tx.query(

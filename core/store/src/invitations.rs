@@ -8,6 +8,7 @@
 //! a password with any token ends all of them and every session.
 
 use chrono::{DateTime, Duration, Utc};
+use docket_domain::access::Level;
 use docket_domain::ids::looks_like_id;
 use docket_domain::user::{NewUser, PortalInvitation, User, UserType};
 use docket_domain::{Action, Actor, Scope};
@@ -16,6 +17,7 @@ use tracing::instrument;
 use crate::contacts::load_contact;
 use crate::db::Tx;
 use crate::jobs::{NewJob, enqueue};
+use crate::portals::{grant_portal, may_use_portal};
 use crate::rows::enforce;
 use crate::users::insert_user;
 use crate::{Result, Store, StoreError, now};
@@ -81,9 +83,10 @@ impl Store {
     /// Staff who may edit the contact may invite it.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn invite_contact(&self, actor: &Actor, contact_id: &str, invitation: &PortalInvitation) -> Result<User> {
-        require_staff(actor)?;
+        may_invite(actor)?;
         let mut tx = self.pools.write().await?;
-        let contact = load_contact(&mut tx, contact_id, false).await?;
+        // Locked: two invitations at once make one portal user.
+        let contact = load_contact(&mut tx, contact_id, true).await?;
         enforce(actor.decide(Scope::Contact, Action::Edit, &contact.ownership()), "invite this contact")?;
         let new = NewUser::invited(
             &contact.id,
@@ -105,6 +108,9 @@ impl Store {
         }
         check_portal(&mut tx, invitation.portal_id.as_deref()).await?;
         let user = insert_user(&mut tx, &new, None).await?;
+        if let Some(portal_id) = &invitation.portal_id {
+            grant_portal(&mut tx, &user.id, portal_id).await?;
+        }
         enqueue(&mut tx, &account_email(&user.id, TokenPurpose::Invitation, invitation.portal_id.as_deref(), None))
             .await?;
         tx.commit().await?;
@@ -115,7 +121,7 @@ impl Store {
     /// was lost); it replaces any earlier link.
     #[instrument(level = "debug", skip_all, fields(actor = %actor.username))]
     pub async fn invite_user(&self, actor: &Actor, user_id: &str, portal_id: Option<&str>) -> Result<()> {
-        require_staff(actor)?;
+        may_invite(actor)?;
         if !looks_like_id(user_id) {
             return Err(StoreError::NotFound);
         }
@@ -140,6 +146,10 @@ impl Store {
             return Err(StoreError::invalid("email", "this user has no email address to send the invitation to"));
         }
         check_portal(&mut tx, portal_id).await?;
+        // Inviting someone into a portal lets them use it.
+        if let Some(portal_id) = portal_id {
+            grant_portal(&mut tx, user_id, portal_id).await?;
+        }
         enqueue(&mut tx, &account_email(user_id, TokenPurpose::Invitation, portal_id, None)).await?;
         tx.commit().await
     }
@@ -164,6 +174,12 @@ impl Store {
             .bind(true)
             .fetch_all()
             .await?;
+        // Only users of this portal get a link into it.
+        let rows = if rows.len() == 1 && !may_use_portal(&mut tx, &rows[0].get::<String>("id")?, portal_id).await? {
+            Vec::new()
+        } else {
+            rows
+        };
         // An address two customers share names no one in particular.
         if let [row] = rows.as_slice() {
             let user_id: String = row.get("id")?;
@@ -290,8 +306,15 @@ impl Store {
     }
 }
 
-fn require_staff(actor: &Actor) -> Result<()> {
-    if actor.is_staff() { Ok(()) } else { Err(StoreError::Forbidden("only staff invite customers".into())) }
+/// Admins, and agents who read every case, invite customers. An agent who
+/// reads less could otherwise invite an address of their own onto a
+/// contact and read, as that customer, what their role hides.
+fn may_invite(actor: &Actor) -> Result<()> {
+    if actor.is_admin() || (actor.is_staff() && actor.permissions.case.read == Level::All) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden("only admins and agents who read every case invite customers".into()))
+    }
 }
 
 fn account_email(user_id: &str, purpose: TokenPurpose, portal_id: Option<&str>, key: Option<String>) -> NewJob {

@@ -395,14 +395,41 @@ impl Store {
     /// Every category, parents before children, each level in its order.
     #[instrument(level = "debug", skip_all)]
     pub async fn list_categories(&self, actor: &Actor) -> Result<Vec<Category>> {
-        if actor.is_portal() && actor.portal.permissions.kb_article.read == PortalLevel::No {
-            return Ok(Vec::new());
-        }
         let mut tx = self.pools.read().await?;
         let rows = tx.query("SELECT * FROM kb_categories ORDER BY sort_order, name, id").fetch_all().await?;
-        tx.commit().await?;
         let all: Vec<Category> = rows.iter().map(category_from_row).collect::<Result<_>>()?;
-        Ok(tree_order(all))
+        if actor.is_staff() {
+            tx.commit().await?;
+            return Ok(tree_order(all));
+        }
+        // Customers see the categories that hold an article they may read,
+        // and the categories above those: not the whole tree of every
+        // portal.
+        let mut condition = Sql::new("");
+        if !visibility_condition(&mut condition, actor) {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let used = crate::cases::prefixed(
+            "SELECT DISTINCT ac.category_id FROM kb_article_categories ac JOIN kb_articles a ON a.id = ac.article_id \
+             WHERE 1 = 1",
+            &condition,
+        );
+        let mut shown: std::collections::HashSet<String> =
+            tx.built(&used).fetch_all().await?.iter().map(|row| row.get("category_id")).collect::<Result<_>>()?;
+        tx.commit().await?;
+        let parents: std::collections::HashMap<&str, Option<&str>> =
+            all.iter().map(|c| (c.id.as_str(), c.parent_id.as_deref())).collect();
+        for id in shown.clone() {
+            let mut parent = parents.get(id.as_str()).copied().flatten();
+            while let Some(up) = parent {
+                if !shown.insert(up.to_string()) {
+                    break;
+                }
+                parent = parents.get(up).copied().flatten();
+            }
+        }
+        Ok(tree_order(all.into_iter().filter(|c| shown.contains(&c.id)).collect()))
     }
 
     /// Replaces a category; a category cannot move under itself.

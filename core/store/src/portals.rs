@@ -305,6 +305,76 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The portals a portal user may use besides the default one.
+    #[instrument(level = "debug", skip_all)]
+    pub async fn user_portals(&self, actor: &Actor, user_id: &str) -> Result<Vec<String>> {
+        require_admin(actor, "see portal users' portals")?;
+        let mut tx = self.pools.read().await?;
+        portal_user(&mut tx, user_id).await?;
+        let ids = user_portal_ids(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Replaces the portals a portal user may use besides the default one.
+    /// Their sessions at portals taken away stop working at once (sessions
+    /// check membership on every request).
+    #[instrument(level = "debug", skip_all)]
+    pub async fn set_user_portals(&self, actor: &Actor, user_id: &str, portal_ids: &[String]) -> Result<Vec<String>> {
+        require_admin(actor, "manage portal users' portals")?;
+        let mut errors = docket_domain::ValidationErrors::new();
+        docket_domain::validation::id_list(&mut errors, "portal_ids", portal_ids);
+        errors.into_result()?;
+        let mut tx = self.pools.write().await?;
+        portal_user(&mut tx, user_id).await?;
+        check_exist(&mut tx, "portals", "portal_ids", portal_ids).await?;
+        tx.query("DELETE FROM user_portals WHERE user_id = $1").bind(user_id).execute().await?;
+        for portal_id in portal_ids {
+            grant_portal(&mut tx, user_id, portal_id).await?;
+        }
+        let ids = user_portal_ids(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+}
+
+/// Whether a portal user may use an active portal: the default one, or
+/// one granted to them (the rule `auth::MAY_USE_PORTAL` also states).
+pub(crate) async fn may_use_portal(tx: &mut Tx, user_id: &str, portal_id: &str) -> Result<bool> {
+    let row = tx
+        .query(
+            "SELECT 1 AS one FROM portals p WHERE p.id = $1 AND p.is_active = $2 AND (p.is_default = $2 \
+             OR EXISTS (SELECT 1 FROM user_portals up WHERE up.user_id = $3 AND up.portal_id = p.id))",
+        )
+        .bind(portal_id)
+        .bind(true)
+        .bind(user_id)
+        .fetch_optional()
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Lets a portal user use a portal (nothing when they already may).
+pub(crate) async fn grant_portal(tx: &mut Tx, user_id: &str, portal_id: &str) -> Result<()> {
+    tx.query("INSERT INTO user_portals (user_id, portal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(user_id)
+        .bind(portal_id)
+        .execute()
+        .await?;
+    Ok(())
+}
+
+async fn user_portal_ids(tx: &mut Tx, user_id: &str) -> Result<Vec<String>> {
+    tx.query("SELECT portal_id FROM user_portals WHERE user_id = $1 ORDER BY portal_id")
+        .bind(user_id)
+        .fetch_all()
+        .await?
+        .iter()
+        .map(|row| row.get("portal_id"))
+        .collect()
+}
+
 async fn check_role_name_free(tx: &mut Tx, name: &str, except: Option<&str>) -> Result<()> {
     let row = tx.query("SELECT id FROM portal_roles WHERE name = $1").bind(name).fetch_optional().await?;
     match row {

@@ -170,10 +170,16 @@ impl Store {
         .bind(id)
         .execute()
         .await?;
+        let password_hash_set = password_hash.is_some();
         if let Some(hash) = password_hash {
             // A reset password also ends every session of the old one.
             tx.query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(id).execute().await?;
             tx.query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute().await?;
+        }
+        // Emailed password links were for this address, type and password;
+        // any change (or deactivation) spends them.
+        if password_hash_set || next.email != current.email || next.user_type != current.user_type || !next.is_active {
+            tx.query("DELETE FROM user_tokens WHERE user_id = $1").bind(id).execute().await?;
         }
         if patch.team_ids.is_some() {
             replace_team_memberships(&mut tx, id, &next.team_ids).await?;

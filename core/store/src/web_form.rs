@@ -3,6 +3,11 @@
 //! found by address or made; the case takes the portal's defaults; a
 //! confirmation with the case number is queued. All in one transaction,
 //! through the same case command (rules included) as every other channel.
+//!
+//! Nobody proved they own the address, so the case is not put on the
+//! contact's account: customers who read their account's cases do not
+//! see a stranger's words under their company's name (an agent who knows
+//! better sets the account).
 
 use docket_domain::Actor;
 use docket_domain::case::{Case, CaseDraft, CasePriority, CaseStatus};
@@ -33,9 +38,9 @@ impl Store {
             let mut tx = self.pools.write().await?;
             let system = Actor::system();
             let at = now();
-            let (contact_id, account_id) = match contact_by_address(&mut tx, &input.email).await? {
-                Some(found) => found,
-                None => (insert_contact(&mut tx, &input.email, Some(&input.name), at).await?, None),
+            let contact_id = match contact_by_address(&mut tx, &input.email).await? {
+                Some((contact_id, _account)) => contact_id,
+                None => insert_contact(&mut tx, &input.email, Some(&input.name), at).await?,
             };
             let attachment_ids = insert_attachments(&mut tx, files, &system, at).await?;
             let form = &portal.web_form;
@@ -45,7 +50,7 @@ impl Store {
                 status: CaseStatus::New,
                 priority: form.priority.unwrap_or(CasePriority::Normal),
                 case_type: form.case_type,
-                account_id,
+                account_id: None,
                 contact_ids: vec![contact_id.clone()],
                 contact_id: Some(contact_id),
                 assigned_user_id: None,
@@ -59,8 +64,7 @@ impl Store {
             let case = self.create_case_in(&mut tx, &system, draft, None, &Store::top_cause(), &mut effects).await?;
             let confirmation = NewJob {
                 kind: WEB_FORM_CONFIRMATION_JOB,
-                payload: serde_json::json!({"case_id": case.id, "to": input.email, "name": input.name,
-                                            "portal_id": portal.id}),
+                payload: serde_json::json!({"case_id": case.id, "to": input.email, "portal_id": portal.id}),
                 run_at: at,
                 idempotency_key: Some(format!("web_form:{}", case.id)),
             };

@@ -1117,8 +1117,6 @@ async fn execute_raw(db: &TestDb, sql: &str) {
     }
 }
 
-/// The hourly job archives published articles whose expiration date has
-/// passed, once.
 /// Invitation and reset tokens: one live token per purpose, used once,
 /// dead once expired or once the user is deactivated.
 async fn one_time_links_expire_are_replaced_and_work_once(db: TestDb) {
@@ -1175,8 +1173,21 @@ async fn one_time_links_expire_are_replaced_and_work_once(db: TestDb) {
         .expect("deactivate");
     assert!(store.user_token("h4").await.expect("token").is_none());
     assert!(store.issue_user_token(&user.id, TokenPurpose::PasswordReset, None, "h5").await.expect("issue").is_none());
+    // Reactivated, the old link stays dead; so does one sent before an
+    // address change.
+    store
+        .update_user(&db.admin, &user.id, &UserPatch { is_active: Some(true), ..Default::default() }, None)
+        .await
+        .expect("reactivate");
+    assert!(store.user_token("h4").await.expect("token").is_none());
+    store.issue_user_token(&user.id, TokenPurpose::PasswordReset, None, "h6").await.expect("issue");
+    let new_address = UserPatch { email: Some(Some("bo@elsewhere.test".into())), ..Default::default() };
+    store.update_user(&db.admin, &user.id, &new_address, None).await.expect("new address");
+    assert!(store.user_token("h6").await.expect("token").is_none());
 }
 
+/// The hourly job archives published articles whose expiration date has
+/// passed, once.
 async fn expired_articles_are_archived(db: TestDb) {
     use docket_domain::kb::{ArticleInput, ArticleStatus};
     let store = &db.store;

@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal-roles", post(create_role).get(list_roles))
         .route("/portal-roles/{id}", get(show_role).put(update_role).delete(remove_role))
         .route("/users/{id}/portal-roles", get(user_roles).put(set_user_roles))
+        .route("/users/{id}/portals", get(user_portals).put(set_user_portals))
         .route("/contacts/{id}/portal-user", post(invite_contact))
         .route("/users/{id}/invitation", post(invite_user))
 }
@@ -130,6 +131,30 @@ struct UserRoles {
 
 async fn user_roles(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<UserRoles>> {
     Ok(Json(UserRoles { role_ids: state.store.user_portal_roles(&auth.actor, &id).await? }))
+}
+
+/// The portals a portal user may use besides the default one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPortals {
+    portal_ids: Vec<String>,
+}
+
+async fn user_portals(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserPortals>> {
+    Ok(Json(UserPortals { portal_ids: state.store.user_portals(&auth.actor, &id).await? }))
+}
+
+async fn set_user_portals(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UserPortals>,
+) -> ApiResult<Json<UserPortals>> {
+    Ok(Json(UserPortals { portal_ids: state.store.set_user_portals(&auth.actor, &id, &input.portal_ids).await? }))
 }
 
 async fn set_user_roles(

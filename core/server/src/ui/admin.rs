@@ -114,14 +114,18 @@ async fn edit_user(
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let user = state.store.get_user(&session.actor, &id).await?;
-    let portal_role_ids = match user.user_type {
-        UserType::Portal => state.store.user_portal_roles(&session.actor, &id).await?,
-        _ => Vec::new(),
+    let (portal_role_ids, portal_ids) = match user.user_type {
+        UserType::Portal => (
+            state.store.user_portal_roles(&session.actor, &id).await?,
+            state.store.user_portals(&session.actor, &id).await?,
+        ),
+        _ => (Vec::new(), Vec::new()),
     };
     let values = json!({
         "username": user.username, "name": user.name, "email": user.email, "type": user.user_type,
         "is_active": user.is_active, "team_ids": user.team_ids, "role_ids": user.role_ids,
         "contact_id": user.contact_id, "version": user.version, "portal_role_ids": portal_role_ids,
+        "portal_ids": portal_ids,
     });
     user_form(&state, &session, Some(&id), values, BTreeMap::new(), StatusCode::OK).await
 }
@@ -195,6 +199,7 @@ async fn user_form(
     let teams = state.store.list_teams(&session.actor, &all).await?.items;
     let roles = state.store.list_roles(&session.actor).await?.items;
     let portal_roles = state.store.list_portal_roles(&session.actor).await?.items;
+    let portals = state.store.list_portals(&session.actor).await?.items;
     let contacts = state.store.list_contacts(&session.actor, &all).await?.items;
     let mut context = session.context();
     context.insert("user_id", &user_id);
@@ -205,6 +210,10 @@ async fn user_form(
     context.insert("roles", &roles.iter().map(|r| json!({"id": r.id, "name": r.name})).collect::<Vec<_>>());
     context
         .insert("portal_roles", &portal_roles.iter().map(|r| json!({"id": r.id, "name": r.name})).collect::<Vec<_>>());
+    context.insert(
+        "portals",
+        &portals.iter().filter(|p| !p.is_default).map(|p| json!({"id": p.id, "name": p.name})).collect::<Vec<_>>(),
+    );
     context.insert("contacts", &contacts.iter().map(|c| json!({"id": c.id, "name": c.name})).collect::<Vec<_>>());
     Ok(page_with_status(state, "admin/user_form.html", &context, status))
 }

@@ -329,5 +329,6 @@ async fn set_user_roles(
     let form = FormData::parse(&body)?;
     session.check_csrf(&form)?;
     state.store.set_user_portal_roles(&session.actor, &id, &form.all("portal_role_ids")).await?;
+    state.store.set_user_portals(&session.actor, &id, &form.all("portal_ids")).await?;
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }

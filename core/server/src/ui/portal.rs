@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use super::portal_session::{PortalSession, home};
 use super::render::{UiError, markdown, page, page_with_status};
 use super::session::{FormData, csrf_failed, url_encode};
-use crate::api::attachments::{file_response, remove_files, save_upload};
+use crate::api::attachments::{file_response, multipart_error, remove_files, save_upload};
 use crate::app::AppState;
 use crate::extract::query_pairs;
 
@@ -153,37 +153,40 @@ struct Submitted {
     attachment_ids: Vec<String>,
 }
 
-async fn read_multipart(
+async fn read_multipart(state: &AppState, session: &PortalSession, multipart: Multipart) -> Result<Submitted, UiError> {
+    let mut submitted = Submitted { fields: BTreeMap::new(), attachment_ids: Vec::new() };
+    match read_fields(state, session, multipart, &mut submitted).await {
+        Ok(()) => Ok(submitted),
+        // A form cut off or refused halfway keeps none of its files.
+        Err(error) => {
+            discard_uploads(state, session, &submitted.attachment_ids).await;
+            Err(error)
+        }
+    }
+}
+
+async fn read_fields(
     state: &AppState,
     session: &PortalSession,
     mut multipart: Multipart,
-) -> Result<Submitted, UiError> {
-    let unreadable = |_| UiError::Forbidden("The form could not be read. Try again.".into());
+    submitted: &mut Submitted,
+) -> Result<(), UiError> {
+    let unreadable = |error| UiError::from(multipart_error(error));
     let mut csrf_ok = false;
-    let mut submitted = Submitted { fields: BTreeMap::new(), attachment_ids: Vec::new() };
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "csrf_token" => csrf_ok = session.csrf_matches(&field.text().await.map_err(unreadable)?),
             _ if !csrf_ok => return Err(csrf_failed()),
             "file" if field.file_name().is_none_or(str::is_empty) => {}
-            "file" => match save_upload(state, &session.actor, field).await {
-                Ok(record) => submitted.attachment_ids.push(record.id),
-                Err(error) => {
-                    discard_uploads(state, session, &submitted.attachment_ids).await;
-                    return Err(error.into());
-                }
-            },
+            "file" => submitted.attachment_ids.push(save_upload(state, &session.actor, field).await?.id),
             _ => {
                 let text = field.text().await.map_err(unreadable)?;
                 submitted.fields.insert(name, text.replace("\r\n", "\n"));
             }
         }
     }
-    if !csrf_ok {
-        return Err(csrf_failed());
-    }
-    Ok(submitted)
+    if csrf_ok { Ok(()) } else { Err(csrf_failed()) }
 }
 
 /// Files of a form that was not saved: removed, rows and bytes.
@@ -305,8 +308,12 @@ async fn show_case(
     context.insert("files", &files);
     context.insert("may_stream", &may_stream);
     context.insert("notes", &notes.iter().filter_map(|n| note_row(n, &session, &names)).collect::<Vec<_>>());
-    let replied = query_pairs(raw.as_deref()).ok().map(|p| param(&p, "error")).unwrap_or_default();
-    context.insert("reply_error", &(replied == "empty"));
+    let reply_error = match query_pairs(raw.as_deref()).ok().map(|p| param(&p, "error")).as_deref() {
+        Some("empty") => Some("Write something, or attach a file, before sending."),
+        Some("too_long") => Some("Your reply is too long. Send it in parts, or attach it as a file."),
+        _ => None,
+    };
+    context.insert("reply_error", &reply_error);
     state.store.mark_case_notifications_read(&session.actor, &case.id).await?;
     context.insert("unread", &state.store.unread_notifications(&session.actor).await?);
     Ok(page(&state, "portal/case.html", &context))
@@ -357,7 +364,9 @@ async fn reply(
         Ok(_) => Ok(Redirect::to(&format!("{base}#stream")).into_response()),
         Err(StoreError::Invalid(_)) => {
             discard_uploads(&state, &session, &submitted.attachment_ids).await;
-            Ok(Redirect::to(&format!("{base}?error=empty#reply")).into_response())
+            // The only ways a reply is invalid: nothing in it, or too much.
+            let code = if post.post.trim().is_empty() { "empty" } else { "too_long" };
+            Ok(Redirect::to(&format!("{base}?error={code}#reply")).into_response())
         }
         Err(other) => {
             discard_uploads(&state, &session, &submitted.attachment_ids).await;

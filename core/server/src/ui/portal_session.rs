@@ -292,7 +292,14 @@ async fn login(
         expires_at,
         portal_id: Some(&portal.id),
     };
-    state.store.create_session(&session).await?;
+    match state.store.create_session(&session).await {
+        Ok(()) => {}
+        Err(docket_store::StoreError::Forbidden(_)) => {
+            let message = "This account does not use this portal. Please contact support.";
+            return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
+        }
+        Err(other) => return Err(other.into()),
+    }
     let mut response = Redirect::to(&next).into_response();
     append_cookie(&mut response, &session_cookie(&state, &portal, &token, state.config.session_hours * 3600));
     Ok(response)

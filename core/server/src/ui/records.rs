@@ -4,13 +4,14 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use docket_domain::listing::{CaseFilter, SimpleFilter, Window};
 use serde_json::json;
 
-use super::render::{UiError, page};
-use super::session::{FormData, UiSession, url_encode};
+use super::render::{UiError, page, page_with_status};
+use super::session::{FormData, UiSession};
 use crate::app::AppState;
 use crate::extract::query_pairs;
 use docket_domain::user::PortalInvitation;
@@ -108,6 +109,20 @@ async fn contact(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
+    // Fixed words only: a link cannot make this page say something else.
+    let invited = query_pairs(raw.as_deref()).unwrap_or_default().iter().any(|(k, v)| k == "invited" && v == "1");
+    let notice = invited.then(|| "Invitation sent: the customer gets an email to choose a password.".to_string());
+    contact_page(&state, &session, id, notice, None, StatusCode::OK).await
+}
+
+async fn contact_page(
+    state: &AppState,
+    session: &UiSession,
+    id: String,
+    notice: Option<String>,
+    invite_error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, UiError> {
     let contact = state.store.get_contact(&session.actor, &id).await?;
     let cases = state
         .store
@@ -127,11 +142,9 @@ async fn contact(
     context.insert("accounts", &accounts);
     context.insert("cases", &cases.items.iter().map(case_summary).collect::<Vec<_>>());
     context.insert("case_total", &cases.total);
-    let pairs = query_pairs(raw.as_deref()).unwrap_or_default();
-    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    context.insert("notice", &param("notice"));
-    context.insert("invite_error", &param("invite_error"));
-    Ok(page(&state, "contacts/show.html", &context))
+    context.insert("notice", &notice);
+    context.insert("invite_error", &invite_error);
+    Ok(page_with_status(state, "contacts/show.html", &context, status))
 }
 
 /// "Invite to the portal": a portal user for the contact, and an email
@@ -143,16 +156,17 @@ async fn invite(
     body: Bytes,
 ) -> Result<Response, UiError> {
     session.check_csrf(&FormData::parse(&body)?)?;
-    let back = |key: &str, message: &str| {
-        Redirect::to(&format!("/contacts/{id}?{key}={}", url_encode(message))).into_response()
-    };
     match state.store.invite_contact(&session.actor, &id, &PortalInvitation::default()).await {
-        Ok(user) => {
+        Ok(_) => {
             state.jobs_wakeup.notify_one();
-            Ok(back("notice", &format!("Invitation sent to {}.", user.email.unwrap_or_default())))
+            Ok(Redirect::to(&format!("/contacts/{id}?invited=1")).into_response())
         }
-        Err(StoreError::Invalid(invalid)) => {
-            Ok(back("invite_error", &invalid.fields.into_values().collect::<Vec<_>>().join("; ")))
+        Err(error @ (StoreError::Invalid(_) | StoreError::Forbidden(_))) => {
+            let message = match error {
+                StoreError::Invalid(invalid) => invalid.fields.into_values().collect::<Vec<_>>().join("; "),
+                other => other.to_string(),
+            };
+            contact_page(&state, &session, id, None, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(other) => Err(other.into()),
     }
