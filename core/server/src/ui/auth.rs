@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::Utc;
 use docket_domain::user::check_password;
-use docket_store::NewSession;
+use docket_store::{LoginUser, NewSession};
 
 use super::render::{UiError, page, page_with_status};
 use super::session::{FormData, UiSession, safe_next};
@@ -57,6 +57,57 @@ fn render_login(state: &AppState, next: &str, username: &str, error: Option<&str
     response
 }
 
+/// Why a login page refuses a username and password.
+pub(super) enum Refusal {
+    /// Too many failures: wait this many seconds.
+    TooMany(u64),
+    Invalid,
+    Deactivated,
+}
+
+impl Refusal {
+    /// The page's words, and its status.
+    pub(super) fn message(&self) -> (String, StatusCode) {
+        match self {
+            Refusal::TooMany(wait) => (
+                format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60)),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            Refusal::Invalid => ("Invalid username or password.".into(), StatusCode::UNAUTHORIZED),
+            Refusal::Deactivated => {
+                ("This account is deactivated. Ask an administrator or support.".into(), StatusCode::UNAUTHORIZED)
+            }
+        }
+    }
+}
+
+/// Checks a username and password for a login page (the agents' and each
+/// portal's), with the failed-login limit of `address`.
+pub(super) async fn check_credentials(
+    state: &AppState,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> Result<Result<LoginUser, Refusal>, UiError> {
+    if let Err(wait) = state.login_limiter.check(address, username) {
+        return Ok(Err(Refusal::TooMany(wait)));
+    }
+    let user =
+        if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(username).await? };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    // Verified even for unknown users, so timing does not reveal them.
+    let valid = verify_password(password.to_string(), hash).await;
+    let Some(user) = user.filter(|_| valid) else {
+        state.login_limiter.record_failure(address, username);
+        return Ok(Err(Refusal::Invalid));
+    };
+    if !user.is_active {
+        return Ok(Err(Refusal::Deactivated));
+    }
+    state.login_limiter.record_success(address, username);
+    Ok(Ok(user))
+}
+
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -70,32 +121,22 @@ async fn login(
     if expected.is_empty() || !constant_time_eq(form.get("login_token"), &expected) {
         return Ok(render_login(&state, &next, &username, Some("Your login form expired. Please try again.")));
     }
-    let address = peer.ip().to_string();
-    if let Err(wait) = state.login_limiter.check(&address, &username) {
-        let message = format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60));
-        let mut response = render_login(&state, &next, &username, Some(&message));
-        // The login page renders (401) or is the 500 page; only the former
-        // becomes "too many requests".
-        if response.status() == StatusCode::UNAUTHORIZED {
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let user = match check_credentials(&state, &peer.ip().to_string(), &username, form.get("password")).await? {
+        Ok(user) => user,
+        Err(refusal) => {
+            let (message, status) = refusal.message();
+            let mut response = render_login(&state, &next, &username, Some(&message));
+            // The login page renders (401) or is the 500 page; only the
+            // former takes the refusal's status.
+            if response.status() == StatusCode::UNAUTHORIZED {
+                *response.status_mut() = status;
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
-    let user =
-        if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(&username).await? };
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let valid = verify_password(form.get("password").to_string(), hash).await;
-    let Some(user) = user.filter(|_| valid) else {
-        state.login_limiter.record_failure(&address, &username);
-        return Ok(render_login(&state, &next, &username, Some("Invalid username or password.")));
     };
-    if !user.is_active {
-        return Ok(render_login(&state, &next, &username, Some("This account is deactivated. Ask an administrator.")));
-    }
     if user.user_type == docket_domain::user::UserType::Portal {
         return Ok(render_login(&state, &next, &username, Some("Customers sign in through the portal.")));
     }
-    state.login_limiter.record_success(&address, &username);
     let token = random_token();
     let expires_at = Utc::now() + chrono::Duration::hours(state.config.session_hours);
     let (token_hash, csrf_token) = (sha256_hex(&token), random_token());

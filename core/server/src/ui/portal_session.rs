@@ -24,11 +24,12 @@ use docket_domain::user::UserType;
 use docket_domain::user::check_password;
 use docket_store::{NewSession, TokenHolder, TokenPurpose};
 
+use super::auth::check_credentials;
 use super::render::{UiError, page_with_status};
 use super::session::{FormData, csrf_failed, url_encode};
 use crate::app::AppState;
 use crate::extract::cookie;
-use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex, verify_password};
+use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex};
 
 /// The login form's token cookie (login CSRF), per portal path.
 const LOGIN_CSRF_COOKIE: &str = "docket_portal_login";
@@ -251,32 +252,21 @@ async fn login(
         let message = "Your login form expired. Please try again.";
         return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
-    let address = peer.ip().to_string();
-    if let Err(wait) = state.login_limiter.check(&address, &username) {
-        let message = format!("Too many failed logins. Try again in {} minutes.", wait.div_ceil(60));
-        let mut response = render_login(&state, &portal, &next, &username, Message::Error(&message));
-        if response.status() == StatusCode::UNAUTHORIZED {
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let user = match check_credentials(&state, &peer.ip().to_string(), &username, form.get("password")).await? {
+        Ok(user) => user,
+        Err(refusal) => {
+            let (message, status) = refusal.message();
+            let mut response = render_login(&state, &portal, &next, &username, Message::Error(&message));
+            if response.status() == StatusCode::UNAUTHORIZED {
+                *response.status_mut() = status;
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
-    let user =
-        if username.contains('\0') || username.len() > 256 { None } else { state.store.login_user(&username).await? };
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let valid = verify_password(form.get("password").to_string(), hash).await;
-    let Some(user) = user.filter(|_| valid) else {
-        state.login_limiter.record_failure(&address, &username);
-        return Ok(render_login(&state, &portal, &next, &username, Message::Error("Invalid username or password.")));
     };
-    if !user.is_active {
-        let message = "This account is deactivated. Please contact support.";
-        return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
-    }
     if user.user_type != UserType::Portal {
         let message = "Staff sign in on the agent login page, not in the portal.";
         return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
-    state.login_limiter.record_success(&address, &username);
     // A session token the browser brought is never kept (session
     // fixation): it is ended, and a fresh one issued.
     if let Some(old) = cookie(&headers, &cookie_name(&portal)) {
