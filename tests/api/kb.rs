@@ -149,6 +149,12 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let customer = site.api_key_for("cust");
     let (_, seen) = server.get("/api/v1/kb/articles", &customer).await;
     assert_eq!(names(&seen), vec!["Reset your password", "Printer offline"]);
+    // Who on the staff wrote them is not the customer's business.
+    let (_, staff_view) = server.get(&format!("/api/v1/kb/articles/{}", id(&offline)), &admin).await;
+    assert!(staff_view["created_by_id"].is_string(), "{staff_view}");
+    for article in seen["items"].as_array().expect("items") {
+        assert!(article["created_by_id"].is_null() && article["assigned_user_id"].is_null(), "{article}");
+    }
     for hidden in [&draft, &expired] {
         let (status, _) = server.get(&format!("/api/v1/kb/articles/{}", id(hidden)), &customer).await;
         assert_eq!(status, StatusCode::NOT_FOUND);

@@ -107,8 +107,9 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn get_article(&self, actor: &Actor, id: &str) -> Result<Article> {
         let mut tx = self.pools.read().await?;
-        let article = load_article(&mut tx, actor, id, false).await?;
+        let mut article = load_article(&mut tx, actor, id, false).await?;
         tx.commit().await?;
+        customer_view(actor, std::slice::from_mut(&mut article));
         Ok(article)
     }
 
@@ -227,6 +228,7 @@ impl Store {
         let mut items = rows.iter().map(article_from_row).collect::<Result<Vec<_>>>()?;
         load_article_links(&mut tx, &mut items).await?;
         tx.commit().await?;
+        customer_view(actor, &mut items);
         Ok(Page { items, total })
     }
 
@@ -276,6 +278,7 @@ impl Store {
         let mut items = rows.iter().map(article_from_row).collect::<Result<Vec<_>>>()?;
         load_article_links(&mut tx, &mut items).await?;
         tx.commit().await?;
+        customer_view(actor, &mut items);
         Ok(items)
     }
 
@@ -496,6 +499,19 @@ impl Store {
 
 fn require_staff(actor: &Actor) -> Result<()> {
     if actor.is_staff() { Ok(()) } else { Err(StoreError::Forbidden("the knowledge base is written by staff".into())) }
+}
+
+/// What customers see of articles: not who on the staff wrote or owns
+/// them, nor which other portals show them.
+fn customer_view(actor: &Actor, articles: &mut [Article]) {
+    if actor.is_staff() {
+        return;
+    }
+    for article in articles {
+        article.assigned_user_id = None;
+        article.created_by_id = None;
+        article.portal_ids.retain(|id| actor.portal.portal_id.as_ref() == Some(id));
+    }
 }
 
 /// Adds what the actor may read; `false` means nothing.
