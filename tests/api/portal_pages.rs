@@ -440,6 +440,8 @@ async fn customers_open_read_and_answer_their_cases(site: Site) {
     assert_eq!(newest["attachment_ids"].as_array().expect("files").len(), 1);
     let (_, html) = customer.get(&format!("/portal/help/cases/{}", ours["number"])).await;
     assert!(html.contains("Thanks, Tuesday suits us."));
+    let map_id = newest["attachment_ids"][0].as_str().expect("file id");
+    assert!(html.contains(&format!("attachments/{map_id}\">map.txt</a>")), "{html}");
 
     // The agent's answer reaches the customer's notifications.
     let (status, _) = server

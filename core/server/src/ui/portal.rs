@@ -307,7 +307,16 @@ async fn show_case(
     context.insert("description_html", &case.description.as_deref().map(markdown));
     context.insert("files", &files);
     context.insert("may_stream", &may_stream);
-    context.insert("notes", &notes.iter().filter_map(|n| note_row(n, &session, &names)).collect::<Vec<_>>());
+    // The notes' files by name (the store says which the customer may
+    // fetch).
+    let mut file_names = BTreeMap::new();
+    for id in notes.iter().flat_map(|n| n.attachment_ids.iter()) {
+        if let Ok(record) = state.store.get_attachment(&session.actor, id).await {
+            file_names.insert(id.clone(), record.name);
+        }
+    }
+    let rows: Vec<Value> = notes.iter().filter_map(|n| note_row(n, &session, &names, &file_names)).collect();
+    context.insert("notes", &rows);
     let reply_error = match query_pairs(raw.as_deref()).ok().map(|p| param(&p, "error")).as_deref() {
         Some("empty") => Some("Write something, or attach a file, before sending."),
         Some("too_long") => Some("Your reply is too long. Send it in parts, or attach it as a file."),
@@ -321,7 +330,12 @@ async fn show_case(
 
 /// A stream note in customer words; notes about the helpdesk's own
 /// housekeeping (assignment, linked contacts, other fields) are left out.
-fn note_row(note: &Note, session: &PortalSession, names: &BTreeMap<String, String>) -> Option<Value> {
+fn note_row(
+    note: &Note,
+    session: &PortalSession,
+    names: &BTreeMap<String, String>,
+    file_names: &BTreeMap<String, String>,
+) -> Option<Value> {
     let author = match note.author_id.as_deref() {
         Some(id) if id == session.actor.user_id => "You".to_string(),
         Some(id) => names.get(id).cloned().unwrap_or_else(|| "Support".into()),
@@ -343,7 +357,11 @@ fn note_row(note: &Note, session: &PortalSession, names: &BTreeMap<String, Strin
         "author": author,
         "text": text,
         "post_html": note.post.as_deref().map(markdown),
-        "attachments": note.attachment_ids,
+        "attachments": note
+            .attachment_ids
+            .iter()
+            .filter_map(|id| file_names.get(id).map(|name| json!({"id": id, "name": name})))
+            .collect::<Vec<_>>(),
         "created_at": note.created_at.format("%Y-%m-%d %H:%M").to_string(),
     }))
 }
