@@ -69,6 +69,19 @@ pub async fn smtp_settings(state: &AppState) -> Option<SmtpSettings> {
     serde_json::from_value(value).ok()
 }
 
+/// The SMTP settings a job sends with, or the retry that waits until an
+/// admin configures them.
+pub async fn job_sender(state: &AppState) -> Result<SmtpSettings, JobOutcome> {
+    smtp_settings(state)
+        .await
+        .ok_or_else(|| JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into()))
+}
+
+/// The domain of the Message-IDs Docket makes: its From address's.
+pub fn message_domain(settings: &SmtpSettings) -> String {
+    settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string()
+}
+
 pub async fn notification_template(state: &AppState) -> EmailTemplate {
     match state.store.setting(NOTIFICATION_TEMPLATE).await {
         Ok(Some(value)) => serde_json::from_value(value).unwrap_or_default(),
@@ -90,15 +103,16 @@ pub async fn send_notification(state: &AppState, job: &Job) -> JobOutcome {
     if facts.is_read {
         return JobOutcome::Done;
     }
-    let Some(settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let settings = match job_sender(state).await {
+        Ok(settings) => settings,
+        Err(outcome) => return outcome,
     };
     let template = notification_template(state).await;
     let (subject, body) = match template.render(&context(state, &facts)) {
         Ok(rendered) => rendered,
         Err(error) => return JobOutcome::Permanent(format!("the email template failed: {error}")),
     };
-    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let domain = message_domain(&settings);
     let email = OutgoingEmail {
         to_address: facts.to_address.clone(),
         to_name: Some(facts.to_name.clone()),
@@ -157,9 +171,7 @@ pub async fn sender_for(state: &AppState, mailbox: &docket_store::Mailbox) -> Re
     match state.store.mailbox_smtp(mailbox).await {
         Ok(Some(settings)) => Ok(settings),
         Ok(None) => {
-            let Some(mut settings) = smtp_settings(state).await else {
-                return Err(JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into()));
-            };
+            let mut settings = job_sender(state).await?;
             settings.from_address = mailbox.reply_from_address.clone().unwrap_or_else(|| mailbox.email_address.clone());
             if mailbox.reply_from_name.is_some() {
                 settings.from_name = mailbox.reply_from_name.clone();
@@ -208,7 +220,7 @@ pub async fn send_auto_reply(state: &AppState, job: &Job) -> JobOutcome {
             Ok(rendered) => rendered,
             Err(error) => return JobOutcome::Permanent(format!("the auto-reply template failed: {error}")),
         };
-    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let domain = message_domain(&settings);
     let email = OutgoingEmail {
         to_address,
         to_name,
@@ -244,9 +256,9 @@ pub async fn send_email_reply(state: &AppState, job: &Job) -> JobOutcome {
             Ok(settings) => (settings, Some(mailbox.reply_to_address.clone().unwrap_or(mailbox.email_address.clone()))),
             Err(outcome) => return outcome,
         },
-        None => match smtp_settings(state).await {
-            Some(settings) => (settings, None),
-            None => return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into()),
+        None => match job_sender(state).await {
+            Ok(settings) => (settings, None),
+            Err(outcome) => return outcome,
         },
     };
     let mut attachments = Vec::new();
@@ -293,8 +305,9 @@ pub async fn send_account_email(state: &AppState, job: &Job) -> JobOutcome {
     if base.is_empty() {
         return JobOutcome::Permanent("set DOCKET_PUBLIC_URL: the email must link to the portal".into());
     }
-    let Some(settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let settings = match job_sender(state).await {
+        Ok(settings) => settings,
+        Err(outcome) => return outcome,
     };
     let token = crate::secrets::random_token();
     let portal_id = job.payload["portal_id"].as_str();
@@ -329,7 +342,7 @@ pub async fn send_account_email(state: &AppState, job: &Job) -> JobOutcome {
             ),
         ),
     };
-    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let domain = message_domain(&settings);
     let email = OutgoingEmail {
         to_address: facts.email.clone(),
         to_name: Some(facts.name.clone()),
@@ -357,10 +370,11 @@ pub async fn send_web_form_confirmation(state: &AppState, job: &Job) -> JobOutco
         Err(docket_store::StoreError::NotFound) => return JobOutcome::Done,
         Err(error) => return JobOutcome::Retry(error.to_string()),
     };
-    let Some(settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let settings = match job_sender(state).await {
+        Ok(settings) => settings,
+        Err(outcome) => return outcome,
     };
-    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let domain = message_domain(&settings);
     let email = OutgoingEmail {
         to_address: to.to_string(),
         to_name: None,
@@ -371,7 +385,7 @@ pub async fn send_web_form_confirmation(state: &AppState, job: &Job) -> JobOutco
              subject.\n\nIf you did not send it, you can ignore this email.\n",
             case.number, case.number
         ),
-        message_id: format!("case-{}.confirmation@{domain}", case.id),
+        message_id: docket_email::inbound::docket_message_id(&case.id, "confirmation", &domain),
         headers: vec![("Auto-Submitted", "auto-replied".into()), ("X-Auto-Response-Suppress", "All".into())],
         ..Default::default()
     };

@@ -13,7 +13,6 @@ use tokio::sync::watch;
 
 use crate::api::rules::HTTP_ALLOW_PRIVATE_SETTING;
 use crate::app::AppState;
-use crate::mail::smtp_settings;
 
 /// How often each node looks for scheduled rules that are due. Ticks are
 /// taken by one node only (see `Store::schedule_due_rules`).
@@ -90,8 +89,9 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
         Ok(payload) => payload,
         Err(error) => return JobOutcome::Permanent(format!("bad payload: {error}")),
     };
-    let Some(settings) = smtp_settings(state).await else {
-        return JobOutcome::Retry("no SMTP server is configured (admin area, Email)".into());
+    let settings = match crate::mail::job_sender(state).await {
+        Ok(settings) => settings,
+        Err(outcome) => return outcome,
     };
     let case = match &payload.case_id {
         Some(id) => match state.store.get_case(&Actor::system(), id).await {
@@ -105,7 +105,7 @@ pub async fn send_email(state: &AppState, job: &Job) -> JobOutcome {
     // they are sent as they are, never rendered as templates, so text a
     // customer wrote cannot become template code.
     let (mut subject, body) = (payload.subject.lines().collect::<Vec<_>>().join(" "), payload.body.clone());
-    let domain = settings.from_address.rsplit('@').next().unwrap_or("docket.invalid").to_string();
+    let domain = crate::mail::message_domain(&settings);
     if let Some(case) = &case {
         // Every outgoing mail keeps the [#number] tag, so replies thread.
         let tag = format!("[#{}]", case.number);
