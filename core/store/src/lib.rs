@@ -145,7 +145,7 @@ impl Store {
         self.events.stop();
         self.run_log.stop();
         // What is queued goes into the log now rather than at the next start.
-        if let Err(error) = run_log::move_queued_runs(&self.pools).await {
+        if let Err(error) = run_log::move_queued_runs(&self.pools, run_log::Mover::Background).await {
             tracing::warn!(%error, "could not move queued rule runs into the run log");
         }
         self.pools.close().await;

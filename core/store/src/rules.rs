@@ -263,7 +263,7 @@ impl Store {
     pub async fn rule_runs(&self, actor: &Actor, filter: &RunFilter) -> Result<Page<RuleRun>> {
         require_admin(actor, "see rule runs")?;
         // The newest runs may still be queued.
-        crate::run_log::move_queued_runs(&self.pools).await?;
+        crate::run_log::move_queued_runs(&self.pools, crate::run_log::Mover::Reader).await?;
         let mut condition = Sql::new(" WHERE 1 = 1");
         if let Some(rule_id) = &filter.rule_id {
             condition.push(" AND r.rule_id = ").value(rule_id.as_str());

@@ -27,12 +27,29 @@ const MOVE_BATCH: u64 = 1000;
 
 const MOVE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Who moves the queue, and so what they do about runs another
+/// PostgreSQL node is moving at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mover {
+    /// The background task skips them: that node is moving them.
+    Background,
+    /// A reader of the log waits for that node to commit: until then those
+    /// runs are in neither table as the reader sees them, and the log
+    /// would look behind.
+    Reader,
+}
+
 /// Moves queued runs into `rule_runs`, oldest first; returns how many.
-pub(crate) async fn move_queued_runs(pools: &Pools) -> Result<u64> {
+pub(crate) async fn move_queued_runs(pools: &Pools, mover: Mover) -> Result<u64> {
     let mut moved = 0;
+    let lock = match mover {
+        Mover::Background => "FOR UPDATE SKIP LOCKED",
+        Mover::Reader => "FOR UPDATE",
+    };
     loop {
         let mut tx = pools.write().await?;
-        let batch = match tx.backend() {
+        let backend = tx.backend();
+        let batch = match backend {
             // The single writer keeps the queue still between the two
             // statements: the rows deleted are the rows copied.
             Backend::Sqlite => {
@@ -51,12 +68,12 @@ pub(crate) async fn move_queued_runs(pools: &Pools) -> Result<u64> {
                 .await?;
                 copied
             }
-            // Nodes move at the same time: each takes the rows it deletes,
-            // skipping those another node has locked.
+            // Nodes move at the same time: each takes the rows it deletes
+            // (see `Mover` for the rows another node has locked).
             Backend::Postgres => {
                 tx.query(&format!(
                     "WITH moved AS (DELETE FROM rule_run_queue WHERE id IN \
-                     (SELECT id FROM rule_run_queue ORDER BY id LIMIT {MOVE_BATCH} FOR UPDATE SKIP LOCKED) \
+                     (SELECT id FROM rule_run_queue ORDER BY id LIMIT {MOVE_BATCH} {lock}) \
                      RETURNING {COLUMNS}) \
                      INSERT INTO rule_runs ({COLUMNS}) SELECT {COLUMNS} FROM moved ON CONFLICT (id) DO NOTHING"
                 ))
@@ -66,7 +83,14 @@ pub(crate) async fn move_queued_runs(pools: &Pools) -> Result<u64> {
         };
         tx.commit().await?;
         moved += batch;
-        if batch < MOVE_BATCH {
+        // On PostgreSQL a reader's batch may come back short because rows
+        // it waited for were moved by another node meanwhile: it stops only
+        // when nothing is left. Otherwise a short batch emptied the queue.
+        let done = match (backend, mover) {
+            (Backend::Postgres, Mover::Reader) => batch == 0,
+            _ => batch < MOVE_BATCH,
+        };
+        if done {
             return Ok(moved);
         }
     }
@@ -85,7 +109,7 @@ impl RunLogMover {
             loop {
                 ticks.tick().await;
                 // A failed move leaves the runs queued for the next one.
-                if let Err(error) = move_queued_runs(&pools).await {
+                if let Err(error) = move_queued_runs(&pools, Mover::Background).await {
                     tracing::warn!(%error, "could not move queued rule runs into the run log");
                 }
             }
