@@ -12,7 +12,7 @@ use docket_domain::user::UserType;
 use tracing::instrument;
 
 use crate::db::{Row, Tx};
-use crate::rows::{check_exist, check_version, json_column, json_text};
+use crate::rows::{check_exist, check_version, json_column, json_text, replace_links};
 use crate::stream::reconcile_user_follows;
 use crate::users::require_admin;
 use crate::{Result, Store, StoreError, now};
@@ -290,14 +290,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         portal_user(&mut tx, user_id).await?;
         check_exist(&mut tx, "portal_roles", "role_ids", role_ids).await?;
-        tx.query("DELETE FROM user_portal_roles WHERE user_id = $1").bind(user_id).execute().await?;
-        for role_id in role_ids {
-            tx.query("INSERT INTO user_portal_roles (user_id, role_id) VALUES ($1, $2)")
-                .bind(user_id)
-                .bind(role_id.as_str())
-                .execute()
-                .await?;
-        }
+        replace_links(&mut tx, "user_portal_roles", "user_id", "role_id", user_id, role_ids, false).await?;
         reconcile_user_follows(&mut tx, user_id).await?;
         let ids = user_role_ids(&mut tx, user_id).await?;
         tx.commit().await?;
@@ -329,10 +322,7 @@ impl Store {
         let mut tx = self.pools.write().await?;
         portal_user(&mut tx, user_id).await?;
         check_exist(&mut tx, "portals", "portal_ids", portal_ids).await?;
-        tx.query("DELETE FROM user_portals WHERE user_id = $1").bind(user_id).execute().await?;
-        for portal_id in portal_ids {
-            grant_portal(&mut tx, user_id, portal_id).await?;
-        }
+        replace_links(&mut tx, "user_portals", "user_id", "portal_id", user_id, portal_ids, false).await?;
         let ids = user_portal_ids(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(ids)
@@ -401,15 +391,7 @@ async fn unset_default(tx: &mut Tx) -> Result<()> {
 }
 
 async fn write_portal_roles(tx: &mut Tx, portal_id: &str, role_ids: &[String]) -> Result<()> {
-    tx.query("DELETE FROM portal_portal_roles WHERE portal_id = $1").bind(portal_id).execute().await?;
-    for role_id in role_ids {
-        tx.query("INSERT INTO portal_portal_roles (portal_id, role_id) VALUES ($1, $2)")
-            .bind(portal_id)
-            .bind(role_id.as_str())
-            .execute()
-            .await?;
-    }
-    Ok(())
+    replace_links(tx, "portal_portal_roles", "portal_id", "role_id", portal_id, role_ids, false).await
 }
 
 async fn load_portal_role(tx: &mut Tx, id: &str, for_update: bool) -> Result<PortalRole> {
