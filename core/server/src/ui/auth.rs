@@ -13,11 +13,10 @@ use docket_domain::user::check_password;
 use docket_store::{LoginUser, NewSession};
 
 use super::render::{UiError, page, page_with_status};
-use super::session::{FormData, UiSession, safe_next};
+use super::session::{FormData, UiSession, form_token_matches, safe_next, set_form_token};
 use crate::api::session_cookie;
 use crate::app::AppState;
-use crate::extract::cookie;
-use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex, verify_password};
+use crate::secrets::{hash_password, random_token, sha256_hex, verify_password};
 
 /// A login form carries a token that must match this cookie (login CSRF:
 /// nobody can log a victim into an account of theirs).
@@ -49,11 +48,7 @@ fn render_login(state: &AppState, next: &str, username: &str, error: Option<&str
     context.insert("error", &error);
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     let mut response = page_with_status(state, "login.html", &context, status);
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!("{LOGIN_CSRF_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_form_token(state, &mut response, LOGIN_CSRF_COOKIE, "/login", &token);
     response
 }
 
@@ -117,8 +112,7 @@ async fn login(
     let form = FormData::parse(&body)?;
     let next = safe_next(form.get("next"));
     let username = form.get("username").trim().to_string();
-    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(form.get("login_token"), &expected) {
+    if !form_token_matches(&headers, LOGIN_CSRF_COOKIE, &form) {
         return Ok(render_login(&state, &next, &username, Some("Your login form expired. Please try again.")));
     }
     let user = match check_credentials(&state, &peer.ip().to_string(), &username, form.get("password")).await? {

@@ -26,7 +26,7 @@ use docket_store::{NewSession, TokenHolder, TokenPurpose};
 
 use super::auth::check_credentials;
 use super::render::{UiError, page_with_status};
-use super::session::{FormData, csrf_failed, url_encode};
+use super::session::{FormData, csrf_failed, form_token_matches, set_form_token, url_encode};
 use crate::app::AppState;
 use crate::extract::cookie;
 use crate::secrets::{constant_time_eq, hash_password, random_token, sha256_hex};
@@ -67,6 +67,11 @@ fn append_cookie(response: &mut Response, cookie: &str) {
     }
 }
 
+/// The portal slug of a path: every portal route is `/portal/{slug}/...`.
+pub fn slug_in_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/portal/").and_then(|rest| rest.split('/').next()).filter(|slug| !slug.is_empty())
+}
+
 /// An active portal by its slug; anything else is not found.
 pub async fn site(state: &AppState, slug: &str) -> Result<Portal, UiError> {
     state.store.portal_site(Some(slug)).await?.ok_or(UiError::NotFound)
@@ -87,8 +92,7 @@ impl FromRequestParts<AppState> for PortalSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        // Every portal route is `/portal/{slug}/...`.
-        let slug = parts.uri.path().strip_prefix("/portal/").and_then(|rest| rest.split('/').next()).unwrap_or("");
+        let slug = slug_in_path(parts.uri.path()).unwrap_or("");
         let portal = site(state, slug).await.map_err(IntoResponse::into_response)?;
         let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let to_login = Redirect::to(&format!("{}/login?next={}", home(&portal), url_encode(here))).into_response();
@@ -172,22 +176,6 @@ struct NextQuery {
     password_set: Option<String>,
 }
 
-/// Gives a public form (login, password reset) a token that must come back
-/// with it and match this cookie, sent only to that form's path: no other
-/// site can submit the form in a visitor's name.
-fn form_token_cookie(state: &AppState, response: &mut Response, path: &str, token: &str) {
-    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
-    append_cookie(
-        response,
-        &format!("{LOGIN_CSRF_COOKIE}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"),
-    );
-}
-
-fn form_token_matches(headers: &HeaderMap, form: &FormData) -> bool {
-    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    !expected.is_empty() && constant_time_eq(form.get("login_token"), &expected)
-}
-
 /// Only pages of this portal are followed after login.
 fn portal_next(portal: &Portal, next: &str) -> String {
     let local = super::session::safe_next(next);
@@ -233,7 +221,7 @@ fn render_login(state: &AppState, portal: &Portal, next: &str, username: &str, m
     context.insert("notice", &notice);
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
     let mut response = page_with_status(state, "portal/login.html", &context, status);
-    form_token_cookie(state, &mut response, &format!("{}/login", home(portal)), &token);
+    set_form_token(state, &mut response, LOGIN_CSRF_COOKIE, &format!("{}/login", home(portal)), &token);
     response
 }
 
@@ -248,7 +236,7 @@ async fn login(
     let form = FormData::parse(&body)?;
     let next = portal_next(&portal, form.get("next"));
     let username = form.get("username").trim().to_string();
-    if !form_token_matches(&headers, &form) {
+    if !form_token_matches(&headers, LOGIN_CSRF_COOKIE, &form) {
         let message = "Your login form expired. Please try again.";
         return Ok(render_login(&state, &portal, &next, &username, Message::Error(message)));
     }
@@ -311,7 +299,7 @@ fn render_reset(state: &AppState, portal: &Portal, sent: bool, error: Option<&st
     context.insert("sent", &sent);
     context.insert("error", &error);
     let mut response = page_with_status(state, "portal/password_reset.html", &context, status);
-    form_token_cookie(state, &mut response, &format!("{}/password-reset", home(portal)), &token);
+    set_form_token(state, &mut response, LOGIN_CSRF_COOKIE, &format!("{}/password-reset", home(portal)), &token);
     response
 }
 
@@ -331,7 +319,7 @@ async fn request_reset(
 ) -> Result<Response, UiError> {
     let portal = site(&state, &slug).await?;
     let form = FormData::parse(&body)?;
-    if !form_token_matches(&headers, &form) {
+    if !form_token_matches(&headers, LOGIN_CSRF_COOKIE, &form) {
         let message = "The form expired. Please try again.";
         return Ok(render_reset(&state, &portal, false, Some(message), StatusCode::UNPROCESSABLE_ENTITY));
     }

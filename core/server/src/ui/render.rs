@@ -230,9 +230,9 @@ impl From<anyhow::Error> for UiError {
 /// Middleware: renders [`UiError`]s (and unmatched UI paths) as pages.
 pub async fn render_error_pages(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // A portal's error pages lead back into that portal, not to the agents'.
-    let home = match request.uri().path().strip_prefix("/portal/").and_then(|rest| rest.split('/').next()) {
-        Some(slug) if !slug.is_empty() => format!("/portal/{slug}/"),
-        _ => "/".to_string(),
+    let home = match super::portal_session::slug_in_path(request.uri().path()) {
+        Some(slug) => format!("/portal/{slug}/"),
+        None => "/".to_string(),
     };
     let response = next.run(request).await;
     let Some(page) = response.extensions().get::<ErrorPage>().cloned() else {

@@ -153,6 +153,24 @@ impl PageQuery {
     }
 }
 
+/// Gives a public form (a login or password-reset page, where there is no
+/// session yet) a token that must come back with it and match the cookie
+/// `name`, sent only to the form's `path`: no other site can submit the
+/// form in a visitor's name (login CSRF).
+pub fn set_form_token(state: &AppState, response: &mut Response, name: &str, path: &str, token: &str) {
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!("{name}={token}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(axum::http::header::SET_COOKIE, value);
+    }
+}
+
+/// Whether a public form's `login_token` field matches its cookie `name`.
+pub fn form_token_matches(headers: &axum::http::HeaderMap, name: &str, form: &FormData) -> bool {
+    let expected = crate::extract::cookie(headers, name).unwrap_or_default();
+    !expected.is_empty() && constant_time_eq(form.get("login_token"), &expected)
+}
+
 /// The refusal of a form whose CSRF token is missing or not the session's.
 pub fn csrf_failed() -> UiError {
     UiError::Forbidden(
