@@ -202,4 +202,63 @@ async fn preferences_round_trip(site: Site) {
     assert_eq!(server.get("/api/v1/me/preferences", &key).await.1, wanted, "a refused update changes nothing");
 }
 
-on_both_backends!(api_keys_sessions_and_csrf, deactivation_passwords_and_rate_limits, preferences_round_trip);
+/// Messages a page shows after a redirect ("Rule deleted.", a rejected
+/// change, an email error) travel in the query string signed for the
+/// session that caused them: a link made by someone else shows nothing.
+async fn page_messages_are_signed_for_their_session(site: Site) {
+    let server = site.start(&[]);
+    let key = site.admin_key();
+    let browser = crate::portal_pages::client();
+    let (_, cookie, csrf) = login(&server, "admin", ADMIN_PASSWORD).await;
+    let (_, other_cookie, _) = login(&server, "admin", ADMIN_PASSWORD).await;
+    let page = |path: String, cookie: String| {
+        let request = browser.get(server.url(&path)).header(COOKIE, cookie);
+        async move {
+            let response = request.send().await.expect("get");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            response.text().await.expect("body")
+        }
+    };
+
+    // A real notice: deleting a rule from its admin page.
+    let (status, rule) = server
+        .post(
+            "/api/v1/rules",
+            &key,
+            json!({"name": "Tidy", "hook": "case.before_save", "script": "set(\"priority\", \"High\")"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let response = browser
+        .post(server.url(&format!("/admin/rules/{}/delete", rule["id"].as_str().expect("id"))))
+        .header(COOKIE, &cookie)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let signed = crate::portal_pages::location(&response);
+    assert!(signed.contains("notice=Rule%20deleted.") && signed.contains("notice_sig="), "{signed}");
+    assert!(page(signed.clone(), cookie.clone()).await.contains("Rule deleted."));
+    // The same link in another session, or with other words, shows nothing.
+    assert!(!page(signed.clone(), other_cookie.clone()).await.contains("Rule deleted."));
+    let altered = signed.replace("Rule%20deleted.", "Rule%20kept.");
+    assert!(!page(altered, cookie.clone()).await.contains("Rule kept."));
+
+    // Unsigned words on the case page: neither as a notice nor as an email error.
+    let (_, case) = server.post("/api/v1/cases", &key, json!({"name": "Printer"})).await;
+    let number = case["number"].as_i64().expect("number");
+    let planted = "Your%20account%20is%20locked%3A%20call%20555-0100";
+    let html = page(format!("/cases/{number}?notice={planted}&notice_sig=00"), cookie.clone()).await;
+    assert!(html.contains("Printer") && !html.contains("555-0100"), "{html}");
+    let html = page(format!("/cases/{number}?email_error={planted}"), cookie.clone()).await;
+    assert!(!html.contains("555-0100"), "{html}");
+}
+
+on_both_backends!(
+    api_keys_sessions_and_csrf,
+    deactivation_passwords_and_rate_limits,
+    preferences_round_trip,
+    page_messages_are_signed_for_their_session
+);

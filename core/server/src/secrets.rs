@@ -80,6 +80,16 @@ pub fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// HMAC-SHA-256 of `message` under `key`, hex: a value only the holder of
+/// the key can make.
+pub fn sign(key: &str, message: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Compares secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::admin::require_admin;
 use super::render::{UiError, page_with_status};
-use super::session::{FormData, PageQuery, UiSession, url_encode};
+use super::session::{FormData, PageQuery, UiSession};
 use crate::api::mailboxes::{check_template, retry_message, test_mailbox};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -42,7 +42,7 @@ async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
     let mailboxes = state.store.mailboxes(&session.actor).await?;
     let mut context = session.context();
     context.insert("mailboxes", &mailboxes);
-    context.insert("notice", &PageQuery::parse(raw.as_deref()).notice);
+    context.insert("notice", &session.notice(raw.as_deref()));
     Ok(page_with_status(&state, "admin/mailboxes.html", &context, StatusCode::OK))
 }
 
@@ -239,7 +239,7 @@ async fn edit_form(
         mailbox: Some(&mailbox),
         values: mailbox_values(&mailbox),
         errors: BTreeMap::new(),
-        notice: query.notice.clone(),
+        notice: session.notice(raw.as_deref()),
         test: None,
     };
     render_form(&state, &session, form, &query, StatusCode::OK).await
@@ -281,8 +281,10 @@ async fn save(state: AppState, session: UiSession, id: Option<String>, body: Byt
         match result {
             Ok(mailbox) => {
                 let notice = format!("Mailbox “{}” saved.", mailbox.name);
-                return Ok(Redirect::to(&format!("/admin/mailboxes/{}?notice={}", mailbox.id, url_encode(&notice)))
-                    .into_response());
+                return Ok(Redirect::to(
+                    &session.notice_location(&format!("/admin/mailboxes/{}", mailbox.id), &notice),
+                )
+                .into_response());
             }
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
             Err(StoreError::VersionConflict { current }) => {
@@ -330,7 +332,7 @@ async fn delete(
     let mailbox = state.store.mailbox(&session.actor, &id).await?;
     state.store.delete_mailbox(&session.actor, &id).await?;
     let notice = format!("Mailbox “{}” deleted; its cases stay.", mailbox.name);
-    Ok(Redirect::to(&format!("/admin/mailboxes?notice={}", url_encode(&notice))).into_response())
+    Ok(Redirect::to(&session.notice_location("/admin/mailboxes", &notice)).into_response())
 }
 
 async fn retry(
@@ -351,7 +353,7 @@ async fn retry(
         }
         Err(other) => return Err(other.into()),
     };
-    Ok(Redirect::to(&format!("/admin/mailboxes/{id}?notice={}#messages", url_encode(&notice))).into_response())
+    Ok(Redirect::to(&session.notice_location(&format!("/admin/mailboxes/{id}#messages"), &notice)).into_response())
 }
 
 async fn discard(
@@ -363,5 +365,6 @@ async fn discard(
     require_admin(&session)?;
     session.check_csrf(&FormData::parse(&body)?)?;
     state.store.discard_inbound_email(&session.actor, &id, &message).await?;
-    Ok(Redirect::to(&format!("/admin/mailboxes/{id}?notice=Message%20discarded.#messages")).into_response())
+    let location = format!("/admin/mailboxes/{id}#messages");
+    Ok(Redirect::to(&session.notice_location(&location, "Message discarded.")).into_response())
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::admin::require_admin;
 use super::render::{UiError, page_with_status};
-use super::session::{FormData, PageQuery, UiSession, csrf_failed, url_encode};
+use super::session::{FormData, PageQuery, UiSession, csrf_failed};
 use crate::api::plugins::{Upload, read_component, upload_body_limit, upload_error};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
 
 async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     require_admin(&session)?;
-    let notice = PageQuery::parse(raw.as_deref()).notice;
+    let notice = session.notice(raw.as_deref());
     render_list(&state, &session, BTreeMap::new(), notice, StatusCode::OK).await
 }
 
@@ -95,7 +95,8 @@ async fn upload(
     match installed {
         Ok(plugin) => {
             let notice = format!("Plugin “{}” {} installed.", plugin.name, plugin.version);
-            Ok(Redirect::to(&format!("/admin/plugins/{}?notice={}", plugin.id, url_encode(&notice))).into_response())
+            Ok(Redirect::to(&session.notice_location(&format!("/admin/plugins/{}", plugin.id), &notice))
+                .into_response())
         }
         Err(StoreError::Invalid(invalid)) => {
             errors.extend(invalid.fields);
@@ -126,7 +127,8 @@ async fn show(
 ) -> Result<Response, UiError> {
     require_admin(&session)?;
     let plugin = state.store.plugin(&session.actor, &id).await?;
-    let PageQuery { notice, offset, .. } = PageQuery::parse(raw.as_deref());
+    let offset = PageQuery::parse(raw.as_deref()).offset;
+    let notice = session.notice(raw.as_deref());
     let values = plugin_values(&plugin);
     render_plugin(&state, &session, &plugin, values, BTreeMap::new(), notice, offset, StatusCode::OK).await
 }
@@ -239,7 +241,9 @@ async fn update(
                     saved.name,
                     if saved.enabled { " and enabled" } else { "; it is disabled" }
                 );
-                return Ok(Redirect::to(&format!("/admin/plugins/{id}?notice={}", url_encode(&notice))).into_response());
+                return Ok(
+                    Redirect::to(&session.notice_location(&format!("/admin/plugins/{id}"), &notice)).into_response()
+                );
             }
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
             Err(StoreError::Conflict(message)) => {
@@ -264,7 +268,7 @@ async fn delete(
     match state.store.delete_plugin(&session.actor, &id).await {
         Ok(()) => {
             let notice = format!("Plugin “{}” deleted with its storage.", plugin.name);
-            Ok(Redirect::to(&format!("/admin/plugins?notice={}", url_encode(&notice))).into_response())
+            Ok(Redirect::to(&session.notice_location("/admin/plugins", &notice)).into_response())
         }
         // Rules still run it: say which, on the plugin's page.
         Err(StoreError::Conflict(message)) => {

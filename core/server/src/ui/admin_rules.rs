@@ -37,9 +37,7 @@ pub fn router() -> Router<AppState> {
 
 async fn list(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     require_admin(&session)?;
-    let notice = query_pairs(raw.as_deref())
-        .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "notice").map(|(_, v)| v));
+    let notice = session.notice(raw.as_deref());
     let settings = rule_settings(&state).await.map_err(|_| UiError::Internal)?;
     render_list(&state, &session, settings_values(&settings), BTreeMap::new(), notice, StatusCode::OK).await
 }
@@ -106,7 +104,11 @@ async fn save_settings(State(state): State<AppState>, session: UiSession, body: 
     };
     if errors.is_empty() {
         match store_settings(&state, &session.actor, &settings).await {
-            Ok(()) => return Ok(Redirect::to("/admin/rules?notice=Rule%20settings%20saved.").into_response()),
+            Ok(()) => {
+                return Ok(
+                    Redirect::to(&session.notice_location("/admin/rules", "Rule settings saved.")).into_response()
+                );
+            }
             Err(ApiError::Validation { fields, .. }) => errors.extend(fields),
             Err(other) => {
                 tracing::error!(error = %other, "saving rule settings");
@@ -273,8 +275,7 @@ async fn save(state: AppState, session: UiSession, id: Option<String>, body: Byt
         match result {
             Ok(rule) => {
                 let notice = format!("Rule “{}” saved.", rule.name);
-                return Ok(Redirect::to(&format!("/admin/rules?notice={}", super::session::url_encode(&notice)))
-                    .into_response());
+                return Ok(Redirect::to(&session.notice_location("/admin/rules", &notice)).into_response());
             }
             Err(StoreError::Invalid(invalid)) => errors.extend(invalid.fields),
             Err(StoreError::VersionConflict { current }) => {
@@ -301,7 +302,7 @@ async fn delete(
     let form = FormData::parse(&body)?;
     session.check_csrf(&form)?;
     state.store.delete_rule(&session.actor, &id).await?;
-    Ok(Redirect::to("/admin/rules?notice=Rule%20deleted.").into_response())
+    Ok(Redirect::to(&session.notice_location("/admin/rules", "Rule deleted.")).into_response())
 }
 
 async fn run_now(
@@ -324,15 +325,14 @@ async fn run_now(
         run.cases,
         if run.capped { " (capped: more wait for the next tick)" } else { "" }
     );
-    Ok(Redirect::to(&format!("/admin/rule-runs?rule_id={}&notice={}", rule.id, super::session::url_encode(&notice)))
-        .into_response())
+    let location = format!("/admin/rule-runs?rule_id={}", rule.id);
+    Ok(Redirect::to(&session.notice_location(&location, &notice)).into_response())
 }
 
 async fn runs(State(state): State<AppState>, session: UiSession, RawQuery(raw): RawQuery) -> Result<Response, UiError> {
     require_admin(&session)?;
     let mut filter = RunFilter::default();
     let mut offset: i64 = 0;
-    let mut notice = None;
     let mut outcome = String::new();
     for (key, value) in query_pairs(raw.as_deref()).unwrap_or_default() {
         match key.as_str() {
@@ -343,7 +343,6 @@ async fn runs(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
                 outcome = value;
             }
             "offset" => offset = value.parse().unwrap_or(0),
-            "notice" => notice = Some(value),
             _ => {}
         }
     }
@@ -356,6 +355,6 @@ async fn runs(State(state): State<AppState>, session: UiSession, RawQuery(raw): 
     context.insert("newer_offset", &(offset - 50).max(0));
     context.insert("rule_id", &filter.rule_id.clone().unwrap_or_default());
     context.insert("outcome", &outcome);
-    context.insert("notice", &notice);
+    context.insert("notice", &session.notice(raw.as_deref()));
     Ok(page(&state, "admin/rule_runs.html", &context))
 }

@@ -150,11 +150,8 @@ async fn show(
     context.insert("following", &followers.iter().any(|f| f.user_id == session.actor.user_id));
     context.insert("followers", &followers);
     context.insert("post_error", &raw.as_deref().is_some_and(|q| q.contains("post_error=1")));
-    let param = |name: &str| {
-        query_pairs(raw.as_deref()).ok().and_then(|p| p.into_iter().find(|(k, _)| k == name)).map(|(_, v)| v)
-    };
-    context.insert("notice", &param("notice"));
-    context.insert("email_error", &param("email_error"));
+    context.insert("notice", &session.notice(raw.as_deref()));
+    context.insert("email_error", &session.message(raw.as_deref(), "email_error"));
     context.insert("email_subject", &format!("[#{}] {}", case.number, case.name));
     context.insert("manual_rules", &state.store.manual_rules(&session.actor, &case.id).await?);
     let runs = if session.actor.is_admin() {
@@ -384,7 +381,7 @@ async fn finish(
         match state.store.update_case(&session.actor, &case.id, &patch).await {
             Ok(_) => {}
             Err(StoreError::Rejected { rule, message }) => {
-                return Ok(back_with_notice(&case, &rejection(&rule, &message)));
+                return Ok(back_with_notice(&session, &case, &rejection(&rule, &message)));
             }
             Err(other) => return Err(other.into()),
         }
@@ -393,8 +390,8 @@ async fn finish(
 }
 
 /// Back to the case page with a message above it.
-fn back_with_notice(case: &Case, notice: &str) -> Response {
-    Redirect::to(&format!("/cases/{}?notice={}", case.number, super::session::url_encode(notice))).into_response()
+fn back_with_notice(session: &UiSession, case: &Case, notice: &str) -> Response {
+    Redirect::to(&session.notice_location(&format!("/cases/{}", case.number), notice)).into_response()
 }
 
 /// A manual rule's button on the case page.
@@ -416,7 +413,7 @@ async fn run_manual_rule(
         Err(StoreError::Rejected { rule, message }) => rejection(&rule, &message),
         Err(other) => return Err(other.into()),
     };
-    Ok(back_with_notice(&case, &notice))
+    Ok(back_with_notice(&session, &case, &notice))
 }
 
 async fn load(state: &AppState, session: &UiSession, number: &str) -> Result<Case, UiError> {

@@ -9,7 +9,7 @@ use docket_domain::Actor;
 use super::render::UiError;
 use crate::app::AppState;
 use crate::extract::{SESSION_COOKIE, cookie};
-use crate::secrets::{constant_time_eq, sha256_hex};
+use crate::secrets::{constant_time_eq, sha256_hex, sign};
 
 /// The logged-in user of a page. Anonymous visitors are sent to the login
 /// page, which brings them back afterwards.
@@ -73,6 +73,40 @@ impl UiSession {
         constant_time_eq(token, &self.csrf_token)
     }
 
+    /// `location` with a notice for the page it leads to.
+    pub fn notice_location(&self, location: &str, notice: &str) -> String {
+        self.message_location(location, "notice", notice)
+    }
+
+    /// The notice in a page's query string, if this session wrote it.
+    pub fn notice(&self, raw_query: Option<&str>) -> Option<String> {
+        self.message(raw_query, "notice")
+    }
+
+    /// `location` with a message for the page it leads to, as the query
+    /// parameter `name`. The message is signed with a key of this session
+    /// (the hash of its token, which never reaches the browser), so a link
+    /// made elsewhere cannot put its own words inside Docket's pages.
+    pub fn message_location(&self, location: &str, name: &str, text: &str) -> String {
+        let (path, fragment) = match location.find('#') {
+            Some(at) => location.split_at(at),
+            None => (location, ""),
+        };
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let signature = sign(&self.token_hash, &format!("{name}\n{text}"));
+        format!("{path}{separator}{name}={}&{name}_sig={signature}{fragment}", url_encode(text))
+    }
+
+    /// The message `name` in a page's query string, if this session signed
+    /// it; anything else is ignored.
+    pub fn message(&self, raw_query: Option<&str>, name: &str) -> Option<String> {
+        let pairs = crate::extract::query_pairs(raw_query).unwrap_or_default();
+        let find = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, value)| value.as_str());
+        let (text, signature) = (find(name)?, find(&format!("{name}_sig"))?);
+        let expected = sign(&self.token_hash, &format!("{name}\n{text}"));
+        constant_time_eq(signature, &expected).then(|| text.to_string())
+    }
+
     /// What every page's layout needs to know about the user.
     pub fn context(&self) -> tera::Context {
         let mut context = tera::Context::new();
@@ -127,11 +161,10 @@ impl FormData {
     }
 }
 
-/// What admin list pages read from their query string: a `notice` to
-/// show after a redirect, a `status` filter and the page's `offset`.
+/// What admin list pages read from their query string: a `status` filter
+/// and the page's `offset`. (Notices are read by `UiSession::notice`.)
 #[derive(Debug, Default)]
 pub struct PageQuery {
-    pub notice: Option<String>,
     pub status: String,
     pub offset: i64,
 }
@@ -143,7 +176,6 @@ impl PageQuery {
         let mut query = PageQuery::default();
         for (key, value) in crate::extract::query_pairs(raw).unwrap_or_default() {
             match key.as_str() {
-                "notice" => query.notice = Some(value),
                 "status" => query.status = value,
                 "offset" => query.offset = value.parse::<i64>().unwrap_or(0).max(0),
                 _ => {}

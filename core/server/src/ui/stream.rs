@@ -110,11 +110,12 @@ async fn send_email(
     match state.store.send_email_reply(&session.actor, &id, reply).await {
         Ok(_) => {
             state.jobs_wakeup.notify_one();
-            Ok(Redirect::to(&format!("/cases/{number}?notice=Email%20queued%20for%20sending.#stream")).into_response())
+            let location = format!("/cases/{number}#stream");
+            Ok(Redirect::to(&session.notice_location(&location, "Email queued for sending.")).into_response())
         }
         Err(StoreError::Invalid(invalid)) => {
             let message = invalid.fields.into_values().collect::<Vec<_>>().join("; ");
-            let location = format!("/cases/{number}?email_error={}#email", super::session::url_encode(&message));
+            let location = session.message_location(&format!("/cases/{number}#email"), "email_error", &message);
             Ok(Redirect::to(&location).into_response())
         }
         Err(other) => Err(other.into()),
