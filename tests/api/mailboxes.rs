@@ -268,15 +268,20 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
             ("Subject", "Re: About your printer"),
             ("Message-ID", "<answer@customer.test>"),
             ("In-Reply-To", &format!("<{sent_id}>")),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "multipart/mixed; boundary=\"ZZ\""),
         ],
-        "The other tray works.",
+        "--ZZ\nContent-Type: text/plain; charset=utf-8\n\nThe other tray works.\n--ZZ\n\
+         Content-Type: text/plain; name=\"test-page.txt\"\nContent-Disposition: attachment; filename=\"test-page.txt\"\n\n\
+         Printed fine.\n--ZZ--\n",
     );
     dovecot.deliver("support", &answer);
-    eventually("the answer on the case", || async {
+    let answer_note = eventually("the answer on the case", || async {
         let notes = stream(&server, &admin, &case_id).await;
-        notes.iter().any(|n| n["post"] == "The other tray works.").then_some(())
+        notes.into_iter().find(|n| n["post"] == "The other tray works.")
     })
     .await;
+    let answer_file = answer_note["attachment_ids"][0].as_str().expect("the answer's file").to_string();
     // A colleague answering by email (a notification may quote internal
     // notes): recorded as their internal note, never shown to customers.
     let ann_path = format!("/api/v1/users/{}", ann["id"].as_str().expect("id"));
@@ -287,8 +292,12 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
             ("From", "Ann <ann@help.test>"),
             ("Subject", &format!("Re: [#{number}] internal thoughts")),
             ("Message-ID", "<ann-1@help.test>"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "multipart/mixed; boundary=\"YY\""),
         ],
-        "Between us: the printer is beyond repair.",
+        "--YY\nContent-Type: text/plain; charset=utf-8\n\nBetween us: the printer is beyond repair.\n--YY\n\
+         Content-Type: text/plain; name=\"quote.txt\"\nContent-Disposition: attachment; filename=\"quote.txt\"\n\n\
+         A new printer: 900 EUR\n--YY--\n",
     );
     dovecot.deliver("support", &from_staff);
     let staff_note = eventually("the colleague's note", || async {
@@ -298,6 +307,37 @@ async fn new_mail_becomes_a_case_and_replies_thread_onto_it(site: Site) {
     .await;
     assert_eq!(staff_note["is_internal"], true, "{staff_note}");
     assert_eq!(staff_note["author_id"], ann["id"], "{staff_note}");
+    // Its file is listed with the case's files for agents, and not even
+    // by id for Bo, who still sees the file of his own first message.
+    let staff_file = staff_note["attachment_ids"][0].as_str().expect("the colleague's file").to_string();
+    let (_, agents_view) = server.get(&format!("/api/v1/cases/{case_id}"), &admin).await;
+    assert!(agents_view["attachment_ids"].as_array().expect("ids").contains(&json!(staff_file)), "{agents_view}");
+    let (status, bo) = server
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "bo", "type": "portal", "password": "portal-password", "contact_id": contact["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bo}");
+    let bo_key = site.api_key_for("bo");
+    let (status, bos_view) = server.get(&format!("/api/v1/cases/{case_id}"), &bo_key).await;
+    assert_eq!(status, StatusCode::OK, "{bos_view}");
+    assert_eq!(bos_view["attachment_ids"], json!([attachment_id, answer_file]), "{bos_view}");
+    let (_, bos_list) = server.get("/api/v1/cases", &bo_key).await;
+    assert_eq!(bos_list["items"][0]["attachment_ids"], json!([attachment_id, answer_file]), "{bos_list}");
+    // A portal role that reads his cases but not their streams leaves him
+    // the case's own file only.
+    let permissions = json!({"case": {"create": "own", "read": "contact", "edit": "own", "stream": "no"}});
+    let (status, role) =
+        server.post("/api/v1/portal-roles", &admin, json!({"name": "No stream", "permissions": permissions})).await;
+    assert_eq!(status, StatusCode::CREATED, "{role}");
+    let bo_roles = format!("/api/v1/users/{}/portal-roles", bo["id"].as_str().expect("id"));
+    let (status, body) =
+        server.call(Method::PUT, &bo_roles, &admin, Some(json!({"role_ids": [role["id"].clone()]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, bos_view) = server.get(&format!("/api/v1/cases/{case_id}"), &bo_key).await;
+    assert_eq!(bos_view["attachment_ids"], json!([attachment_id]), "{bos_view}");
     let (status, refused) = server
         .post(&format!("/api/v1/cases/{case_id}/emails"), &ann_key, json!({"body": "x", "to": ["not an address"]}))
         .await;

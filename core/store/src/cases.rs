@@ -163,18 +163,20 @@ impl Store {
     #[instrument(level = "debug", skip_all)]
     pub async fn get_case(&self, actor: &Actor, id: &str) -> Result<Case> {
         let mut tx = self.pools.read().await?;
-        let case = load_case(&mut tx, "c.id = $1", id, false).await?;
+        let case = readable(actor, load_case(&mut tx, "c.id = $1", id, false).await?)?;
+        let [case] = hide_unseen_files(&mut tx, actor, [case]).await?;
         tx.commit().await?;
-        readable(actor, case)
+        Ok(case)
     }
 
     /// One case by its number, if the actor may read it.
     #[instrument(level = "debug", skip_all)]
     pub async fn get_case_by_number(&self, actor: &Actor, number: i64) -> Result<Case> {
         let mut tx = self.pools.read().await?;
-        let case = load_case_by_number(&mut tx, number).await?;
+        let case = readable(actor, load_case_by_number(&mut tx, number).await?)?;
+        let [case] = hide_unseen_files(&mut tx, actor, [case]).await?;
         tx.commit().await?;
-        readable(actor, case)
+        Ok(case)
     }
 
     /// Applies a patch: checks access and version, runs the
@@ -193,6 +195,12 @@ impl Store {
         .await;
         let (tx, case) = self.settle(result, &mut effects).await?;
         self.finish(tx, effects).await?;
+        if actor.is_staff() {
+            return Ok(case);
+        }
+        let mut tx = self.pools.read().await?;
+        let [case] = hide_unseen_files(&mut tx, actor, [case]).await?;
+        tx.commit().await?;
         Ok(case)
     }
 
@@ -354,6 +362,7 @@ impl Store {
         let total: i64 = tx.built(&count).fetch_one().await?.get("total")?;
 
         let cases = select_cases(&mut tx, &condition, filter.sort, filter.window).await?;
+        let cases = hide_unseen_files(&mut tx, actor, cases).await?;
         tx.commit().await?;
         Ok(Page { items: cases, total })
     }
@@ -899,6 +908,32 @@ pub(crate) async fn load_case(tx: &mut Tx, condition: &str, value: &str, lock: b
     let mut cases = vec![case_from_row(&row)?];
     load_children(tx, &mut cases).await?;
     Ok(cases.remove(0))
+}
+
+/// A case's files include those of its email notes (so agents find them
+/// with the case's own). A customer sees only the files of notes they can
+/// read: an internal note's (mail from a colleague's address) never, and no
+/// note's at all when their portal role does not reach the case's stream.
+async fn hide_unseen_files<C>(tx: &mut Tx, actor: &Actor, mut cases: C) -> Result<C>
+where
+    C: AsMut<[Case]>,
+{
+    let ids: Vec<String> = cases.as_mut().iter().flat_map(|c| c.attachment_ids.iter().cloned()).collect();
+    if actor.is_staff() || ids.is_empty() {
+        return Ok(cases);
+    }
+    let mut sql =
+        Sql::new("SELECT a.id, n.is_internal FROM attachments a JOIN notes n ON n.id = a.note_id WHERE a.id IN ");
+    sql.list(&ids);
+    let mut note_files = std::collections::HashMap::new();
+    for row in tx.built(&sql).fetch_all().await? {
+        note_files.insert(row.get::<String>("id")?, row.get::<bool>("is_internal")?);
+    }
+    for case in cases.as_mut() {
+        let stream = actor.decide_stream(&case.ownership()) == Decision::Allow;
+        case.attachment_ids.retain(|id| note_files.get(id).is_none_or(|internal| stream && !internal));
+    }
+    Ok(cases)
 }
 
 async fn load_children(tx: &mut Tx, cases: &mut [Case]) -> Result<()> {
