@@ -144,4 +144,57 @@ async fn lists_filter_sort_and_page(site: Site) {
     assert!(by_priority["items"].as_array().expect("items").iter().all(|c| c["priority"] == "Urgent"));
 }
 
-on_both_backends!(crud_follows_the_contract, lists_filter_sort_and_page);
+/// `q` finds cases whose name or description contains the words, in any
+/// case, from an index kept in step with renames and deletions.
+async fn text_search_finds_substrings_and_follows_changes(site: Site) {
+    let server = site.start(&[]);
+    let key = site.admin_key();
+    let toner = server
+        .case(&key, json!({"name": "Toner cartridge empty", "description": "The copier on floor three wants magenta."}))
+        .await;
+    server.case(&key, json!({"name": "Coupon 50%_off refused", "description": "At checkout."})).await;
+    server.case(&key, json!({"name": "Printer jams", "description": "Paper \"A4\" sticks; the toner is fine."})).await;
+    let found = |q: &str| {
+        let (server, key) = (&server, key.clone());
+        let path = format!("/api/v1/cases?q={}", q.replace('%', "%25").replace(' ', "+").replace('"', "%22"));
+        async move {
+            let (status, body) = server.get(&path, &key).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            let mut names: Vec<String> = body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|c| c["name"].as_str().expect("name").to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(found("cartridge").await, ["Toner cartridge empty"]);
+    assert_eq!(found("MAGENTA").await, ["Toner cartridge empty"], "any case, in the description");
+    assert_eq!(found("ner cart").await, ["Toner cartridge empty"], "across a word's edge");
+    assert_eq!(found("toner").await, ["Printer jams", "Toner cartridge empty"]);
+    assert_eq!(found("50%_off").await, ["Coupon 50%_off refused"], "wildcards are plain characters");
+    assert_eq!(found("0%_").await, ["Coupon 50%_off refused"]);
+    assert_eq!(found("\"A4\" sticks").await, ["Printer jams"], "quotes are plain characters");
+    assert_eq!(found("%_").await, ["Coupon 50%_off refused"], "short queries too");
+    assert_eq!(found("floor four").await, Vec::<String>::new());
+
+    // A rename is found by its new name only; the description still counts.
+    let path = format!("/api/v1/cases/{}", toner["id"].as_str().expect("id"));
+    let (status, body) = server.patch(&path, &key, json!({"name": "Drum unit noisy", "version": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(found("cartridge").await, Vec::<String>::new());
+    assert_eq!(found("drum unit").await, ["Drum unit noisy"]);
+    assert_eq!(found("magenta").await, ["Drum unit noisy"]);
+    let (status, body) = server.call(Method::DELETE, &path, &key, None).await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(found("drum unit").await, Vec::<String>::new());
+    assert_eq!(found("magenta").await, Vec::<String>::new());
+}
+
+on_both_backends!(
+    crud_follows_the_contract,
+    lists_filter_sort_and_page,
+    text_search_finds_substrings_and_follows_changes
+);

@@ -356,7 +356,7 @@ impl Store {
             tx.commit().await?;
             return Ok(Page { items: Vec::new(), total: 0 });
         }
-        case_filter_condition(&mut condition, filter, tx.ilike());
+        case_filter_condition(&mut condition, filter, tx.backend());
 
         let count = prefixed("SELECT COUNT(*) AS total FROM cases c", &condition);
         let total: i64 = tx.built(&count).fetch_one().await?.get("total")?;
@@ -695,14 +695,17 @@ pub(crate) fn case_scope_condition(sql: &mut Sql, scope: &ListScope) -> bool {
     }
 }
 
-pub(crate) fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, ilike: &str) {
+pub(crate) fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, backend: Backend) {
     if !filter.statuses.is_empty() {
         let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
         sql.push(" AND c.status IN ").list(&statuses);
     }
     match filter.open {
         Some(true) => {
-            sql.push(" AND c.status NOT IN ").list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
+            // Named as the open statuses rather than "not the finished
+            // ones", so that the (status, number) index can answer it.
+            let open: Vec<&str> = CaseStatus::ALL.into_iter().filter(|s| s.is_open()).map(CaseStatus::as_str).collect();
+            sql.push(" AND c.status IN ").list(&open);
         }
         Some(false) => {
             sql.push(" AND c.status IN ").list(&CaseStatus::NOT_ACTUAL.map(CaseStatus::as_str));
@@ -732,14 +735,34 @@ pub(crate) fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, ilike: &
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         let number = q.trim_start_matches('#').trim_start_matches("[#").trim_end_matches(']').parse::<i64>().ok();
-        let pattern = like_pattern(q);
-        sql.push(&format!(" AND (c.name {ilike} ")).value(pattern.as_str()).push(" ESCAPE '\\'");
-        sql.push(&format!(" OR c.description {ilike} ")).value(pattern).push(" ESCAPE '\\'");
+        text_condition(sql, q, backend);
         if let Some(number) = number {
             sql.push(" OR c.number = ").value(number);
         }
         sql.push(")");
     }
+}
+
+/// Cases whose name or description contains `q`, ignoring case: opens a
+/// parenthesis the caller closes. Both backends answer from trigram
+/// indexes (migration 0017). SQLite's is a table of its own, asked with the
+/// text as a phrase (for trigrams, a substring match), and it holds the
+/// cases up to a mark (see `search.rs`): newer ones are scanned with
+/// `LIKE`, which folds only ASCII case until they are indexed. Under three
+/// characters there are no trigrams to look up, so SQLite scans them all.
+fn text_condition(sql: &mut Sql, q: &str, backend: Backend) {
+    let ilike = backend.ilike();
+    let pattern = like_pattern(q);
+    if backend == Backend::Sqlite && q.chars().count() >= 3 {
+        let phrase = format!("\"{}\"", q.replace('"', "\"\""));
+        sql.push(" AND (c.number IN (SELECT rowid FROM cases_search WHERE cases_search MATCH ").value(phrase);
+        sql.push(" UNION ALL SELECT number FROM cases WHERE number > (SELECT indexed_upto FROM case_search_state)");
+        sql.push(" AND (name LIKE ").value(pattern.as_str()).push(" ESCAPE '\\'");
+        sql.push(" OR description LIKE ").value(pattern).push(" ESCAPE '\\'))");
+        return;
+    }
+    sql.push(&format!(" AND (c.name {ilike} ")).value(pattern.as_str()).push(" ESCAPE '\\'");
+    sql.push(&format!(" OR c.description {ilike} ")).value(pattern).push(" ESCAPE '\\'");
 }
 
 /// The column to order by, and whether it can hold ties.

@@ -46,6 +46,14 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+
+    /// Case-insensitive `LIKE`: SQLite's `LIKE` already ignores ASCII case.
+    pub(crate) fn ilike(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "LIKE",
+            Backend::Postgres => "ILIKE",
+        }
+    }
 }
 
 /// Tuning knobs with sane defaults.
@@ -325,12 +333,9 @@ impl Tx {
         }
     }
 
-    /// Case-insensitive `LIKE`: SQLite's `LIKE` already ignores ASCII case.
+    /// Case-insensitive `LIKE` on this transaction's database.
     pub(crate) fn ilike(&self) -> &'static str {
-        match self {
-            Tx::Sqlite(_) | Tx::SqliteAutocommit(_) => "LIKE",
-            Tx::Postgres(_) | Tx::PostgresAutocommit(_) => "ILIKE",
-        }
+        self.backend().ilike()
     }
 
     /// Appended to a `SELECT` that reads a row about to be updated. On

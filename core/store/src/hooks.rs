@@ -1226,7 +1226,7 @@ impl Reader for ChannelReader {
 pub(crate) fn query_condition(tx: &Tx, query: &CaseQuery) -> Result<Sql> {
     let filter = query.filter().map_err(|e| StoreError::invalid("case_filter", e))?;
     let mut sql = Sql::new(" WHERE 1 = 1");
-    crate::cases::case_filter_condition(&mut sql, &filter, tx.ilike());
+    crate::cases::case_filter_condition(&mut sql, &filter, tx.backend());
     if query.unassigned == Some(true) {
         sql.push(" AND c.assigned_user_id IS NULL");
     }

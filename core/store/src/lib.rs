@@ -21,12 +21,14 @@ mod invitations;
 mod jobs;
 mod kb;
 mod mailboxes;
+mod periodic;
 mod plugins;
 mod portals;
 mod replies;
 mod rows;
 mod rules;
 mod run_log;
+mod search;
 mod settings;
 mod stream;
 mod teams;
@@ -82,7 +84,9 @@ pub struct Store {
     plugin_host: Arc<std::sync::OnceLock<Arc<docket_plugins::PluginHost>>>,
     plugin_config: docket_plugins::HostConfig,
     /// Moves queued rule runs into the run log (see `run_log.rs`).
-    run_log: Arc<run_log::RunLogMover>,
+    run_log: Arc<periodic::Periodic>,
+    /// Adds new cases to SQLite's text index (see `search.rs`).
+    case_indexer: Arc<Option<periodic::Periodic>>,
 }
 
 impl Store {
@@ -97,9 +101,11 @@ impl Store {
         for strategy in [Arc::new(RoundRobin) as Arc<dyn Strategy>, Arc::new(LeastBusy)] {
             strategies.insert(strategy.name().to_string(), strategy);
         }
-        let run_log = Arc::new(run_log::RunLogMover::start(pools.clone()));
+        let run_log = Arc::new(run_log::start_mover(pools.clone()));
+        let case_indexer = Arc::new(search::start_indexer(pools.clone()));
         Ok(Store {
             run_log,
+            case_indexer,
             pools,
             email_delay,
             events,
@@ -143,7 +149,10 @@ impl Store {
     /// checkpoints its write-ahead log on the last close.
     pub async fn close(&self) {
         self.events.stop();
-        self.run_log.stop();
+        self.run_log.stop().await;
+        if let Some(indexer) = self.case_indexer.as_ref() {
+            indexer.stop().await;
+        }
         // What is queued goes into the log now rather than at the next start.
         if let Err(error) = run_log::move_queued_runs(&self.pools, run_log::Mover::Background).await {
             tracing::warn!(%error, "could not move queued rule runs into the run log");

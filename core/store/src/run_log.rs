@@ -12,10 +12,9 @@
 
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-
 use crate::Result;
 use crate::db::{Backend, Pools};
+use crate::periodic::Periodic;
 
 /// The columns of both tables.
 const COLUMNS: &str = "id, rule_id, rule_name, case_id, hook, depth, outcome, condition_held, actions, log, error, \
@@ -96,34 +95,15 @@ pub(crate) async fn move_queued_runs(pools: &Pools, mover: Mover) -> Result<u64>
     }
 }
 
-/// The background task that moves queued runs; stopped when dropped.
-pub(crate) struct RunLogMover {
-    task: JoinHandle<()>,
-}
-
-impl RunLogMover {
-    pub(crate) fn start(pools: Pools) -> RunLogMover {
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(MOVE_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                // A failed move leaves the runs queued for the next one.
-                if let Err(error) = move_queued_runs(&pools, Mover::Background).await {
-                    tracing::warn!(%error, "could not move queued rule runs into the run log");
-                }
+/// Starts the background task that moves queued runs.
+pub(crate) fn start_mover(pools: Pools) -> Periodic {
+    Periodic::start(MOVE_INTERVAL, move || {
+        let pools = pools.clone();
+        async move {
+            // A failed move leaves the runs queued for the next one.
+            if let Err(error) = move_queued_runs(&pools, Mover::Background).await {
+                tracing::warn!(%error, "could not move queued rule runs into the run log");
             }
-        });
-        RunLogMover { task }
-    }
-
-    pub(crate) fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for RunLogMover {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+        }
+    })
 }

@@ -1210,7 +1210,62 @@ async fn expired_articles_are_archived(db: TestDb) {
     }
 }
 
+/// The names of the cases `q` finds, sorted.
+async fn found(db: &TestDb, q: &str) -> Vec<String> {
+    let filter = CaseFilter { q: Some(q.into()), window: Window::new(Some(50), None), ..Default::default() };
+    let mut names: Vec<String> =
+        db.store.list_cases(&db.admin, &filter).await.expect("list").items.into_iter().map(|c| c.name).collect();
+    names.sort();
+    names
+}
+
+/// Text search gives the same answers before the new cases are indexed
+/// (SQLite scans them) and after (both backends read trigram indexes),
+/// and the index follows renames and deletions.
+async fn text_search_reads_the_index_and_the_cases_not_yet_in_it(db: TestDb) {
+    let store = &db.store;
+    let toner = db
+        .case(
+            &db.admin,
+            NewCase {
+                name: "Toner cartridge empty".into(),
+                description: Some("The copier on floor three wants magenta.".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    db.case(&db.admin, NewCase { name: "Überweisung fehlgeschlagen".into(), ..Default::default() }).await;
+    for indexed in [false, true] {
+        if indexed {
+            store.index_new_cases().await.expect("index");
+        }
+        assert_eq!(found(&db, "cartridge").await, ["Toner cartridge empty"], "indexed: {indexed}");
+        assert_eq!(found(&db, "MAGENTA").await, ["Toner cartridge empty"], "indexed: {indexed}");
+        assert_eq!(found(&db, "ner cart").await, ["Toner cartridge empty"], "indexed: {indexed}");
+        assert_eq!(found(&db, "floor four").await, Vec::<String>::new(), "indexed: {indexed}");
+        assert_eq!(found(&db, "weisung").await, ["Überweisung fehlgeschlagen"], "indexed: {indexed}");
+    }
+    // Once indexed, case folding covers all of Unicode on both backends.
+    assert_eq!(found(&db, "ÜBERWEISUNG").await, ["Überweisung fehlgeschlagen"]);
+    assert_eq!(store.index_new_cases().await.expect("index"), 0, "nothing left to index");
+
+    // A rename reaches the index at once; so does a deletion.
+    let patch = CasePatch { name: Some("Drum unit noisy".into()), version: Some(toner.version), ..Default::default() };
+    store.update_case(&db.admin, &toner.id, &patch).await.expect("rename");
+    assert_eq!(found(&db, "cartridge").await, Vec::<String>::new());
+    assert_eq!(found(&db, "drum unit").await, ["Drum unit noisy"]);
+    assert_eq!(found(&db, "magenta").await, ["Drum unit noisy"]);
+    store.delete_case(&db.admin, &toner.id).await.expect("delete");
+    assert_eq!(found(&db, "drum unit").await, Vec::<String>::new());
+    // A case newer than the index is found by the scan, then by the index.
+    db.case(&db.admin, NewCase { name: "Drum unit again".into(), ..Default::default() }).await;
+    assert_eq!(found(&db, "drum unit").await, ["Drum unit again"]);
+    store.index_new_cases().await.expect("index");
+    assert_eq!(found(&db, "drum unit").await, ["Drum unit again"]);
+}
+
 conformance!(
+    text_search_reads_the_index_and_the_cases_not_yet_in_it,
     portal_notifications_show_only_what_they_may_read,
     expired_articles_are_archived,
     one_time_links_expire_are_replaced_and_work_once,
