@@ -10,10 +10,13 @@
 //! - `rules`: creates N cases over HTTP with no rules, then installs 5
 //!   rules (and the team they assign to) and creates N more, in the same
 //!   run against the same server, and reports both and their ratio.
+//! - `listing`: writes a million cases into a running server's database,
+//!   then times the case list and search over HTTP.
 //!
 //! The load generator runs on the same machine as the server in our
 //! figures; it competes for the same cores, so the numbers are a floor.
 
+mod listing;
 mod mail;
 
 use std::sync::Arc;
@@ -88,6 +91,25 @@ enum Command {
         #[arg(long)]
         imap_port: u16,
     },
+    /// Write COUNT cases into a running server's database, then time the
+    /// case list and search over HTTP.
+    Listing {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin API key.
+        #[arg(long, env = "DOCKET_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The server's database (its DOCKET_DATABASE_URL).
+        #[arg(long)]
+        database_url: String,
+        /// Cases to write.
+        #[arg(long, short = 'n', default_value_t = 1_000_000)]
+        count: u64,
+        /// Timed runs of each request.
+        #[arg(long, default_value_t = 10)]
+        repeat: u32,
+    },
     /// Push jobs through the queue of a fresh SQLite store.
     Jobs {
         #[arg(long, short = 'n', default_value_t = 20_000)]
@@ -125,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
         Command::PluginRules { http, component } => plugin_rules(http, &component).await,
         Command::MailCorpus { out, count } => mail::corpus(&out, count),
         Command::MailParse { count } => mail::parse(count),
+        Command::Listing { url, key, database_url, count, repeat } => {
+            listing::run(listing::Listing { url, key, database_url, cases: count, repeat }).await
+        }
         Command::MailIngest { http, imap_port } => mail::ingest(&http.url, &http.key, imap_port, http.count).await,
     }
 }
