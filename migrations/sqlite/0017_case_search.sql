@@ -18,7 +18,8 @@ CREATE TABLE case_search_state (
 );
 INSERT INTO case_search_state (id, indexed_upto) VALUES (1, 0);
 
--- Changes to cases already in the index are applied at once.
+-- Changes to cases already in the index are applied at once. (Saving a
+-- case writes every column; only a changed text touches the index.)
 CREATE TRIGGER cases_search_delete AFTER DELETE ON cases
 WHEN old.number <= (SELECT indexed_upto FROM case_search_state) BEGIN
     INSERT INTO cases_search (cases_search, rowid, name, description)
@@ -26,7 +27,8 @@ WHEN old.number <= (SELECT indexed_upto FROM case_search_state) BEGIN
 END;
 
 CREATE TRIGGER cases_search_update AFTER UPDATE OF name, description ON cases
-WHEN old.number <= (SELECT indexed_upto FROM case_search_state) BEGIN
+WHEN (old.name IS NOT new.name OR old.description IS NOT new.description)
+    AND old.number <= (SELECT indexed_upto FROM case_search_state) BEGIN
     INSERT INTO cases_search (cases_search, rowid, name, description)
         VALUES ('delete', old.number, old.name, old.description);
     INSERT INTO cases_search (rowid, name, description) VALUES (new.number, new.name, new.description);

@@ -753,7 +753,9 @@ pub(crate) fn case_filter_condition(sql: &mut Sql, filter: &CaseFilter, backend:
 fn text_condition(sql: &mut Sql, q: &str, backend: Backend) {
     let ilike = backend.ilike();
     let pattern = like_pattern(q);
-    if backend == Backend::Sqlite && q.chars().count() >= 3 {
+    // FTS5 reads its query as a C string: a NUL (possible in a rule's
+    // filter, not over HTTP) would end it early, so such text is scanned.
+    if backend == Backend::Sqlite && q.chars().count() >= 3 && !q.contains('\0') {
         let phrase = format!("\"{}\"", q.replace('"', "\"\""));
         sql.push(" AND (c.number IN (SELECT rowid FROM cases_search WHERE cases_search MATCH ").value(phrase);
         sql.push(" UNION ALL SELECT number FROM cases WHERE number > (SELECT indexed_upto FROM case_search_state)");

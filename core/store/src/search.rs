@@ -5,8 +5,10 @@
 //! segment per transaction, which cost each creation about 120 µs of the
 //! single writer (a sixth of its time). Searches ask the index about the
 //! cases it holds and scan only the newer ones (see `cases::text_condition`),
-//! so their answers do not depend on how far it has got. Renames and
-//! deletions of indexed cases reach it at once, through triggers.
+//! so they find the same cases however far it has got, except that the
+//! scan folds only ASCII case (`LIKE`): `ÜBERWEISUNG` finds "Überweisung"
+//! once it is indexed, half a second later. Renames and deletions of
+//! indexed cases reach it at once, through triggers.
 //!
 //! PostgreSQL's trigram indexes are kept by each insert: their pending
 //! list makes that cheap, and this module does nothing there.
@@ -27,46 +29,54 @@ const INDEX_BATCH: i64 = 5_000;
 impl Store {
     /// Indexes the cases numbered after the index's mark, a batch at a
     /// time, until it is up to date. Returns how many numbers it covered.
-    /// The server does this twice a second; tests call it to know the
-    /// index is complete.
+    /// Tests call it to know the index is complete.
     pub async fn index_new_cases(&self) -> Result<u64> {
-        index_new_cases(&self.pools).await
+        let mut covered = 0;
+        loop {
+            match index_batch(&self.pools).await? {
+                0 => return Ok(covered),
+                batch => covered += batch,
+            }
+        }
     }
 }
 
-async fn index_new_cases(pools: &Pools) -> Result<u64> {
+/// Indexes one batch of the cases numbered after the index's mark, in one
+/// transaction. Returns how many numbers it covered: 0 when up to date.
+async fn index_batch(pools: &Pools) -> Result<u64> {
     if pools.backend() != Backend::Sqlite {
         return Ok(0);
     }
-    let mut covered = 0;
-    loop {
-        let mut tx = pools.write().await?;
-        let row = tx
-            .query("SELECT indexed_upto, (SELECT MAX(number) FROM cases) AS newest FROM case_search_state")
-            .fetch_one()
-            .await?;
-        let upto: i64 = row.get("indexed_upto")?;
-        let newest: Option<i64> = row.get("newest")?;
-        let Some(newest) = newest.filter(|newest| *newest > upto) else {
-            tx.commit().await?;
-            return Ok(covered);
-        };
-        let target = newest.min(upto + INDEX_BATCH);
-        tx.query(
-            "INSERT INTO cases_search (rowid, name, description) \
-             SELECT number, name, description FROM cases WHERE number > $1 AND number <= $2; \
-             UPDATE case_search_state SET indexed_upto = $2",
-        )
-        .bind(upto)
-        .bind(target)
-        .execute()
+    let mut tx = pools.write().await?;
+    let row = tx
+        .query("SELECT indexed_upto, (SELECT MAX(number) FROM cases) AS newest FROM case_search_state")
+        .fetch_one()
         .await?;
+    let upto: i64 = row.get("indexed_upto")?;
+    let newest: Option<i64> = row.get("newest")?;
+    let Some(newest) = newest.filter(|newest| *newest > upto) else {
         tx.commit().await?;
-        covered += (target - upto) as u64;
-    }
+        return Ok(0);
+    };
+    let target = newest.min(upto + INDEX_BATCH);
+    tx.query(
+        "INSERT INTO cases_search (rowid, name, description) \
+         SELECT number, name, description FROM cases WHERE number > $1 AND number <= $2; \
+         UPDATE case_search_state SET indexed_upto = $2",
+    )
+    .bind(upto)
+    .bind(target)
+    .execute()
+    .await?;
+    tx.commit().await?;
+    Ok((target - upto) as u64)
 }
 
-/// Starts the background task that indexes new cases (SQLite only).
+/// Starts the background task that indexes new cases (SQLite only): one
+/// batch per tick, so that stopping (at shutdown, or at the end of a CLI
+/// command) never waits for a long catch-up, and requests get the writer
+/// between batches. A million cases after an upgrade take a few minutes,
+/// during which searches scan what is not indexed yet.
 pub(crate) fn start_indexer(pools: Pools) -> Option<Periodic> {
     if pools.backend() != Backend::Sqlite {
         return None;
@@ -76,7 +86,7 @@ pub(crate) fn start_indexer(pools: Pools) -> Option<Periodic> {
         async move {
             // A failed batch is tried again at the next tick; searches
             // scan what the index lacks meanwhile.
-            if let Err(error) = index_new_cases(&pools).await {
+            if let Err(error) = index_batch(&pools).await {
                 tracing::warn!(%error, "could not index new cases for search");
             }
         }

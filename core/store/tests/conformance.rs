@@ -1219,9 +1219,10 @@ async fn found(db: &TestDb, q: &str) -> Vec<String> {
     names
 }
 
-/// Text search gives the same answers before the new cases are indexed
-/// (SQLite scans them) and after (both backends read trigram indexes),
-/// and the index follows renames and deletions.
+/// Text search gives the same answers right after the cases are created
+/// (on SQLite they are scanned, unless the background task was quick) and
+/// once they are indexed (both backends read trigram indexes), and the
+/// index follows renames and deletions.
 async fn text_search_reads_the_index_and_the_cases_not_yet_in_it(db: TestDb) {
     let store = &db.store;
     let toner = db
