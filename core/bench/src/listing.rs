@@ -181,16 +181,22 @@ async fn seed(database_url: &str, count: u64, agents: &[String]) -> anyhow::Resu
         }
         // The server adds new cases to SQLite's text index in the
         // background; the figures are for a server that has caught up.
+        // (Servers before migration 0017 have no such index.)
         let newest: i64 =
             sqlx::query_scalar("SELECT value FROM counters WHERE name = 'case_number'").fetch_one(&mut db).await?;
-        loop {
-            let indexed: i64 =
-                sqlx::query_scalar("SELECT indexed_upto FROM case_search_state").fetch_one(&mut db).await?;
-            eprint!("\rindexing: {indexed} of {newest}      ");
-            if indexed >= newest {
-                break;
+        let has_index: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'case_search_state'")
+            .fetch_one(&mut db)
+            .await?;
+        if has_index > 0 {
+            loop {
+                let indexed: i64 =
+                    sqlx::query_scalar("SELECT indexed_upto FROM case_search_state").fetch_one(&mut db).await?;
+                eprint!("\rindexing: {indexed} of {newest}      ");
+                if indexed >= newest {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     eprintln!();
@@ -199,7 +205,9 @@ async fn seed(database_url: &str, count: u64, agents: &[String]) -> anyhow::Resu
 
 /// The batch insert: `$1` cases numbered after `$2`, assigned among the
 /// agents `$3..`. Statuses follow a helpdesk with history: 70% Closed,
-/// 10% New (unassigned), 10% Assigned, 5% Pending, 5% Rejected.
+/// 10% New (unassigned), 10% Assigned, 5% Pending, 5% Rejected. Topic,
+/// status, agent, priority and type come from different digits of the
+/// number, so that they do not go together (every printer case Closed).
 fn insert_statement(postgres: bool) -> String {
     let topics: Vec<String> = TOPICS
         .iter()
@@ -209,12 +217,12 @@ fn insert_statement(postgres: bool) -> String {
     let agent = (0..AGENTS).map(|i| format!("WHEN {i} THEN ${}", i + 3)).collect::<Vec<_>>().join(" ");
     let columns = "id, number, name, status, priority, case_type, description, is_internal, assigned_user_id, \
                    created_at, created_by_id, modified_at, modified_by_id, stream_updated_at, version";
-    // Created one minute apart, the newest now.
+    // Created one minute apart in number order, from 2024.
     let (numbers, id, at, internal, text) = if postgres {
         (
             "generate_series(1, $1::bigint) AS seq(n)",
             "'5eed' || lpad(to_hex($2 + n), 28, '0')",
-            "now() - make_interval(mins => ($1 - n)::int)",
+            "TIMESTAMPTZ '2024-01-01 00:00:00+00' + make_interval(mins => ($2 + n)::int)",
             "FALSE",
             "::text",
         )
@@ -222,7 +230,7 @@ fn insert_statement(postgres: bool) -> String {
         (
             "seq",
             "printf('5eed%028x', $2 + n)",
-            "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', '-' || ($1 - n) || ' minutes')",
+            "strftime('%Y-%m-%dT%H:%M:%f+00:00', '2024-01-01', '+' || ($2 + n) || ' minutes')",
             "0",
             "",
         )
@@ -236,15 +244,15 @@ fn insert_statement(postgres: bool) -> String {
         "{with} topics(i, name, text) AS (VALUES {topics}) \
          INSERT INTO cases ({columns}) \
          SELECT {id}, $2 + n, \
-           'Seeded case ' || n{text} || ': ' || t.name || ' at site ' || (n % 997){text}, \
-           CASE WHEN n % 20 < 14 THEN 'Closed' WHEN n % 20 < 16 THEN 'New' WHEN n % 20 < 18 THEN 'Assigned' \
-                WHEN n % 20 = 18 THEN 'Pending' ELSE 'Rejected' END, \
-           CASE n % 4 WHEN 0 THEN 'Low' WHEN 1 THEN 'Normal' WHEN 2 THEN 'High' ELSE 'Urgent' END, \
-           CASE n % 3 WHEN 0 THEN 'Question' WHEN 1 THEN 'Incident' ELSE 'Problem' END, \
+           'Seeded case ' || ($2 + n){text} || ': ' || t.name || ' at site ' || (n % 997){text}, \
+           CASE WHEN n / 20 % 20 < 14 THEN 'Closed' WHEN n / 20 % 20 < 16 THEN 'New' \
+                WHEN n / 20 % 20 < 18 THEN 'Assigned' WHEN n / 20 % 20 = 18 THEN 'Pending' ELSE 'Rejected' END, \
+           CASE n / 3 % 4 WHEN 0 THEN 'Low' WHEN 1 THEN 'Normal' WHEN 2 THEN 'High' ELSE 'Urgent' END, \
+           CASE n / 11 % 3 WHEN 0 THEN 'Question' WHEN 1 THEN 'Incident' ELSE 'Problem' END, \
            'Reported by customer ' || (n % 5003){text} || '. ' || t.text || ' Error code E-' || (n % 10007){text} \
              || '. Tried so far: a restart, the cables, the latest driver.', \
            {internal}, \
-           CASE WHEN n % 20 IN (14, 15) THEN NULL ELSE CASE n % {AGENTS} {agent} END END, \
+           CASE WHEN n / 20 % 20 IN (14, 15) THEN NULL ELSE CASE n / 7 % {AGENTS} {agent} END END, \
            {at}, 'system', {at}, 'system', {at}, 1 \
          FROM {numbers} JOIN topics t ON t.i = n % 20",
         topics = topics.join(", "),
