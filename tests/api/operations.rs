@@ -99,6 +99,20 @@ async fn cli_bootstrap_and_demo(site: Site) {
     let (ok, _, stderr) = site.run(&["apikey", "create", "--user", "nobody"]);
     assert!(!ok);
     assert!(stderr.contains("nobody"), "{stderr}");
+
+    // A reader that has gone away (`docket apikey create | head -1`) ends
+    // the command quietly: the key is made, and nothing panics.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = site
+        .command()
+        .args(["apikey", "create", "--user", "dave", "--name", "piped"])
+        .stdout(writer)
+        .output()
+        .expect("run docket");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 async fn graceful_shutdown_finishes_requests(site: Site) {

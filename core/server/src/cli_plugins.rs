@@ -41,19 +41,19 @@ pub fn inspect(file: &Path) -> anyhow::Result<()> {
 }
 
 fn print_inspection(inspection: &Inspection, bytes: &[u8]) {
-    println!("world:        {}", inspection.world);
-    println!("wit version:  docket:plugin@{}", inspection.wit_version);
-    println!("size:         {} bytes (sha256 {})", bytes.len(), docket_plugins::component_hash(bytes));
+    say!("world:        {}", inspection.world);
+    say!("wit version:  docket:plugin@{}", inspection.wit_version);
+    say!("size:         {} bytes (sha256 {})", bytes.len(), docket_plugins::component_hash(bytes));
     let needs: Vec<&str> = inspection.needs.iter().map(|c| c.as_str()).collect();
-    println!("capabilities: {}", if needs.is_empty() { "none".to_string() } else { needs.join(", ") });
-    println!("host calls:   {}", inspection.host_functions.join(", "));
-    println!("imports:");
+    say!("capabilities: {}", if needs.is_empty() { "none".to_string() } else { needs.join(", ") });
+    say!("host calls:   {}", inspection.host_functions.join(", "));
+    say!("imports:");
     for import in &inspection.imports {
-        println!("  {import}");
+        say!("  {import}");
     }
-    println!("exports:");
+    say!("exports:");
     for export in &inspection.exports {
-        println!("  {export}");
+        say!("  {export}");
     }
 }
 
@@ -154,7 +154,7 @@ fn print<T: Serialize>(
         duration_us: report.duration.as_micros(),
         storage,
     };
-    println!("{}", serde_json::to_string_pretty(&printed)?);
+    say!("{}", serde_json::to_string_pretty(&printed)?);
     Ok(ok)
 }
 

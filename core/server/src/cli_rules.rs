@@ -58,11 +58,11 @@ pub async fn import(store: &Store, paths: &[PathBuf]) -> anyhow::Result<()> {
         store.check_rule(&input).map_err(|e| store_error(path, e))?;
         inputs.push((path, input));
     }
-    println!("checked {} rule file(s); importing", inputs.len());
+    say!("checked {} rule file(s); importing", inputs.len());
     for (path, input) in inputs {
         let (rule, created) = store.import_rule(&admin, &input).await.map_err(|e| store_error(path, e))?;
         let verb = if created { "created" } else { "replaced" };
-        println!("  {verb} {:<40} {} ({})", rule.name, rule.hook.as_str(), path.display());
+        say!("  {verb} {:<40} {} ({})", rule.name, rule.hook.as_str(), path.display());
     }
     Ok(())
 }
@@ -75,9 +75,9 @@ pub async fn export(store: &Store, dir: &Path) -> anyhow::Result<()> {
     for rule in &rules {
         let path = dir.join(rule_file::file_name(rule));
         std::fs::write(&path, rule_file::render(rule)).with_context(|| format!("writing {}", path.display()))?;
-        println!("  wrote {}", path.display());
+        say!("  wrote {}", path.display());
     }
-    println!("exported {} rule(s) to {}", rules.len(), dir.display());
+    say!("exported {} rule(s) to {}", rules.len(), dir.display());
     Ok(())
 }
 
@@ -88,7 +88,7 @@ pub async fn test(store: &Store, file: &Path, case: Option<i64>) -> anyhow::Resu
     let input = read_rule(file)?;
     let rule = unsaved_rule(&input).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let run = store.test_rule(&admin, &rule, case).await.map_err(|e| store_error(file, e))?;
-    print!("{}", explain(&run));
+    say!("{}", explain(&run).trim_end_matches('\n'));
     if run.outcome == Outcome::Failed {
         bail!("the rule failed");
     }

@@ -1,5 +1,14 @@
 //! `docket`: the Docket case-management server and its admin commands.
 
+/// Prints a line of a command's output. When the reader has gone away
+/// (`docket apikey create | head -1`), the command ends quietly, as Unix
+/// tools do, where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod api;
 mod app;
 mod cli_plugins;
@@ -178,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let store = open_store(&config).await?;
             store.close().await;
-            println!("migrations applied to {}", redact(&config.database_url));
+            say!("migrations applied to {}", redact(&config.database_url));
             Ok(())
         }
         Command::User { command: UserCommand::Create { username, user_type, name, email, password, roles } } => {
@@ -210,9 +219,22 @@ async fn main() -> anyhow::Result<()> {
             let (key, prefix, hash) = secrets::new_api_key();
             let record = store.create_api_key_for_username(&user, &name, &prefix, &hash).await?;
             store.close().await;
-            println!("API key for {user} (id {}): {key}", record.id);
-            println!("Store it now: it is not shown again.");
+            say!("API key for {user} (id {}): {key}", record.id);
+            say!("Store it now: it is not shown again.");
             Ok(())
+        }
+    }
+}
+
+/// See `say!`.
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{line}") {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("docket: could not write the output: {error}");
+            std::process::exit(1);
         }
     }
 }
@@ -334,9 +356,9 @@ async fn create_user(
         other => anyhow::Error::new(other),
     })?;
     store.close().await;
-    println!("Created {} user `{}` (id {})", user.user_type.as_str(), user.username, user.id);
+    say!("Created {} user `{}` (id {})", user.user_type.as_str(), user.username, user.id);
     if generated && let Some(password) = password {
-        println!("Password: {password} (shown only now)");
+        say!("Password: {password} (shown only now)");
     }
     Ok(())
 }
