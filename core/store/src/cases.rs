@@ -190,17 +190,12 @@ impl Store {
         let result = async {
             let mut tx = self.pools.write().await?;
             let case = self.update_case_in(&mut tx, actor, id, patch, &Store::top_cause(), &mut effects).await?;
+            let [case] = hide_unseen_files(&mut tx, actor, [case]).await?;
             Ok((tx, case))
         }
         .await;
         let (tx, case) = self.settle(result, &mut effects).await?;
         self.finish(tx, effects).await?;
-        if actor.is_staff() {
-            return Ok(case);
-        }
-        let mut tx = self.pools.read().await?;
-        let [case] = hide_unseen_files(&mut tx, actor, [case]).await?;
-        tx.commit().await?;
         Ok(case)
     }
 
