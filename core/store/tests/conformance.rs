@@ -840,6 +840,45 @@ async fn round_robin_under_concurrency(db: TestDb, hook: &str, cases: usize) {
     }
 }
 
+/// Round-robin on a node that remembers its last team read (SQLite) still
+/// sees what happened elsewhere: a case another node assigned, and a case
+/// reassigned by hand on the same node.
+async fn round_robin_sees_assignments_made_elsewhere(db: TestDb) {
+    let mut ids = Vec::new();
+    for name in ["rr1", "rr2", "rr3"] {
+        ids.push(db.agent(name, Permissions::default_agent(), vec![]).await.user_id);
+    }
+    ids.sort();
+    let members = ids.iter().map(|id| TeamMember { user_id: id.clone(), position: None }).collect();
+    db.store.create_team(&db.admin, &NewTeam { name: "Support".into(), members }).await.expect("team");
+    let script = r#"assign_by("round-robin", "Support")"#;
+    let spread = rule("spread", "case.before_save", Some("event.creating"), script);
+    db.store.create_rule(&db.admin, &spread).await.expect("rule");
+    let other_node = Store::open(&db.url, &StoreOptions::default()).await.expect("a second node");
+    let create = |store: Store, name: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            let draft = NewCase { name: name.into(), ..Default::default() }.validate().expect("valid");
+            store.create_case(&admin, draft).await.expect("create")
+        }
+    };
+    let first = create(db.store.clone(), "first").await;
+    assert_eq!(first.assigned_user_id.as_ref(), Some(&ids[0]));
+    let second = create(other_node.clone(), "second, on the other node").await;
+    assert_eq!(second.assigned_user_id.as_ref(), Some(&ids[1]));
+    let third = create(db.store.clone(), "third").await;
+    assert_eq!(third.assigned_user_id.as_ref(), Some(&ids[2]), "the first node sees the second node's case");
+    // By hand, the latest case goes to the first member: next is the second.
+    let patch =
+        CasePatch { assigned_user_id: Some(Some(ids[0].clone())), version: Some(third.version), ..Default::default() };
+    db.store.update_case(&db.admin, &third.id, &patch).await.expect("reassign");
+    let fourth = create(db.store.clone(), "fourth").await;
+    assert_eq!(fourth.assigned_user_id.as_ref(), Some(&ids[1]), "a reassignment by hand counts");
+    let fifth = create(db.store.clone(), "fifth").await;
+    assert_eq!(fifth.assigned_user_id.as_ref(), Some(&ids[2]));
+    other_node.close().await;
+}
+
 async fn scheduled_rules_run_once_per_tick(db: TestDb) {
     let store = &db.store;
     let close = RuleInput {
@@ -1287,6 +1326,7 @@ conformance!(
     rule_loops_stop_at_the_depth_limit,
     round_robin_assigns_evenly_under_concurrency,
     round_robin_before_save_assigns_evenly_under_concurrency,
+    round_robin_sees_assignments_made_elsewhere,
     scheduled_rules_run_once_per_tick,
     manual_rules_and_dry_runs,
     rule_failures_never_block_the_change,
