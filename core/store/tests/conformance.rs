@@ -840,9 +840,9 @@ async fn round_robin_under_concurrency(db: TestDb, hook: &str, cases: usize) {
     }
 }
 
-/// Round-robin on a node that remembers its last team read (SQLite) still
-/// sees what happened elsewhere: a case another node assigned, and a case
-/// reassigned by hand on the same node.
+/// Round-robin sees what happened since the node last assigned: a case
+/// another node (sharing the database) assigned, and a case reassigned by
+/// hand. Guards against a node caching the team's last assignment.
 async fn round_robin_sees_assignments_made_elsewhere(db: TestDb) {
     let mut ids = Vec::new();
     for name in ["rr1", "rr2", "rr3"] {
@@ -855,26 +855,21 @@ async fn round_robin_sees_assignments_made_elsewhere(db: TestDb) {
     let spread = rule("spread", "case.before_save", Some("event.creating"), script);
     db.store.create_rule(&db.admin, &spread).await.expect("rule");
     let other_node = Store::open(&db.url, &StoreOptions::default()).await.expect("a second node");
-    let create = |store: Store, name: &'static str| {
-        let admin = db.admin.clone();
-        async move {
-            let draft = NewCase { name: name.into(), ..Default::default() }.validate().expect("valid");
-            store.create_case(&admin, draft).await.expect("create")
-        }
-    };
-    let first = create(db.store.clone(), "first").await;
+    let named = |name: &str| NewCase { name: name.into(), ..Default::default() };
+    let first = db.case(&db.admin, named("first")).await;
     assert_eq!(first.assigned_user_id.as_ref(), Some(&ids[0]));
-    let second = create(other_node.clone(), "second, on the other node").await;
+    let draft = named("second, on the other node").validate().expect("valid");
+    let second = other_node.create_case(&db.admin, draft).await.expect("create on the other node");
     assert_eq!(second.assigned_user_id.as_ref(), Some(&ids[1]));
-    let third = create(db.store.clone(), "third").await;
+    let third = db.case(&db.admin, named("third")).await;
     assert_eq!(third.assigned_user_id.as_ref(), Some(&ids[2]), "the first node sees the second node's case");
     // By hand, the latest case goes to the first member: next is the second.
     let patch =
         CasePatch { assigned_user_id: Some(Some(ids[0].clone())), version: Some(third.version), ..Default::default() };
     db.store.update_case(&db.admin, &third.id, &patch).await.expect("reassign");
-    let fourth = create(db.store.clone(), "fourth").await;
+    let fourth = db.case(&db.admin, named("fourth")).await;
     assert_eq!(fourth.assigned_user_id.as_ref(), Some(&ids[1]), "a reassignment by hand counts");
-    let fifth = create(db.store.clone(), "fifth").await;
+    let fifth = db.case(&db.admin, named("fifth")).await;
     assert_eq!(fifth.assigned_user_id.as_ref(), Some(&ids[2]));
     other_node.close().await;
 }
