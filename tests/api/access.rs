@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::{Site, error_of};
+use crate::support::{Site, error_of, item_names};
 
 async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     let server = site.start(&[]);
@@ -37,12 +37,7 @@ async fn role_levels_are_enforced_on_every_endpoint(site: Site) {
     let assigned = server.case(&admin, json!({"name": "assigned to Owen", "assigned_user_id": own_user["id"]})).await;
 
     let names = |body: &serde_json::Value| -> Vec<String> {
-        let mut names: Vec<String> = body["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|c| c["name"].as_str().expect("name").to_string())
-            .collect();
+        let mut names = item_names(body);
         names.sort();
         names
     };

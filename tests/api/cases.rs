@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::{Site, error_of};
+use crate::support::{Site, error_of, item_names};
 
 async fn crud_follows_the_contract(site: Site) {
     let server = site.start(&[]);
@@ -160,12 +160,7 @@ async fn text_search_finds_substrings_and_follows_changes(site: Site) {
         async move {
             let (status, body) = server.get(&path, &key).await;
             assert_eq!(status, StatusCode::OK, "{path}: {body}");
-            let mut names: Vec<String> = body["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|c| c["name"].as_str().expect("name").to_string())
-                .collect();
+            let mut names = item_names(&body);
             names.sort();
             names
         }

@@ -6,14 +6,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
-use crate::support::{Site, error_of};
+use crate::support::{Site, error_of, item_names};
 
 fn id(value: &Value) -> String {
     value["id"].as_str().expect("id").to_string()
-}
-
-fn names(page: &Value) -> Vec<String> {
-    page["items"].as_array().expect("items").iter().map(|a| a["name"].as_str().expect("name").to_string()).collect()
 }
 
 async fn articles_are_written_searched_related_and_suggested(site: Site) {
@@ -35,7 +31,7 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
         .await;
     error_of(status, &body, "validation");
     let (_, categories) = server.get("/api/v1/kb/categories", &admin).await;
-    assert_eq!(names(&categories), vec!["Printing", "Toner"]);
+    assert_eq!(item_names(&categories), vec!["Printing", "Toner"]);
 
     // Articles: new ones go on top; bad dates are refused.
     let (status, body) = server
@@ -79,21 +75,24 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let (status, expired) = server.post("/api/v1/kb/articles", &admin, expired).await;
     assert_eq!(status, StatusCode::CREATED, "{expired}");
     let (_, all) = server.get("/api/v1/kb/articles", &admin).await;
-    assert_eq!(names(&all), vec!["Old printer driver", "Printer secrets", "Reset your password", "Printer offline"]);
+    assert_eq!(
+        item_names(&all),
+        vec!["Old printer driver", "Printer secrets", "Reset your password", "Printer offline"]
+    );
 
     // Full-text search: every word, best match (the name) first; search
     // syntax in the query is only words.
     let (_, found) = server.get("/api/v1/kb/articles?q=printer", &admin).await;
     assert_eq!(found["total"], 4, "{found}");
-    assert_ne!(names(&found)[3], "Printer offline", "a name match ranks above a body match: {found}");
-    assert_eq!(names(&found).last().map(String::as_str), Some("Reset your password"));
+    assert_ne!(item_names(&found)[3], "Printer offline", "a name match ranks above a body match: {found}");
+    assert_eq!(item_names(&found).last().map(String::as_str), Some("Reset your password"));
     let (_, found) = server.get("/api/v1/kb/articles?q=printer+spooler", &admin).await;
-    assert_eq!(names(&found), vec!["Printer offline"]);
+    assert_eq!(item_names(&found), vec!["Printer offline"]);
     let (status, found) = server.get("/api/v1/kb/articles?q=%22spooler%22+OR+NEAR(x*", &admin).await;
     assert_eq!(status, StatusCode::OK, "{found}");
     assert_eq!(found["total"], 0, "every word must match, and `or`, `near`, `x` are words too: {found}");
     let (_, found) = server.get(&format!("/api/v1/kb/articles?status=Draft&category_id={}", id(&toner)), &admin).await;
-    assert_eq!(names(&found), vec!["Printer secrets"]);
+    assert_eq!(item_names(&found), vec!["Printer secrets"]);
     let (status, body) = server.get("/api/v1/kb/articles?state=Draft", &admin).await;
     error_of(status, &body, "validation");
 
@@ -109,14 +108,14 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let (_, found) = server.get("/api/v1/kb/articles?q=spooler", &admin).await;
     assert_eq!(found["total"], 0);
     let (_, found) = server.get("/api/v1/kb/articles?q=queue", &admin).await;
-    assert_eq!(names(&found), vec!["Printer offline"]);
+    assert_eq!(item_names(&found), vec!["Printer offline"]);
 
     // Suggestions for a case: published articles sharing its words, best
     // first, not the ones already related.
     let case = server.case(&admin, json!({"name": "My printer is offline", "description": "Since this morning"})).await;
     let case_path = format!("/api/v1/cases/{}", id(&case));
     let (_, suggested) = server.get(&format!("{case_path}/article-suggestions"), &admin).await;
-    let suggested = names(&suggested);
+    let suggested = item_names(&suggested);
     assert_eq!(suggested.first().map(String::as_str), Some("Printer offline"), "{suggested:?}");
     assert!(!suggested.contains(&"Printer secrets".to_string()), "drafts are not suggested");
     assert!(!suggested.contains(&"Old printer driver".to_string()), "expired articles are not suggested");
@@ -125,9 +124,9 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
     let (status, _) = server.call(Method::PUT, &format!("{case_path}/articles/{}", id(&offline)), &admin, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, related) = server.get(&format!("{case_path}/articles"), &admin).await;
-    assert_eq!(names(&related), vec!["Printer offline"]);
+    assert_eq!(item_names(&related), vec!["Printer offline"]);
     let (_, suggested) = server.get(&format!("{case_path}/article-suggestions"), &admin).await;
-    assert!(!names(&suggested).contains(&"Printer offline".to_string()));
+    assert!(!item_names(&suggested).contains(&"Printer offline".to_string()));
 
     // Relating needs edit access to the case.
     let (_, reader_key) = server
@@ -148,7 +147,7 @@ async fn articles_are_written_searched_related_and_suggested(site: Site) {
         .await;
     let customer = site.api_key_for("cust");
     let (_, seen) = server.get("/api/v1/kb/articles", &customer).await;
-    assert_eq!(names(&seen), vec!["Reset your password", "Printer offline"]);
+    assert_eq!(item_names(&seen), vec!["Reset your password", "Printer offline"]);
     // Who on the staff wrote them is not the customer's business.
     let (_, staff_view) = server.get(&format!("/api/v1/kb/articles/{}", id(&offline)), &admin).await;
     assert!(staff_view["created_by_id"].is_string(), "{staff_view}");

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::{Site, error_of};
+use crate::support::{Site, error_of, item_names};
 
 async fn accounts_contacts_users_and_teams(site: Site) {
     let server = site.start(&[]);
@@ -33,15 +33,12 @@ async fn accounts_contacts_users_and_teams(site: Site) {
     // Simple lists sort too.
     server.post("/api/v1/accounts", &key, json!({"name": "Zenith"})).await;
     server.post("/api/v1/accounts", &key, json!({"name": "Beta"})).await;
-    let names = |body: &serde_json::Value| -> Vec<String> {
-        body["items"].as_array().expect("items").iter().map(|a| a["name"].as_str().expect("name").to_string()).collect()
-    };
     let (_, ascending) = server.get("/api/v1/accounts", &key).await;
-    assert_eq!(names(&ascending), vec!["Acme Corp", "Beta", "Zenith"]);
+    assert_eq!(item_names(&ascending), vec!["Acme Corp", "Beta", "Zenith"]);
     let (_, descending) = server.get("/api/v1/accounts?sort=-name", &key).await;
-    assert_eq!(names(&descending), vec!["Zenith", "Beta", "Acme Corp"]);
+    assert_eq!(item_names(&descending), vec!["Zenith", "Beta", "Acme Corp"]);
     let (_, newest) = server.get("/api/v1/accounts?sort=-created_at&limit=1", &key).await;
-    assert_eq!(names(&newest), vec!["Beta"]);
+    assert_eq!(item_names(&newest), vec!["Beta"]);
     let (status, body) = server.get("/api/v1/accounts?sort=password", &key).await;
     assert!(error_of(status, &body, "validation")["fields"]["sort"].as_str().expect("m").contains("created_at"));
 

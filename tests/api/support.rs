@@ -221,6 +221,16 @@ pub async fn read(response: Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// The `name` of each item of a list page, in the page's order.
+pub fn item_names(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
 /// Asserts the contract's error shape and returns the error object.
 pub fn error_of(status: StatusCode, body: &Value, code: &str) -> Value {
     let error = body.get("error").unwrap_or_else(|| panic!("no error object in {body}")).clone();
