@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Decode, Encode, Postgres, Row as _, Sqlite, Type};
 
+use crate::periodic::Periodic;
 use crate::{Result, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -250,7 +251,7 @@ const WAL_SIZE_LIMIT: &str = "67108864";
 /// checkpoints once more when the last connection closes.
 pub(crate) struct Checkpointer {
     pool: SqlitePool,
-    task: tokio::task::JoinHandle<()>,
+    task: Periodic,
 }
 
 impl Checkpointer {
@@ -260,32 +261,23 @@ impl Checkpointer {
             .test_before_acquire(false)
             .connect_with(connect.pragma("cache_size", "-2000"))
             .await?;
-        let task = tokio::spawn(checkpoint_forever(pool.clone()));
+        let checkpointed = pool.clone();
+        let task = Periodic::start(CHECKPOINT_INTERVAL, move || {
+            let pool = checkpointed.clone();
+            async move {
+                // A checkpoint another process runs at the same time makes
+                // this one return early; the next tick catches up.
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                    tracing::warn!(%error, "could not copy the SQLite write-ahead log into the database file");
+                }
+            }
+        });
         Ok(Checkpointer { pool, task })
     }
 
     async fn stop(&self) {
-        self.task.abort();
+        self.task.stop().await;
         self.pool.close().await;
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn checkpoint_forever(pool: SqlitePool) {
-    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        // A checkpoint another process runs at the same time makes this
-        // one return early; the next tick catches up.
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            tracing::warn!(%error, "could not copy the SQLite write-ahead log into the database file");
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Background tasks that repeat a step at an interval: the run-log mover
-//! and the case indexer.
+//! Background tasks that repeat a step at an interval: the run-log mover,
+//! the case indexer and SQLite's checkpointer.
 //!
 //! A step runs a transaction, so stopping never interrupts one: `stop`
 //! lets the step in progress finish and then ends the task. (Aborting it
